@@ -1,0 +1,43 @@
+/*
+ * internal.h - helpers shared by the core's own files. Nothing here is
+ * exported (the library is built with -fvisibility=hidden); providers use
+ * provider.h only.
+ */
+#ifndef TAPE_INTERNAL_H
+#define TAPE_INTERNAL_H
+
+#include "tapestore/provider.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Strings: NULL on allocation failure (the caller reports TAPE_ENOMEM). */
+char *tape__strdup(const char *s);
+char *tape__strndup(const char *s, size_t n);
+
+/* Sets "out of memory" and returns TAPE_ENOMEM. */
+int tape__oom(void);
+
+/* Wall clock in ms since the Unix epoch. */
+int64_t tape__now_ms(void);
+
+/* ISO-8601 UTC ("2025-08-14T10:30:00.000Z") <-> ms. parse returns TAPE_OK
+ * or TAPE_EINVAL; format writes at most 32 bytes including NUL. */
+int tape__time_parse(int64_t *out, const char *text);
+void tape__time_format(char out[32], int64_t ms);
+
+/* ASCII case-insensitive substring search (empty needle matches). */
+int tape__contains_nocase(const char *hay, size_t hay_len, const char *needle);
+
+/* The core's query fallback (query.c): filter `entries` (borrowed) with
+ * q's non-text terms, order them, resume after q's cursor, then apply the
+ * text term through text_match (called lazily, in order, only for entries
+ * that could be on the page) and cut the page at q's limit. */
+typedef int (*tape__text_match_fn)(int *out_match, void *ud, const tape_entry *e);
+int tape__query_run(tape_result **out, const tape_query *q, tape_entry *const *entries,
+                    size_t n, tape__text_match_fn text_match, void *ud);
+
+/* Builtin providers (providers/<name>/). */
+const tape_provider *tape__provider_memory(void);
+
+#endif
