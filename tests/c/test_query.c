@@ -287,6 +287,62 @@ static void test_parse_errors(void **state)
     parse_fails(big, "unknown query key \"kkkk");
 }
 
+/* Damaged queries: every outcome is TAPE_OK or TAPE_EQUERY with a message,
+ * never a crash or a leak (ASan/valgrind runs), and anything accepted
+ * survives the trip through its normalised JSON. */
+static void test_parse_mutations(void **state)
+{
+    (void)state;
+    char *cur = hand_cursor("[\"name\",true,\"x\\u00e9y\",\"t-1\"]");
+    char seed2[512];
+    snprintf(seed2, sizeof seed2,
+             "{\"order_by\":\"name\",\"descending\":true,\"cursor\":\"%s\",\"limit\":3}", cur);
+    free(cur);
+    const char *seeds[] = {
+        "{\"session_id\":\"s-1\",\"tags_any\":[\"prod\",\"ci\"],\"created_after\":1000,"
+        "\"min_frames\":2,\"status\":\"finalized\",\"text\":\"tools/call\"}",
+        seed2,
+        "{\"created_before\":\"2025-08-14T10:30:00.000Z\",\"tags_all\":[\"a\"],\"max_duration_ms\":9}",
+    };
+    const char alphabet[] = "{}[]\":,0123456789.-+eE truefalsnl\\u\"cursor_limitags";
+    unsigned int rng = 7;
+    for (size_t sidx = 0; sidx < sizeof seeds / sizeof seeds[0]; sidx++) {
+        size_t len = strlen(seeds[sidx]);
+        for (int round = 0; round < 4000; round++) {
+            char buf[600];
+            memcpy(buf, seeds[sidx], len + 1);
+            size_t n = len;
+            int edits = 1 + round % 3;
+            for (int k = 0; k < edits; k++) {
+                rng = rng * 1103515245u + 12345u;
+                size_t at = (rng >> 8) % (n + 1);
+                char c = alphabet[(rng >> 20) % (sizeof alphabet - 1)];
+                switch ((rng >> 4) % 3) {
+                case 0: if (at < n) buf[at] = c; break;
+                case 1: if (at < n) { memmove(buf + at, buf + at + 1, n - at); n--; } break;
+                default: if (n + 1 < sizeof buf) { memmove(buf + at + 1, buf + at, n - at + 1); buf[at] = c; n++; } break;
+                }
+            }
+            tape_query *q = NULL;
+            int rc = tape_query_parse(&q, buf);
+            if (rc != TAPE_OK) {
+                assert_int_equal(rc, TAPE_EQUERY);
+                assert_null(q);
+                assert_true(strlen(tape_errmsg()) > 0);
+                continue;
+            }
+            char *a = to_json(q);
+            tape_query *q2 = parse_ok(a);
+            char *b = to_json(q2);
+            assert_string_equal(a, b);
+            tape_string_free(a);
+            tape_string_free(b);
+            tape_query_free(q2);
+            tape_query_free(q);
+        }
+    }
+}
+
 static void test_parse_null_args(void **state)
 {
     (void)state;
@@ -1356,6 +1412,7 @@ int main(void)
         cmocka_unit_test(test_parse_iso_time),
         cmocka_unit_test(test_parse_null_is_unset),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_parse_mutations),
         cmocka_unit_test(test_parse_null_args),
         cmocka_unit_test(test_key_names),
         cmocka_unit_test(test_to_json_roundtrip),
