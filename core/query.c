@@ -997,7 +997,8 @@ static int compare_pos(int order_by, int descending, const struct pos *a, const 
     } else {
         c = (a->k.num > b->k.num) - (a->k.num < b->k.num);
     }
-    if (c == 0 && order_by != TAPE_ORDER_ID) {
+    /* A sort compares its pivot with itself: skip the id lookups then. */
+    if (c == 0 && order_by != TAPE_ORDER_ID && (a->e != b->e || a->e == NULL)) {
         c = sign(strcmp(pos_id(a), pos_id(b)));
     }
     return descending ? -c : c;

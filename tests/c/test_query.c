@@ -1157,10 +1157,11 @@ static void test_cursor_after(void **state)
 static void test_cursor_exact_keys(void **state)
 {
     (void)state;
-    /* Keys beyond 2^53 and negative ones survive the cursor exactly. */
-    struct spec a = { "a", "n", NULL, FIN, INT64_C(9007199254740993), NONE, NULL, 0, 0, NULL };
-    struct spec b = { "b", "n", NULL, FIN, INT64_C(9007199254740994), NONE, NULL, 0, 0, NULL };
-    struct spec c = { "c", "n", NULL, FIN, INT64_C(-5), INT64_C(-7), NULL, 0, 0, NULL };
+    /* The extremes of the tape model (years 0000 and 9999), adjacent
+     * values and negative ones survive the cursor exactly. */
+    struct spec a = { "a", "n", NULL, FIN, INT64_C(253402300799998), NONE, NULL, 0, 0, NULL };
+    struct spec b = { "b", "n", NULL, FIN, INT64_C(253402300799999), NONE, NULL, 0, 0, NULL };
+    struct spec c = { "c", "n", NULL, FIN, INT64_C(-62167219200000), INT64_C(-7), NULL, 0, 0, NULL };
     tape_entry *v[3] = { make_entry(&a), make_entry(&b), make_entry(&c) };
     tape_query *q = parse_ok("{\"limit\":1}");
     const char *want[3] = { "c", "a", "b" };
