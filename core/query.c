@@ -1305,7 +1305,7 @@ int tape__query_run(tape_result **out, const tape_query *q, tape_entry *const *e
     /* Untouched pages of a large allocation cost nothing: only the
      * candidates' slots are ever written. */
     struct pos *v = NULL;
-    if (cap > 0 && (v = malloc(cap * sizeof *v)) == NULL) {
+    if (cap > 0 && (cap > SIZE_MAX / sizeof *v || (v = malloc(cap * sizeof *v)) == NULL)) {
         tape_result_free(r);
         return tape__oom();
     }
