@@ -48,7 +48,7 @@ static void send_ack(int fd, char kind, uint32_t n, uint64_t seq)
 
 static void child(const char *path, int fd, unsigned seed)
 {
-    char cfg[1024];
+    char cfg[1200];
     snprintf(cfg, sizeof cfg, "{\"path\":\"%s\",\"durability\":\"always\",\"checkpoint_every\":5}",
              path);
     tape_store *s = NULL;
@@ -129,7 +129,7 @@ static size_t listed(tape_store *s)
 
 static void verify(int trial, const char *path, const ack *acks, size_t nacks)
 {
-    char cfg[1024];
+    char cfg[1200];
     snprintf(cfg, sizeof cfg, "{\"path\":\"%s\"}", path);
     tape_store *s = NULL;
     if (tape_store_open(&s, NULL, "filesystem", cfg, TAPE_OPEN_EAGER) != TAPE_OK) {
