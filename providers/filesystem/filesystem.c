@@ -282,10 +282,13 @@ static int fs_remove(void *self, const char *id)
         rc = fs_index_catch_up(st);
         if (rc == TAPE_OK) rc = check_not_busy(st, jname, id);
         if (rc == TAPE_OK) {
-            int gone_j = unlinkat(st->dirfd, jname, 0) == 0;
-            int err_j = errno;
+            /* Meta first: a crash in between leaves a .jsonl, which the
+             * next open lists again (the delete is undone, nothing lost);
+             * the other order would leave a meta without frames. */
             int gone_m = unlinkat(st->dirfd, mname, 0) == 0;
             int err_m = errno;
+            int gone_j = unlinkat(st->dirfd, jname, 0) == 0;
+            int err_j = errno;
             if (!gone_j && !gone_m) {
                 rc = err_j == ENOENT && err_m == ENOENT ? not_found(id)
                                                         : fs_errno(err_j, "cannot delete", jname);

@@ -516,9 +516,11 @@ static int has_suffix(const char *name, const char *suffix, size_t *out_stem)
     return 1;
 }
 
-/* An entry for a tape whose meta file is missing or unreadable: from the
- * .jsonl itself (init line + frames), read in recovery mode. */
-static int entry_from_jsonl(tape_entry **out, fs_store *st, const char *id)
+/* A tape whose meta file is missing (a crash between creating the .jsonl
+ * and its meta) or unreadable: read the .jsonl in recovery mode. With
+ * write_meta, a missing meta is recreated from it so files and index agree. */
+static int entry_from_jsonl(tape_entry **out, fs_store *st, const char *id, int write_meta,
+                            struct stat *meta_sb)
 {
     char *name = fs_name(id, JSONL_SUFFIX), *text = NULL;
     size_t len = 0;
@@ -535,6 +537,23 @@ static int entry_from_jsonl(tape_entry **out, fs_store *st, const char *id)
     free(text);
     if (rc == TAPE_OK) {
         rc = tape_entry_from_tape(out, t);
+    }
+    if (rc == TAPE_OK && write_meta) {
+        char *meta = NULL, *mname = fs_name(id, META_SUFFIX);
+        size_t mlen = 0;
+        int wrc = mname != NULL ? tape_encode_meta(&meta, &mlen, t) : TAPE_ENOMEM;
+        if (wrc == TAPE_OK) {
+            wrc = fs_write_atomic(st->dirfd, mname, meta, mlen, st->cfg.file_mode,
+                                  st->cfg.durability != FS_DURABILITY_NONE);
+        }
+        if (wrc == TAPE_OK && fstatat(st->dirfd, mname, meta_sb, AT_SYMLINK_NOFOLLOW) == 0) {
+            tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\" had no meta file; recreated it "
+                     "from its .jsonl", id);
+        } else {
+            meta_sb->st_size = -1;
+        }
+        free(mname);
+        tape_string_free(meta);
     }
     tape_free(t);
     return rc;
@@ -647,12 +666,23 @@ static int scan_dir(scan_item **out, size_t *out_n, fs_store *st)
 static int reconcile(fs_store *st, scan_item *it, int *changed)
 {
     fs_ent *e = fs_index_find(st, it->id);
+    if (!it->has_jsonl) {
+        /* Meta alone: the frames are gone. Not a tape; left for a human. */
+        tape_log(TAPE_LOG_WARN, "filesystem: %s" META_SUFFIX " has no .jsonl; not listed",
+                 it->id);
+        if (e != NULL) {
+            ent_remove(st, it->id);
+            *changed = 1;
+        }
+        return TAPE_OK;
+    }
     if (it->has_meta && e != NULL && e->meta_mtime_ns == mtime_ns_of(&it->meta_sb) &&
         e->meta_size == (int64_t)it->meta_sb.st_size) {
         return TAPE_OK; /* up to date */
     }
     tape_entry *entry = NULL;
     int rc = TAPE_ECORRUPT;
+    struct stat meta_sb = it->meta_sb;
     if (it->has_meta) {
         char *name = fs_name(it->id, META_SUFFIX), *text = NULL;
         size_t len = 0;
@@ -667,8 +697,10 @@ static int reconcile(fs_store *st, scan_item *it, int *changed)
                      "listing it from its .jsonl", it->id, tape_errmsg());
         }
     }
-    if (rc != TAPE_OK && it->has_jsonl) {
-        rc = entry_from_jsonl(&entry, st, it->id);
+    if (rc != TAPE_OK) {
+        /* A damaged meta is kept as it is (nothing is overwritten); a
+         * missing one is recreated. */
+        rc = entry_from_jsonl(&entry, st, it->id, !it->has_meta, &meta_sb);
     }
     if (rc != TAPE_OK) {
         tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\" cannot be read (%s); left out of "
@@ -680,8 +712,7 @@ static int reconcile(fs_store *st, scan_item *it, int *changed)
         return TAPE_OK; /* the files stay as they are: nothing is deleted */
     }
     *changed = 1;
-    return ent_set(st, it->id, entry, it->has_meta ? mtime_ns_of(&it->meta_sb) : 0,
-                   it->has_meta ? (int64_t)it->meta_sb.st_size : -1);
+    return ent_set(st, it->id, entry, mtime_ns_of(&meta_sb), (int64_t)meta_sb.st_size);
 }
 
 int fs_index_open(fs_store *st)
