@@ -37,7 +37,10 @@ typedef int (*tape__text_match_fn)(int *out_match, void *ud, const tape_entry *e
 int tape__query_run(tape_result **out, const tape_query *q, tape_entry *const *entries,
                     size_t n, tape__text_match_fn text_match, void *ud);
 
-/* Builtin providers (providers/<name>/). */
-const tape_provider *tape__provider_memory(void);
+/* 1 if name is [a-z0-9_-]{1,64} (provider names, spec prefixes). */
+int tape__provider_name_valid(const char *name);
+
+/* The provider struct inside a registry record (registry.c). */
+const tape_provider *tape__provider_info_struct(const tape_provider_info *p);
 
 #endif

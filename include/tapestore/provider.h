@@ -251,12 +251,21 @@ TAPE_API const tape_provider *tape_provider_memory(void);
 /* Plugins                                                             */
 /* ------------------------------------------------------------------ */
 
-/** A plugin library exports `int tape_plugin_init(tape_registry *reg,
- *  unsigned int abi_version)`; it registers its providers with
- *  tape_registry_register and returns TAPE_OK, or TAPE_EVERSION if it
- *  cannot work with abi_version (TAPE_PLUGIN_ABI_VERSION of the host). */
+/** A plugin library exports two symbols:
+ *    const unsigned int tape_plugin_abi = TAPE_PLUGIN_ABI_VERSION;
+ *    int tape_plugin_init(tape_registry *reg, unsigned int abi_version);
+ *  The host refuses a plugin whose tape_plugin_abi it does not support
+ *  (TAPE_EVERSION) before running any of its code; tape_plugin_init then
+ *  registers the plugin's providers with tape_registry_register and
+ *  returns TAPE_OK. Use TAPE_PLUGIN_EXPORT on both definitions. */
 #define TAPE_PLUGIN_ABI_VERSION 1
+#define TAPE_PLUGIN_ABI_SYMBOL "tape_plugin_abi"
 #define TAPE_PLUGIN_ENTRY "tape_plugin_init"
+#if defined(__GNUC__) || defined(__clang__)
+#define TAPE_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define TAPE_PLUGIN_EXPORT
+#endif
 typedef int (*tape_plugin_init_fn)(tape_registry *reg, unsigned int abi_version);
 
 #ifdef __cplusplus
