@@ -9,6 +9,9 @@
  *                       the core's fallbacks
  *   {"mode":"search"}   adds a native search written with provider.h's query
  *                       helpers (a pushdown that must equal the matcher)
+ *   {"mode":"persistent","ns":"@NS@"}  one memory store per ns kept until
+ *                       the program ends, flagged TAPE_CAP_PERSISTENT, so
+ *                       the persistence case runs
  *   {"mode":"forward","fault":"NAME"}  one injected bug
  * The suite must pass in the three clean modes and must fail the case a
  * fault breaks: a suite that cannot fail checks nothing.
@@ -17,9 +20,13 @@
 
 #include <tapestore/provider.h>
 
+#include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 enum {
     F_NONE,
@@ -35,6 +42,7 @@ enum {
     F_WRITER_DROPS,
     F_ABANDON_DISCARDS,
     F_FRAMES_SKIP_FIRST,
+    F_PERSIST_LOSES,
 };
 
 static const struct {
@@ -58,6 +66,7 @@ static const struct {
     { "writer_drops", F_WRITER_DROPS, "forward", "writer: streaming append", "frames visible while recording" },
     { "abandon_discards", F_ABANDON_DISCARDS, "forward", "writer: states", "after an abandoned writer" },
     { "frames_skip_first", F_FRAMES_SKIP_FIRST, "forward", "ranged frame reads", "expected seq 0 message" },
+    { "persist_loses", F_PERSIST_LOSES, "persistent", "persistence", "persist-1\") returned TAPE_ENOTFOUND" },
 };
 
 /* ------------------------------------------------------------------ */
@@ -69,7 +78,29 @@ typedef struct wrap {
     const tape_backend_ops *in;
     void *is;
     int fault;
+    int shared;                 /* the inner store outlives this one (persistent mode) */
 } wrap;
+
+/* Persistent mode: one memory store per "ns", kept until the end of the
+ * program, so that reopening with the same config sees the same data. */
+typedef struct shelf {
+    char ns[128];
+    const tape_backend_ops *in;
+    void *is;
+    struct shelf *next;
+} shelf;
+static shelf *shelves;
+static pthread_mutex_t shelves_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void shelves_free(void)
+{
+    while (shelves != NULL) {
+        shelf *n = shelves->next;
+        shelves->in->free(shelves->is);
+        free(shelves);
+        shelves = n;
+    }
+}
 
 typedef struct wrap_writer {
     wrap *w;
@@ -221,7 +252,9 @@ static int w_list(void *self, const tape_query *q, tape_entry_sink sink, void *s
 static void w_free(void *self)
 {
     wrap *w = self;
-    w->in->free(w->is);
+    if (!w->shared) {
+        w->in->free(w->is);
+    }
     free(w);
 }
 
@@ -455,7 +488,60 @@ static int w_control(char **out, void *self, const char *op, const char *in_json
     return w->in->control(out, w->is, op, in_json);
 }
 
-static const char *const wrap_keys[] = { "mode", "fault", NULL };
+static const char *const wrap_keys[] = { "mode", "fault", "ns", "dir", NULL };
+
+/* "dir": must be an existing empty directory; the wrapper leaves a file
+ * and a subdirectory in it (the suite must remove them) and remembers
+ * the path. */
+#define MAX_DIRS 64
+static char *dirs_seen[MAX_DIRS];
+static size_t ndirs_seen;
+static pthread_mutex_t dirs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int use_dir(const char *dir)
+{
+    char path[4096];
+    struct stat st;
+    DIR *d;
+    struct dirent *de;
+    FILE *f;
+    int entries = 0;
+
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        return tape_error_set(TAPE_ECONFIG, "config key \"dir\": %s is not a directory", dir);
+    }
+    pthread_mutex_lock(&dirs_lock);
+    for (size_t i = 0; i < ndirs_seen; i++) {
+        if (strcmp(dirs_seen[i], dir) == 0) {
+            pthread_mutex_unlock(&dirs_lock);
+            return TAPE_OK; /* a reopen within one case */
+        }
+    }
+    if (ndirs_seen < MAX_DIRS && (dirs_seen[ndirs_seen] = malloc(strlen(dir) + 1)) != NULL) {
+        strcpy(dirs_seen[ndirs_seen++], dir);
+    }
+    pthread_mutex_unlock(&dirs_lock);
+    if ((d = opendir(dir)) != NULL) {
+        while ((de = readdir(d)) != NULL) {
+            entries += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+        }
+        closedir(d);
+    }
+    if (entries != 0) {
+        return tape_error_set(TAPE_ECONFIG, "config key \"dir\": %s is not empty", dir);
+    }
+    snprintf(path, sizeof path, "%s/sub", dir);
+    if (mkdir(path, 0700) != 0) {
+        return tape_error_set(TAPE_EIO, "mkdir %s failed", path);
+    }
+    snprintf(path, sizeof path, "%s/sub/marker", dir);
+    if ((f = fopen(path, "w")) == NULL) {
+        return tape_error_set(TAPE_EIO, "creating %s failed", path);
+    }
+    fputs("x", f);
+    fclose(f);
+    return TAPE_OK;
+}
 
 static int fault_of(int *out, const char *name)
 {
@@ -480,7 +566,7 @@ static int wrap_read(const char **mode, int *fault, const tape_config *cfg)
         rc = tape_config_get_string(mode, cfg, "mode", "forward");
     }
     if (rc == TAPE_OK && strcmp(*mode, "forward") != 0 && strcmp(*mode, "minimal") != 0 &&
-        strcmp(*mode, "search") != 0) {
+        strcmp(*mode, "search") != 0 && strcmp(*mode, "persistent") != 0) {
         rc = tape_error_set(TAPE_ECONFIG, "config key \"mode\": unknown mode \"%s\"", *mode);
     }
     if (rc == TAPE_OK) {
@@ -513,22 +599,73 @@ static int wrap_create(const tape_backend_ops **out_ops, void **out_self, void *
     if ((rc = wrap_read(&mode, &(int){ 0 }, cfg)) != TAPE_OK) {
         return rc;
     }
+    if (tape_config_has(cfg, "dir")) {
+        const char *dir = NULL;
+        if ((rc = tape_config_get_string(&dir, cfg, "dir", "")) != TAPE_OK ||
+            (rc = use_dir(dir)) != TAPE_OK) {
+            return rc;
+        }
+    }
     w = calloc(1, sizeof *w);
     if (w == NULL) {
         return tape_error_set(TAPE_ENOMEM, "out of memory");
     }
     wrap_read(&mode, &w->fault, cfg);
-    rc = tape_config_parse(&empty, "{}");
-    if (rc == TAPE_OK) {
-        rc = mem->create(&w->in, &w->is, mem->userdata, empty);
-    }
-    tape_config_free(empty);
-    if (rc != TAPE_OK) {
-        free(w);
-        return rc;
+    if (strcmp(mode, "persistent") == 0) {
+        const char *ns = NULL;
+        shelf *sh;
+        rc = tape_config_get_string(&ns, cfg, "ns", "");
+        if (rc == TAPE_OK && (*ns == '\0' || strlen(ns) >= sizeof sh->ns)) {
+            rc = tape_error_set(TAPE_ECONFIG, "config key \"ns\": needed in persistent mode");
+        }
+        if (rc != TAPE_OK) {
+            free(w);
+            return rc;
+        }
+        pthread_mutex_lock(&shelves_lock);
+        for (sh = shelves; sh != NULL; sh = sh->next) {
+            if (strcmp(sh->ns, ns) == 0 && w->fault != F_PERSIST_LOSES) {
+                break;
+            }
+        }
+        if (sh == NULL && (sh = calloc(1, sizeof *sh)) != NULL) {
+            snprintf(sh->ns, sizeof sh->ns, "%s", ns);
+            rc = tape_config_parse(&empty, "{}");
+            if (rc == TAPE_OK) {
+                rc = mem->create(&sh->in, &sh->is, mem->userdata, empty);
+            }
+            tape_config_free(empty);
+            if (rc == TAPE_OK) {
+                sh->next = shelves;
+                shelves = sh;
+            } else {
+                free(sh);
+                sh = NULL;
+            }
+        } else if (sh == NULL) {
+            rc = tape_error_set(TAPE_ENOMEM, "out of memory");
+        }
+        pthread_mutex_unlock(&shelves_lock);
+        if (sh == NULL) {
+            free(w);
+            return rc;
+        }
+        w->in = sh->in;
+        w->is = sh->is;
+        w->shared = 1;
+    } else {
+        rc = tape_config_parse(&empty, "{}");
+        if (rc == TAPE_OK) {
+            rc = mem->create(&w->in, &w->is, mem->userdata, empty);
+        }
+        tape_config_free(empty);
+        if (rc != TAPE_OK) {
+            free(w);
+            return rc;
+        }
     }
     w->ops.version = TAPE_BACKEND_OPS_VERSION;
-    w->ops.flags = w->in->flags;
+    w->ops.flags = w->in->flags | (w->shared ? TAPE_CAP_PERSISTENT : 0);
     w->ops.save = w_save;
     w->ops.load = w_load;
     w->ops.remove = w_remove;
@@ -594,7 +731,7 @@ int main(void)
     tape_registry *reg = NULL;
     tape_provider p = TAPE_PROVIDER_INIT;
     const char *clean[] = { "{\"mode\":\"forward\"}", "{\"mode\":\"minimal\"}",
-                            "{\"mode\":\"search\"}" };
+                            "{\"mode\":\"search\"}", "{\"mode\":\"persistent\",\"ns\":\"@NS@\"}" };
     size_t nfaults = sizeof faults / sizeof faults[0];
     int n = 0, bad = 0, rc;
 
@@ -612,7 +749,7 @@ int main(void)
         return 2;
     }
 
-    printf("1..%zu\n", sizeof clean / sizeof clean[0] + nfaults + 3);
+    printf("1..%zu\n", sizeof clean / sizeof clean[0] + nfaults + 5);
 
     /* Clean wrappers pass everything (persistence is skipped). */
     for (size_t i = 0; i < sizeof clean / sizeof clean[0]; i++) {
@@ -621,7 +758,8 @@ int main(void)
         printf("# conformance-wrap %s\n", clean[i]);
         rc = tape_conformance_run(&rep, reg, "conformance-wrap", clean[i], NULL, collect_line, &sk);
         n++;
-        if (rc != TAPE_OK || rep.failed != 0 || rep.passed == 0) {
+        if (rc != TAPE_OK || rep.failed != 0 || rep.passed == 0 ||
+            (strstr(clean[i], "persistent") != NULL && rep.skipped != 0)) {
             printf("not ok %d - clean wrapper %s passes the suite (rc %s, %d failed)\n", n,
                    clean[i], tape_strerror(rc), rep.failed);
             bad++;
@@ -636,8 +774,9 @@ int main(void)
         tape_conformance_report rep = TAPE_CONFORMANCE_REPORT_INIT;
         sink sk = { 0, faults[i].mentions, 0, "" };
         char cfg[128];
-        snprintf(cfg, sizeof cfg, "{\"mode\":\"%s\",\"fault\":\"%s\"}", faults[i].mode,
-                 faults[i].name);
+        snprintf(cfg, sizeof cfg, "{\"mode\":\"%s\",\"fault\":\"%s\"%s}", faults[i].mode,
+                 faults[i].name,
+                 strcmp(faults[i].mode, "persistent") == 0 ? ",\"ns\":\"@NS@\"" : "");
         rc = tape_conformance_run(&rep, reg, "conformance-wrap", cfg, faults[i].breaks,
                                   collect_line, &sk);
         n++;
@@ -650,6 +789,74 @@ int main(void)
         } else {
             printf("ok %d - fault %s (%s) is caught by '%s'\n#   %s\n", n, faults[i].name,
                    faults[i].mode, faults[i].breaks, sk.first_failure);
+        }
+    }
+
+    /* @DIR@: a fresh empty directory per case, JSON-escaped (TMPDIR holds
+     * a quote and a backslash here), removed with its contents after. */
+    {
+        tape_conformance_report rep = TAPE_CONFORMANCE_REPORT_INIT;
+        sink sk = { 0, "directory", 0, "" }; /* a failure about directories */
+        char base[] = "/tmp/tc-self\"q\\-XXXXXX";
+        const char *old_tmp = getenv("TMPDIR");
+        char *saved = old_tmp ? strdup(old_tmp) : NULL;
+        int gone = 1;
+        n++;
+        if (mkdtemp(base) == NULL) {
+            printf("not ok %d - @DIR@ (mkdtemp failed)\n", n);
+            bad++;
+        } else {
+            setenv("TMPDIR", base, 1);
+            rc = tape_conformance_run(&rep, reg, "conformance-wrap",
+                                      "{\"mode\":\"forward\",\"dir\":\"@DIR@\"}", "e",
+                                      collect_line, &sk);
+            if (saved) {
+                setenv("TMPDIR", saved, 1);
+            } else {
+                unsetenv("TMPDIR");
+            }
+            for (size_t i = 0; i < ndirs_seen; i++) {
+                struct stat st;
+                if (stat(dirs_seen[i], &st) == 0 || strncmp(dirs_seen[i], base, strlen(base)) != 0) {
+                    gone = 0;
+                }
+            }
+            /* Other failures are other cases' business here. */
+            if (rc == TAPE_OK && !sk.found && rep.passed > 5 &&
+                ndirs_seen == (size_t)(rep.passed + rep.failed + rep.skipped) && gone) {
+                printf("ok %d - @DIR@ gives each of %zu cases its own empty directory under "
+                       "$TMPDIR, removed afterwards\n", n, ndirs_seen);
+            } else {
+                printf("not ok %d - @DIR@: rc %s, %d passed, %d failed, %zu directories seen, all "
+                       "removed: %d (%s)\n", n, tape_strerror(rc), rep.passed, rep.failed,
+                       ndirs_seen, gone, sk.first_failure);
+                bad++;
+            }
+            rmdir(base);
+        }
+        free(saved);
+        for (size_t i = 0; i < ndirs_seen; i++) {
+            free(dirs_seen[i]);
+        }
+        ndirs_seen = 0;
+    }
+
+    /* A persistent store without a fresh namespace per case is refused
+     * by the second case that opens it. */
+    {
+        tape_conformance_report rep = TAPE_CONFORMANCE_REPORT_INIT;
+        sink sk = { 0, "fresh namespace", 0, "" };
+        rc = tape_conformance_run(&rep, reg, "conformance-wrap",
+                                  "{\"mode\":\"persistent\",\"ns\":\"fixed\"}", "writer:",
+                                  collect_line, &sk);
+        n++;
+        if (rc == TAPE_OK && rep.failed == 1 && sk.found) {
+            printf("ok %d - a template without @DIR@/@NS@ for a persistent store is detected\n#   %s\n",
+                   n, sk.first_failure);
+        } else {
+            printf("not ok %d - a template without @DIR@/@NS@ for a persistent store is detected "
+                   "(rc %s, %d failed, %s)\n", n, tape_strerror(rc), rep.failed, sk.first_failure);
+            bad++;
         }
     }
 
@@ -687,5 +894,6 @@ int main(void)
         }
     }
     tape_registry_free(reg);
+    shelves_free();
     return bad ? 1 : 0;
 }
