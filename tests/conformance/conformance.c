@@ -3152,6 +3152,21 @@ static void case_persistence(tc_ctx *c)
     tape_writer_free(w);
     w = NULL;
     REQUIRE_OK(tape_store_save(s, h)); /* then replaced by the header alone */
+    /* A recording never finished keeps what was appended. */
+    tape_free(h);
+    h = NULL;
+    REQUIRE_OK(tape_new(&h, "persist-open"));
+    REQUIRE_OK(tape_store_record(&w, s, h));
+    for (unsigned int i = 0; i < 3; i++) {
+        REQUIRE_OK(tc_writer_append(NULL, w, i));
+    }
+    tape_writer_free(w);
+    w = NULL;
+    tape_free(h);
+    h = NULL;
+    REQUIRE_OK(tape_new(&h, "persist-rec"));
+    REQUIRE_OK(tape_set_created_at(h, INT64_C(1754000000000)));
+    REQUIRE_OK(tape_store_save(s, h));
     REQUIRE_OK(tape_new(&got, "persist-gone"));
     REQUIRE_OK(tape_store_save(s, got));
     tape_free(got);
@@ -3174,10 +3189,20 @@ static void case_persistence(tc_ctx *c)
     tc_cmp_tapes(c, __LINE__, "persist-rec after reopen", h, got, 1);
     tape_free(got);
     got = NULL;
+    REQUIRE_OK(tape_store_load(&got, s, "persist-open"));
+    EXPECT(tape_status(got) == TAPE_STATUS_RECORDING && tape_frame_count(got) == 3,
+           "an unfinished recording after reopen: expected status recording with 3 frames, got "
+           "status %d with %zu frames",
+           tape_status(got), tape_frame_count(got));
+    if (tape_frame_count(got) == 3) {
+        tc_check_writer_frames(c, __LINE__, "unfinished recording after reopen", got, 0, 3);
+    }
+    tape_free(got);
+    got = NULL;
     REQUIRE_OK(tape_store_exists(&ex, s, "persist-gone"));
     EXPECT(ex == 0, "a tape deleted before close exists after reopen (got %d, expected 0)", ex);
     REQUIRE_OK(tape_store_query(&r, s, NULL));
-    EXPECT(tape_result_count(r) == 2, "listing after reopen: expected 2 tapes, got %zu",
+    EXPECT(tape_result_count(r) == 3, "listing after reopen: expected 3 tapes, got %zu",
            tape_result_count(r));
     tc_cmp_entry(c, __LINE__, "listing after reopen", t, tc_result_find(r, "persist-1"));
     tape_result_free(r);
