@@ -146,7 +146,6 @@ int tape_encode_init_line(char **out, size_t *out_len, const tape *t)
         return tape_error_set(TAPE_EINVAL, "tape_encode_init_line: %s is NULL",
                               out == NULL ? "out" : "tape");
     }
-    *out = NULL;
     return tape__init_line(out, out_len, t);
 }
 
@@ -181,7 +180,6 @@ int tape_encode_correlation_line(char **out, size_t *out_len, const tape *t, siz
         return tape_error_set(TAPE_EINVAL, "tape_encode_correlation_line: %s is NULL",
                               out == NULL ? "out" : "tape");
     }
-    *out = NULL;
     if (i >= t->ncorrs) {
         return tape_error_set(TAPE_ENOTFOUND, "no correlation at index %zu (the tape has %zu)",
                               i, t->ncorrs);
@@ -218,7 +216,6 @@ int tape_encode_checkpoint_line(char **out, size_t *out_len, const tape *t)
         return tape_error_set(TAPE_EINVAL, "tape_encode_checkpoint_line: %s is NULL",
                               out == NULL ? "out" : "tape");
     }
-    *out = NULL;
     char *line = NULL;
     size_t len = 0;
     cJSON *o = cJSON_CreateObject(), *st, *mc;

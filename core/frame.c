@@ -266,7 +266,6 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
     if (out == NULL || desc == NULL) {
         return tape_error_set(TAPE_EINVAL, "frame: %s is NULL", out == NULL ? "out" : "desc");
     }
-    *out = NULL;
     if (desc->version == 0) {
         return tape_error_set(TAPE_EINVAL,
                               "tape_frame_desc.version is 0 (initialise with "

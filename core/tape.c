@@ -277,7 +277,6 @@ int tape_clone(tape **out, const tape *t)
     if (out == NULL || t == NULL) {
         return tape_error_set(TAPE_EINVAL, "tape_clone: %s is NULL", out == NULL ? "out" : "t");
     }
-    *out = NULL;
     tape *c = tape__alloc();
     if (c == NULL) {
         return tape__oom();
@@ -351,7 +350,6 @@ int tape_clone_meta(tape **out, const tape *t)
         return tape_error_set(TAPE_EINVAL, "tape_clone_meta: %s is NULL",
                               out == NULL ? "out" : "t");
     }
-    *out = NULL;
     tape_stats st = TAPE_STATS_INIT;
     int rc = tape__stats(&st, t);
     if (rc != TAPE_OK) {
