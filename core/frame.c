@@ -428,10 +428,16 @@ done:
     return rc;
 }
 
-int tape_frame_new(tape_frame **out, uint64_t seq, const tape_frame_desc *desc,
-                   int64_t created_at)
+int tape_frame_new(tape_frame **out, const tape *header, uint64_t seq,
+                   const tape_frame_desc *desc)
 {
-    return tape__frame_build(out, seq, desc, created_at, NULL);
+    if (header == NULL) {
+        if (out != NULL) {
+            *out = NULL;
+        }
+        return tape_error_set(TAPE_EINVAL, "tape_frame_new: header is NULL");
+    }
+    return tape__frame_build(out, seq, desc, tape_created_at(header), tape_session_id(header));
 }
 
 /* -------------------------------------------------------------- decode */
