@@ -1234,23 +1234,30 @@ static void case_rejected_ids(tc_ctx *c)
         char shown[80];
         snprintf(shown, sizeof shown, "%.32s%s (%zu bytes)", id, strlen(id) > 32 ? "..." : "",
                  strlen(id));
-        EXPECT(tape_id_validate(id) == TAPE_EINVAL, "tape_id_validate(\"%s\"): expected TAPE_EINVAL",
-               shown);
-        EXPECT(tape_new(&t, id) == TAPE_EINVAL, "tape_new(\"%s\"): expected TAPE_EINVAL", shown);
-        EXPECT(tc_errmsg_has("id"), "tape_new(\"%s\"): message should mention the id, got '%s'",
-               shown, tape_errmsg());
+        /* Each refusal is TAPE_EINVAL with a message about the tape id
+         * ("invalid" alone would contain "id": look for "tape id"). */
+#define TC_BAD_ID(call, what)                                                              \
+    do {                                                                                   \
+        int rc_ = (tc_clear_error(), (call));                                              \
+        if (rc_ != TAPE_EINVAL) {                                                          \
+            TC_FAIL("%s(\"%s\") returned %s, expected TAPE_EINVAL", what, shown,            \
+                    tape_strerror(rc_));                                                   \
+        } else if (!tc_errmsg_has("tape id")) {                                            \
+            TC_FAIL("%s(\"%s\"): the message should say what is wrong with the tape id, "     \
+                    "got '%s'", what, shown, tape_errmsg());                               \
+        }                                                                                  \
+    } while (0)
+        TC_BAD_ID(tape_id_validate(id), "tape_id_validate");
+        TC_BAD_ID(tape_new(&t, id), "tape_new");
         tape_free(t);
         t = NULL;
-        EXPECT(tape_store_load(&got, s, id) == TAPE_EINVAL,
-               "tape_store_load(\"%s\"): expected TAPE_EINVAL", shown);
+        TC_BAD_ID(tape_store_load(&got, s, id), "tape_store_load");
         tape_free(got);
         got = NULL;
-        EXPECT(tape_store_delete(s, id) == TAPE_EINVAL, "tape_store_delete(\"%s\"): expected TAPE_EINVAL",
-               shown);
-        EXPECT(tape_store_exists(&ex, s, id) == TAPE_EINVAL,
-               "tape_store_exists(\"%s\"): expected TAPE_EINVAL", shown);
-        EXPECT(tape_store_read_frames(&it, s, id, 0, UINT64_MAX) == TAPE_EINVAL,
-               "tape_store_read_frames(\"%s\"): expected TAPE_EINVAL", shown);
+        TC_BAD_ID(tape_store_delete(s, id), "tape_store_delete");
+        TC_BAD_ID(tape_store_exists(&ex, s, id), "tape_store_exists");
+        TC_BAD_ID(tape_store_read_frames(&it, s, id, 0, UINT64_MAX), "tape_store_read_frames");
+#undef TC_BAD_ID
         tape_frame_iter_free(it);
         it = NULL;
     }
@@ -2189,9 +2196,14 @@ static void case_invalid_queries(tc_ctx *c)
         EXPECT(rc == TAPE_EQUERY, "tape_query_parse(%s) returned %s, expected TAPE_EQUERY",
                bad[i].json, tape_strerror(rc));
         if (rc != TAPE_OK) {
-            EXPECT(tc_errmsg_has(bad[i].names),
-                   "tape_query_parse(%s): message should name '%s', got '%s'", bad[i].json,
-                   bad[i].names, tape_errmsg());
+            /* The key itself, quoted: a bare "text" or "limit" could be
+             * any word of a generic message. */
+            char dq[64], sq[64];
+            snprintf(dq, sizeof dq, "\"%s\"", bad[i].names);
+            snprintf(sq, sizeof sq, "'%s'", bad[i].names);
+            EXPECT(tc_errmsg_has(dq) || tc_errmsg_has(sq),
+                   "tape_query_parse(%s): message should name the key %s, got '%s'", bad[i].json,
+                   dq, tape_errmsg());
         }
         tape_query_free(q);
         q = NULL;
