@@ -582,7 +582,7 @@ static int note_gone(void *ud, fs_ent *e)
 {
     stale_ctx *c = ud;
     scan_item key = { .id = e->id };
-    scan_item *found = bsearch(&key, c->items, c->n, sizeof *c->items, scan_cmp);
+    scan_item *found = c->n == 0 ? NULL : bsearch(&key, c->items, c->n, sizeof *c->items, scan_cmp);
     if (found != NULL && (found->has_meta || found->has_jsonl)) {
         return TAPE_OK;
     }
@@ -645,7 +645,9 @@ static int scan_dir(scan_item **out, size_t *out_n, fs_store *st)
     }
     closedir(d);
     /* Merge the two files of each tape into one item. */
-    qsort(items, n, sizeof *items, scan_cmp);
+    if (n > 1) {
+        qsort(items, n, sizeof *items, scan_cmp);
+    }
     size_t w = 0;
     for (size_t i = 0; i < n; i++) {
         if (w > 0 && strcmp(items[w - 1].id, items[i].id) == 0) {
