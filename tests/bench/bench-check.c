@@ -192,7 +192,8 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < N_EXPECTED; i++) {
         if (!seen[i]) {
-            fail(lineno, "figure \"%s\" missing", expected[i]);
+            fprintf(stderr, "bench-check: figure \"%s\" missing\n", expected[i]);
+            failures++;
         }
     }
     free(out);
