@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test: the normal build (unit tests, conformance suite on every
+# builtin provider, the same suite under valgrind, examples, quick
+# benchmark), the ASan+UBSan build of the same tests, and a short fuzz run
+# of every parser. Usage: scripts/test-all.sh [FUZZ_SECONDS_PER_TARGET]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzz_seconds="${1:-20}"
+jobs="$(nproc 2>/dev/null || echo 2)"
+
+echo "== build (warnings are errors)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTAPE_WERROR=ON >/dev/null
+cmake --build build -j"$jobs"
+echo "== tests"
+(cd build && ctest --output-on-failure -j"$jobs")
+
+echo "== ASan+UBSan build"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTAPE_SANITIZE=ON -DTAPE_WERROR=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+echo "== tests under ASan+UBSan (valgrind runs only in the normal build)"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --output-on-failure -j"$jobs" -E 'valgrind|bench')
+
+if [ -x scripts/fuzz.sh ]; then
+  echo "== fuzz every parser for ${fuzz_seconds}s each"
+  scripts/fuzz.sh "$fuzz_seconds"
+fi
+echo "== all tests passed"
