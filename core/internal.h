@@ -31,8 +31,10 @@ int tape__contains_nocase(const char *hay, size_t hay_len, const char *needle);
 
 /* The core's query fallback (query.c): filter `entries` (borrowed) with
  * q's non-text terms, order them, resume after q's cursor, then apply the
- * text term through text_match (called lazily, in order, only for entries
- * that could be on the page) and cut the page at q's limit. */
+ * text term through text_match and cut the page at q's limit. text_match
+ * is called lazily, in order: for the page's candidates and, after a full
+ * page, until one more match is found (so the next cursor is NULL exactly
+ * when nothing is left). */
 typedef int (*tape__text_match_fn)(int *out_match, void *ud, const tape_entry *e);
 int tape__query_run(tape_result **out, const tape_query *q, tape_entry *const *entries,
                     size_t n, tape__text_match_fn text_match, void *ud);

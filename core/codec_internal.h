@@ -1,0 +1,152 @@
+/*
+ * codec_internal.h - the tape model's private layout, shared by tape.c,
+ * frame.c, entry.c and codec.c. Nothing here is exported.
+ *
+ * A tape keeps every stored line as text: frames hold their whole JSONL
+ * line plus the few decoded fields callers ask for, and every non-frame
+ * line (correlation, checkpoint, unknown type) is kept in one ordered list
+ * together with the number of frames before it. Encoding writes those
+ * lines back as they are, so unknown fields survive untouched.
+ */
+#ifndef TAPE_CODEC_INTERNAL_H
+#define TAPE_CODEC_INTERNAL_H
+
+#include "internal.h"
+
+#include <cjson/cJSON.h>
+#include <stdatomic.h>
+
+/* Largest integer a JSON number (an IEEE double) holds exactly. */
+#define TAPE__JSON_INT_MAX 9007199254740992.0
+
+/* A frame lives in one allocation: the struct, then line, message and
+ * correlation id, each NUL-terminated (see frame.c). */
+struct tape_frame {
+    uint64_t seq;
+    int64_t ts;
+    int dir;
+    int is_error;
+    size_t line_len;
+    size_t message_len;
+    size_t cid_len;
+    char *line;
+    char *message;
+    char *correlation_id; /* NULL if none */
+};
+
+/* A non-frame line kept in position. */
+typedef struct tape_xline {
+    size_t before;  /* frames stored before this line */
+    int type;       /* TAPE_LINE_CORRELATION / _CHECKPOINT / _UNKNOWN */
+    size_t len;     /* without the newline */
+    char *text;     /* NUL-terminated */
+} tape_xline;
+
+typedef struct tape_corr {
+    char *id;
+    char *status;   /* NULL if none */
+    uint64_t request_seq;
+    uint64_t response_seq;
+    int64_t rtt_ms;
+    size_t xline;   /* index of its line in xlines */
+} tape_corr;
+
+struct tape {
+    char *id;
+    char *name;
+    char *description;
+    char *session_id;
+    char *protocol_version;
+    char *transport_json;
+    char *environment_json;
+    int status;
+    int64_t created_at;
+    int64_t updated_at;
+    int64_t finalized_at;
+
+    char **tags;
+    size_t ntags, cap_tags;
+
+    tape_frame **frames;
+    size_t nframes, cap_frames;
+    tape_corr *corrs;
+    size_t ncorrs, cap_corrs;
+    tape_xline *xlines;
+    size_t nxlines, cap_xlines;
+
+    /* Stats, maintained as frames are appended, pushed or accounted, so a
+     * frameless tape (meta clone, writer header, entry) still has them. */
+    uint64_t frame_count;
+    uint64_t last_sequence;
+    uint64_t c2s;
+    uint64_t s2c;
+    uint64_t error_count;
+    uint64_t correlation_count;
+    int64_t duration_ms;
+    uint64_t stored_bytes;    /* stored frame + non-frame lines, with '\n' */
+    uint64_t accounted_bytes; /* lines counted by tape_account_frame only */
+    int has_body;             /* 0: frameless; file size starts at size_base */
+    uint64_t size_base;
+
+    /* The init line as decoded, written back verbatim until a field it
+     * carries changes (then it is rebuilt from the fields + init_extra). */
+    char *init_line;
+    size_t init_line_len;
+    cJSON *init_extra;  /* unknown init keys (object) or NULL */
+    cJSON *meta_extra;  /* unknown .meta.json keys (object) or NULL */
+    cJSON *stats_extra; /* unknown keys of meta "stats" (object) or NULL */
+};
+
+struct tape_entry {
+    atomic_size_t refs;
+    tape *t;          /* frameless, never modified after creation */
+    tape_stats stats; /* computed once */
+};
+
+/* ---- tape.c */
+/* A tape with every field empty (no id, created_at TAPE_TIME_NONE). */
+tape *tape__alloc(void);
+/* Store a frame (ownership moves on success) and count it. */
+int tape__store_frame(tape *t, tape_frame *f);
+/* Count a frame into the stats (no ownership change). */
+void tape__count_frame(tape *t, const tape_frame *f);
+/* Store a non-frame line (text copied). */
+int tape__store_xline(tape *t, int type, const char *text, size_t len);
+/* Store a decoded correlation whose line is the last stored xline;
+ * id and status are copied. */
+int tape__store_corr(tape *t, const char *id, uint64_t req, uint64_t resp, int64_t rtt,
+                     const char *status);
+/* Replace a string field with a copy of s (NULL clears). */
+int tape__set_str(char **field, const char *s);
+/* Drop the verbatim init line (an init field changed). */
+void tape__init_line_drop(tape *t);
+/* Compute the stats, file size included. */
+int tape__stats(tape_stats *out, const tape *t);
+/* 1 if ms can be written and read back as an ISO time (years 0000-9999). */
+int tape__time_ok(int64_t ms);
+
+/* ---- frame.c */
+/* Build a frame line from a caller's description. session_id may be NULL. */
+int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *desc,
+                      int64_t created_at, const char *session_id);
+/* Decode a parsed frame line. Sets a message without a line number. */
+int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, size_t len);
+
+/* ---- entry.c */
+/* Wrap a frameless tape in a new entry (takes ownership, even on failure). */
+int tape__entry_from_frameless(tape_entry **out, tape *t);
+
+/* ---- codec.c */
+/* cJSON_ParseWithLength that also rejects trailing non-whitespace. */
+cJSON *tape__json_parse(const char *text, size_t len);
+/* Print obj compactly followed by '\n'; NULL on allocation failure. */
+char *tape__json_line(const cJSON *obj, size_t *out_len);
+/* The init line with '\n' (verbatim if kept). */
+int tape__init_line(char **out, size_t *out_len, const tape *t);
+/* Length of the init line with '\n' without building it when kept. */
+int tape__init_line_len(size_t *out, const tape *t);
+/* Build a correlation line (no newline). */
+char *tape__corr_line(size_t *out_len, const char *id, uint64_t req, uint64_t resp,
+                      int64_t rtt, const char *status);
+
+#endif
