@@ -53,12 +53,16 @@ const char *tape_strerror(int code)
 
 int tape_error_setv(int code, const char *fmt, va_list ap)
 {
-    last_code = code;
+    /* Format into a scratch buffer first: callers may pass tape_errmsg()
+     * itself as an argument to wrap the previous message. */
+    char buf[sizeof last_msg];
     if (fmt == NULL) {
-        snprintf(last_msg, sizeof last_msg, "%s", tape_strerror(code));
+        snprintf(buf, sizeof buf, "%s", tape_strerror(code));
     } else {
-        vsnprintf(last_msg, sizeof last_msg, fmt, ap);
+        vsnprintf(buf, sizeof buf, fmt, ap);
     }
+    memcpy(last_msg, buf, sizeof last_msg);
+    last_code = code;
     return code;
 }
 

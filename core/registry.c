@@ -140,16 +140,15 @@ void tape_registry_free(tape_registry *reg)
 
 static tape_registry default_registry;
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
-static int default_ok;
 
 static void default_init(void)
 {
     if (registry_init(&default_registry) != TAPE_OK) {
-        return;
+        return; /* buckets stay NULL: every call reports the failure */
     }
     default_registry.is_default = 1;
-    if (tape_registry_add_builtins(&default_registry) == TAPE_OK) {
-        default_ok = 1;
+    if (tape_registry_add_builtins(&default_registry) != TAPE_OK) {
+        tape_log(TAPE_LOG_ERROR, "default registry: %s", tape_errmsg());
     }
 }
 
@@ -166,7 +165,7 @@ static int registry_usable(tape_registry *reg, const char *fn)
     if (reg == NULL) {
         return tape_error_set(TAPE_EINVAL, "%s: registry is NULL", fn);
     }
-    if (reg->buckets == NULL || (reg->is_default && !default_ok)) {
+    if (reg->buckets == NULL) {
         return tape_error_set(TAPE_ENOMEM, "%s: the default registry failed to initialise", fn);
     }
     return TAPE_OK;

@@ -440,9 +440,11 @@ typedef struct tape_store_stats {
 
 TAPE_API int tape_store_stats_get(tape_store_stats *out, tape_store *s);
 
-/** Start recording a tape. `header` supplies the id and metadata (its
- *  frames are ignored); the tape is visible with status recording at once.
- *  TAPE_EEXISTS if the id is taken. Free the writer with tape_writer_free. */
+/** Start recording a tape. `header` supplies the id and metadata and must
+ *  hold no frames or correlations (TAPE_EINVAL: append them through the
+ *  writer). The tape is visible with status recording at once. TAPE_EEXISTS
+ *  if the id is taken, TAPE_EBUSY if another writer records it. Free the
+ *  writer with tape_writer_free. */
 TAPE_API int tape_store_record(tape_writer **out, tape_store *s, const tape *header);
 /** Append a frame; see tape_append_frame. */
 TAPE_API int tape_writer_append(uint64_t *out_seq, tape_writer *w, const tape_frame_desc *desc);
