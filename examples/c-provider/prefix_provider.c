@@ -256,11 +256,10 @@ static int read_config(const char **out_prefix, tape_config **out_base, const ta
         rc = mem->validate(mem->userdata, *out_base);
     }
     if (rc != TAPE_OK) {
-        char why[512]; /* copied: tape_error_set overwrites the message */
-        snprintf(why, sizeof why, "%s", tape_errmsg());
         tape_config_free(*out_base);
         *out_base = NULL;
-        return tape_error_set(rc, "config key \"base\": %s", why);
+        /* Wrap the base's message so the operator sees both keys. */
+        return tape_error_set(rc, "config key \"base\": %s", tape_errmsg());
     }
     return TAPE_OK;
 }
