@@ -19,13 +19,16 @@
 /* Largest integer a JSON number (an IEEE double) holds exactly. */
 #define TAPE__JSON_INT_MAX 9007199254740992.0
 
-/* A frame lives in one allocation: the struct, then line, message and
- * correlation id, each NUL-terminated (see frame.c). */
+/* A frame lives in one block: the struct, then line, message and
+ * correlation id, each NUL-terminated (see frame.c). The block comes from
+ * malloc, or from its tape's arena when the tape made the frame itself
+ * (decode, clone): then the tape frees it. */
 struct tape_frame {
     uint64_t seq;
     int64_t ts;
     int dir;
     int is_error;
+    int in_arena;
     size_t line_len;
     size_t message_len;
     size_t cid_len;
@@ -33,6 +36,15 @@ struct tape_frame {
     char *message;
     char *correlation_id; /* NULL if none */
 };
+
+/* Bump allocator for a tape's own frames. Decoding allocates one block
+ * per frame between cJSON's many short-lived allocations; taking them from
+ * large chunks keeps malloc's bins clean and decoding near cJSON's speed. */
+typedef struct tape_chunk {
+    struct tape_chunk *next;
+    size_t size;
+    size_t used;
+} tape_chunk;
 
 /* A non-frame line kept in position. */
 typedef struct tape_xline {
@@ -69,6 +81,8 @@ struct tape {
 
     tape_frame **frames;
     size_t nframes, cap_frames;
+    size_t heap_frames; /* frames not in the arena (each freed alone) */
+    tape_chunk *arena;
     tape_corr *corrs;
     size_t ncorrs, cap_corrs;
     tape_xline *xlines;
@@ -126,11 +140,23 @@ int tape__stats(tape_stats *out, const tape *t);
 int tape__time_ok(int64_t ms);
 
 /* ---- frame.c */
+/* n bytes from the arena (NULL on allocation failure); freed with it. */
+void *tape__arena_alloc(tape_chunk **arena, size_t n);
+void tape__arena_free(tape_chunk *arena);
+/* Make the first chunk n bytes (decode knows roughly what it needs). */
+void tape__arena_reserve(tape_chunk **arena, size_t n);
+/* malloc for blocks that will be filled at once (huge-page friendly);
+ * released with free(). */
+void *tape__big_alloc(size_t n);
+/* Copy a frame; arena NULL: malloc. */
+tape_frame *tape__frame_copy(const tape_frame *f, tape_chunk **arena);
 /* Build a frame line from a caller's description. session_id may be NULL. */
 int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *desc,
                       int64_t created_at, const char *session_id);
-/* Decode a parsed frame line. Sets a message without a line number. */
-int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, size_t len);
+/* Decode a parsed frame line (arena NULL: malloc). Sets a message without
+ * a line number. */
+int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, size_t len,
+                      tape_chunk **arena);
 
 /* ---- entry.c */
 /* Wrap a frameless tape in a new entry (takes ownership, even on failure). */

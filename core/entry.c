@@ -37,7 +37,6 @@ int tape_entry_from_tape(tape_entry **out, const tape *t)
         return tape_error_set(TAPE_EINVAL, "tape_entry_from_tape: %s is NULL",
                               out == NULL ? "out" : "tape");
     }
-    *out = NULL;
     tape *c;
     int rc = tape_clone_meta(&c, t);
     return rc != TAPE_OK ? rc : entry_wrap(out, c);

@@ -1,23 +1,132 @@
-/* frame.c - frames: building a frame line, decoding one, accessors. */
+/* frame.c - frames: building a frame line, decoding one, accessors; the
+ * arena a tape's own frames live in. */
+
+/* madvise(MADV_HUGEPAGE) is a Linux extension outside POSIX. */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE
+#endif
+
 #include "codec_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 static const char *dir_name(int dir)
 {
     return dir == TAPE_DIR_CLIENT_TO_SERVER ? "client_to_server" : "server_to_client";
 }
 
-/* One allocation: struct, line, message, correlation id (see the header). */
-static tape_frame *frame_alloc(const char *line, size_t line_len, const char *msg,
-                               size_t msg_len, const char *cid, size_t cid_len)
+/* ---------------------------------------------------------------- arena */
+
+#define CHUNK_MIN ((size_t)64 << 10)
+#define CHUNK_MAX ((size_t)16 << 20)
+#define HUGE_PAGE ((size_t)2 << 20)
+#define ALIGN(n) (((n) + _Alignof(tape_frame) - 1) & ~(_Alignof(tape_frame) - 1))
+
+/*
+ * Where first-touch page faults are expensive (virtual machines: tens of
+ * microseconds each), filling tens of MiB costs more than parsing them.
+ * Large blocks are therefore aligned to 2 MiB and marked for transparent
+ * huge pages: one fault per 2 MiB instead of 512. Where huge pages are
+ * unavailable the advice is ignored and nothing changes. The block is
+ * released with free().
+ */
+void *tape__big_alloc(size_t n)
+{
+    if (n < 2 * HUGE_PAGE) {
+        return malloc(n);
+    }
+    size_t rounded = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    void *p = NULL;
+    if (rounded < n || posix_memalign(&p, HUGE_PAGE, rounded) != 0) {
+        return NULL;
+    }
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    (void)madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static tape_chunk *chunk_new(size_t size)
+{
+    size_t hdr = ALIGN(sizeof(tape_chunk));
+    if (size > SIZE_MAX - hdr) {
+        return NULL;
+    }
+    tape_chunk *k = tape__big_alloc(hdr + size);
+    if (k != NULL) {
+        k->size = size;
+        k->used = 0;
+        k->next = NULL;
+    }
+    return k;
+}
+
+void tape__arena_reserve(tape_chunk **arena, size_t n)
+{
+    /* A hint: on failure the arena simply grows chunk by chunk. */
+    if (*arena == NULL && n > 0) {
+        *arena = chunk_new(n);
+    }
+}
+
+void *tape__arena_alloc(tape_chunk **arena, size_t n)
+{
+    size_t hdr = ALIGN(sizeof(tape_chunk));
+    n = ALIGN(n);
+    tape_chunk *c = *arena;
+    if (c != NULL && c->size - c->used >= n) {
+        void *p = (char *)c + hdr + c->used;
+        c->used += n;
+        return p;
+    }
+    size_t size = c == NULL ? CHUNK_MIN : c->size * 2;
+    if (size < CHUNK_MIN) {
+        size = CHUNK_MIN; /* after a small reserved chunk */
+    } else if (size > CHUNK_MAX) {
+        size = CHUNK_MAX; /* after a large reserved chunk */
+    }
+    /* A block larger than a chunk's share gets a chunk of its own, placed
+     * behind the current one so that bumping continues there. */
+    int own = n > size / 4;
+    tape_chunk *k = chunk_new(own ? n : size);
+    if (k == NULL) {
+        return NULL;
+    }
+    k->used = n;
+    if (own && c != NULL) {
+        k->next = c->next;
+        c->next = k;
+    } else {
+        k->next = c;
+        *arena = k;
+    }
+    return (char *)k + hdr;
+}
+
+void tape__arena_free(tape_chunk *arena)
+{
+    while (arena != NULL) {
+        tape_chunk *next = arena->next;
+        free(arena);
+        arena = next;
+    }
+}
+
+/* One block: struct, line, message, correlation id (see the header). */
+static tape_frame *frame_alloc(tape_chunk **arena, const char *line, size_t line_len,
+                               const char *msg, size_t msg_len, const char *cid, size_t cid_len)
 {
     size_t total = sizeof(tape_frame) + line_len + 1 + msg_len + 1 + (cid ? cid_len + 1 : 0);
-    tape_frame *f = malloc(total);
+    tape_frame *f = arena != NULL ? tape__arena_alloc(arena, total) : malloc(total);
     if (f == NULL) {
         return NULL;
     }
+    f->in_arena = arena != NULL;
     char *p = (char *)(f + 1);
     f->line = p;
     f->line_len = line_len;
@@ -42,7 +151,23 @@ static tape_frame *frame_alloc(const char *line, size_t line_len, const char *ms
 
 void tape_frame_free(tape_frame *f)
 {
-    free(f);
+    /* A frame in its tape's arena goes with the tape. */
+    if (f != NULL && !f->in_arena) {
+        free(f);
+    }
+}
+
+tape_frame *tape__frame_copy(const tape_frame *f, tape_chunk **arena)
+{
+    tape_frame *c = frame_alloc(arena, f->line, f->line_len, f->message, f->message_len,
+                                f->correlation_id, f->cid_len);
+    if (c != NULL) {
+        c->seq = f->seq;
+        c->ts = f->ts;
+        c->dir = f->dir;
+        c->is_error = f->is_error;
+    }
+    return c;
 }
 
 int tape_frame_clone(tape_frame **out, const tape_frame *f)
@@ -54,15 +179,9 @@ int tape_frame_clone(tape_frame **out, const tape_frame *f)
         return tape_error_set(TAPE_EINVAL, "tape_frame_clone: %s is NULL",
                               out == NULL ? "out" : "frame");
     }
-    *out = frame_alloc(f->line, f->line_len, f->message, f->message_len, f->correlation_id,
-                       f->cid_len);
-    if (*out == NULL) {
+    if ((*out = tape__frame_copy(f, NULL)) == NULL) {
         return tape__oom();
     }
-    (*out)->seq = f->seq;
-    (*out)->ts = f->ts;
-    (*out)->dir = f->dir;
-    (*out)->is_error = f->is_error;
     return TAPE_OK;
 }
 
@@ -147,7 +266,6 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
     if (out == NULL || desc == NULL) {
         return tape_error_set(TAPE_EINVAL, "frame: %s is NULL", out == NULL ? "out" : "desc");
     }
-    *out = NULL;
     if (desc->version == 0) {
         return tape_error_set(TAPE_EINVAL,
                               "tape_frame_desc.version is 0 (initialise with "
@@ -287,7 +405,7 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
         goto done;
     }
     const char *cid = desc->correlation_id;
-    tape_frame *f = frame_alloc(line, line_len, mtext, len, cid, cid ? strlen(cid) : 0);
+    tape_frame *f = frame_alloc(NULL, line, line_len, mtext, len, cid, cid ? strlen(cid) : 0);
     if (f == NULL) {
         goto oom;
     }
@@ -310,10 +428,16 @@ done:
     return rc;
 }
 
-int tape_frame_new(tape_frame **out, uint64_t seq, const tape_frame_desc *desc,
-                   int64_t created_at)
+int tape_frame_new(tape_frame **out, const tape *header, uint64_t seq,
+                   const tape_frame_desc *desc)
 {
-    return tape__frame_build(out, seq, desc, created_at, NULL);
+    if (header == NULL) {
+        if (out != NULL) {
+            *out = NULL;
+        }
+        return tape_error_set(TAPE_EINVAL, "tape_frame_new: header is NULL");
+    }
+    return tape__frame_build(out, seq, desc, tape_created_at(header), tape_session_id(header));
 }
 
 /* -------------------------------------------------------------- decode */
@@ -321,9 +445,14 @@ int tape_frame_new(tape_frame **out, uint64_t seq, const tape_frame_desc *desc,
 /*
  * Span scanner. cJSON keeps no source positions, and re-printing a value
  * changes its numbers and escapes, so the message's bytes are found in the
- * line itself. The line has already been accepted by cJSON: the scanner only
- * skips strings and nested brackets, it validates nothing. Any surprise
- * (an escaped key, say) makes it give up and the caller re-prints instead.
+ * line itself. The line has already been accepted by cJSON, whose member
+ * lists keep the source order: the message is the i-th member of env,
+ * followed by k more, and env likewise within the line. Its start is found
+ * by skipping i members forward from env's start, its end by skipping k
+ * members backward from env's end - so the message's own bytes, which can
+ * be megabytes, are never scanned. Only strings and brackets are skipped;
+ * nothing is validated. Anything unexpected makes the scanner give up, and
+ * the caller re-prints the message instead.
  */
 static const char *skip_ws(const char *p, const char *end)
 {
@@ -333,23 +462,31 @@ static const char *skip_ws(const char *p, const char *end)
     return p;
 }
 
-/* p at an opening quote; returns just past the closing one. */
+/* p at an opening quote; returns just past the closing one. Looks for
+ * quotes only (no per-byte escape state, so the loop pipelines), then
+ * counts the backslashes before one: an odd run means it is escaped.
+ * Short strings are scanned inline, long ones with memchr. */
 static const char *skip_string(const char *p, const char *end)
 {
-    p++;
+    const char *s = ++p;
     for (;;) {
-        const char *q = memchr(p, '"', (size_t)(end - p));
-        if (q == NULL) {
-            return NULL;
+        const char *stop = end - p > 16 ? p + 16 : end;
+        while (p < stop && *p != '"') {
+            p++;
         }
-        const char *b = q;
-        while (b > p && b[-1] == '\\') {
+        if (p == stop) {
+            if (stop == end || (p = memchr(p, '"', (size_t)(end - p))) == NULL) {
+                return NULL;
+            }
+        }
+        const char *b = p;
+        while (b > s && b[-1] == '\\') {
             b--;
         }
-        if (((q - b) & 1) == 0) {
-            return q + 1;
+        if (((p - b) & 1) == 0) {
+            return p + 1;
         }
-        p = q + 1;
+        p++;
     }
 }
 
@@ -388,49 +525,166 @@ static const char *skip_value(const char *p, const char *end)
     return p;
 }
 
-/* The value span of the first member `key` of the object at p. */
-static int member_span(const char **vs, const char **ve, const char *p, const char *end,
-                       const char *key, size_t keylen)
+/* Start of the value of member `index` of the object starting at p. */
+static const char *member_start(const char *p, const char *end, size_t index)
 {
     p = skip_ws(p, end);
     if (p >= end || *p != '{') {
-        return 0;
+        return NULL;
     }
     p++;
-    for (;;) {
+    for (size_t i = 0;; i++) {
         p = skip_ws(p, end);
-        if (p >= end || *p != '"') {
-            return 0;
-        }
-        const char *ks = p + 1;
-        if ((p = skip_string(p, end)) == NULL) {
-            return 0;
-        }
-        const char *ke = p - 1;
-        /* cJSON compares unescaped keys; give up rather than guess. */
-        if (memchr(ks, '\\', (size_t)(ke - ks)) != NULL) {
-            return 0;
+        if (p >= end || *p != '"' || (p = skip_string(p, end)) == NULL) {
+            return NULL;
         }
         p = skip_ws(p, end);
         if (p >= end || *p != ':') {
-            return 0;
+            return NULL;
         }
         p = skip_ws(p + 1, end);
-        const char *s = p;
-        if ((p = skip_value(p, end)) == NULL) {
-            return 0;
+        if (i == index) {
+            return p;
         }
-        if ((size_t)(ke - ks) == keylen && memcmp(ks, key, keylen) == 0) {
-            *vs = s;
-            *ve = p;
-            return 1;
+        if ((p = skip_value(p, end)) == NULL) {
+            return NULL;
         }
         p = skip_ws(p, end);
         if (p >= end || *p != ',') {
-            return 0;
+            return NULL;
         }
         p++;
     }
+}
+
+/* Backward scanning works on offsets into [lo, ...): -1 is "before lo". */
+static ptrdiff_t back_ws(const char *lo, ptrdiff_t i)
+{
+    while (i >= 0 && is_ws(lo[i])) {
+        i--;
+    }
+    return i;
+}
+
+/* lo[i] is a closing quote; returns the offset before its opening quote.
+ * Inside a string every quote is escaped, so the first unescaped one
+ * going backward opens it. */
+static ptrdiff_t back_string(const char *lo, ptrdiff_t i)
+{
+    for (i--; i >= 0; i--) {
+        if (lo[i] == '"') {
+            ptrdiff_t b = i;
+            while (b > 0 && lo[b - 1] == '\\') {
+                b--;
+            }
+            if (((i - b) & 1) == 0) {
+                return i - 1;
+            }
+        }
+    }
+    return -2;
+}
+
+/* lo[i] is the last byte of a value; returns the offset before it. */
+static ptrdiff_t back_value(const char *lo, ptrdiff_t i)
+{
+    char c = lo[i];
+    if (c == '"') {
+        return back_string(lo, i);
+    }
+    if (c == '}' || c == ']') {
+        size_t depth = 0;
+        while (i >= 0) {
+            c = lo[i];
+            if (c == '"') {
+                if ((i = back_string(lo, i)) < -1) {
+                    return -2;
+                }
+                continue;
+            }
+            if (c == '}' || c == ']') {
+                depth++;
+            } else if (c == '{' || c == '[') {
+                if (--depth == 0) {
+                    return i - 1;
+                }
+            }
+            i--;
+        }
+        return -2;
+    }
+    while (i >= 0 && lo[i] != ',' && lo[i] != ':' && lo[i] != '[' && lo[i] != '{' &&
+           !is_ws(lo[i])) {
+        i--;
+    }
+    return i;
+}
+
+/* lo[close] is an object's closing brace; skips its last `after` members
+ * and returns the offset of the last byte of the member before them. */
+static ptrdiff_t member_end(const char *lo, ptrdiff_t close, size_t after)
+{
+    ptrdiff_t i = close - 1;
+    for (size_t k = 0; k < after; k++) {
+        i = back_ws(lo, i);
+        if (i < 0 || (i = back_value(lo, i)) < -1) {
+            return -1;
+        }
+        i = back_ws(lo, i);
+        if (i < 0 || lo[i] != ':') {
+            return -1;
+        }
+        i = back_ws(lo, i - 1);
+        if (i < 0 || lo[i] != '"' || (i = back_string(lo, i)) < -1) {
+            return -1;
+        }
+        i = back_ws(lo, i);
+        if (i < 0 || lo[i] != ',') {
+            return -1;
+        }
+        i--;
+    }
+    return back_ws(lo, i);
+}
+
+/* Position of `item` among its parent's members, and how many follow. */
+static size_t member_index(const cJSON *parent, const cJSON *item, size_t *after)
+{
+    size_t i = 0, n = 0;
+    for (const cJSON *c = parent->child; c != NULL; c = c->next, n++) {
+        if (c == item) {
+            i = n;
+        }
+    }
+    *after = n - i - 1;
+    return i;
+}
+
+/* The bytes of env.message inside the line; 0 if the scanner gave up. */
+static int message_span(const char **ms, const char **me, const cJSON *root, const cJSON *env,
+                        const cJSON *msg, const char *line, size_t len)
+{
+    size_t env_after, msg_after;
+    size_t env_i = member_index(root, env, &env_after);
+    size_t msg_i = member_index(env, msg, &msg_after);
+    const char *end = line + len;
+    const char *es = member_start(line, end, env_i);
+    const char *s = es != NULL ? member_start(es, end, msg_i) : NULL;
+    ptrdiff_t close = back_ws(line, (ptrdiff_t)len - 1);
+    if (s == NULL || close < 0 || line[close] != '}') {
+        return 0;
+    }
+    ptrdiff_t ee = member_end(line, close, env_after); /* env's closing brace */
+    if (ee < 0 || line[ee] != '}' || line + ee < s) {
+        return 0;
+    }
+    ptrdiff_t e = member_end(line, ee, msg_after);
+    if (e < 0 || line + e < s) {
+        return 0;
+    }
+    *ms = s;
+    *me = line + e + 1;
+    return 1;
 }
 
 /* A non-negative integer a JSON number holds exactly. */
@@ -452,7 +706,8 @@ static int frame_bad(const char *why)
     return tape_error_set(TAPE_ECORRUPT, "malformed frame: %s", why);
 }
 
-int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, size_t len)
+int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, size_t len,
+                      tape_chunk **arena)
 {
     *out = NULL;
     const cJSON *seq = NULL, *ts = NULL, *dir = NULL, *env = NULL, *cid = NULL, *flags = NULL;
@@ -517,10 +772,9 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
     int is_error = has_member(msg, "error") ||
                    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(flags, "is_error"));
 
-    const char *end = line + len, *es, *ee, *ms, *me;
+    const char *ms, *me;
     char *printed = NULL;
-    if (!member_span(&es, &ee, line, end, "env", 3) ||
-        !member_span(&ms, &me, es, ee, "message", 7)) {
+    if (!message_span(&ms, &me, root, env, msg, line, len)) {
         if ((printed = cJSON_PrintUnformatted(msg)) == NULL) {
             return tape__oom();
         }
@@ -528,7 +782,7 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
         me = printed + strlen(printed);
     }
     const char *cs = cJSON_IsString(cid) ? cid->valuestring : NULL;
-    tape_frame *f = frame_alloc(line, len, ms, (size_t)(me - ms), cs, cs ? strlen(cs) : 0);
+    tape_frame *f = frame_alloc(arena, line, len, ms, (size_t)(me - ms), cs, cs ? strlen(cs) : 0);
     free(printed);
     if (f == NULL) {
         return tape__oom();

@@ -656,7 +656,7 @@ int tape_writer_append(uint64_t *out_seq, tape_writer *w, const tape_frame_desc 
         return rc;
     }
     tape_frame *f = NULL;
-    rc = tape_frame_new(&f, w->next_seq, desc, tape_created_at(w->header));
+    rc = tape_frame_new(&f, w->header, w->next_seq, desc);
     if (rc != TAPE_OK) {
         return rc; /* bad input: nothing was written, the writer goes on */
     }

@@ -158,12 +158,16 @@ int tape_new(tape **out, const char *id)
 
 static void free_bodies(tape *t)
 {
-    for (size_t i = 0; i < t->nframes; i++) {
+    /* Arena frames go with the arena: no need to visit each of them. */
+    for (size_t i = 0; t->heap_frames > 0 && i < t->nframes; i++) {
         tape_frame_free(t->frames[i]);
     }
+    t->heap_frames = 0;
     free(t->frames);
     t->frames = NULL;
     t->nframes = t->cap_frames = 0;
+    tape__arena_free(t->arena);
+    t->arena = NULL;
     for (size_t i = 0; i < t->ncorrs; i++) {
         free(t->corrs[i].id);
         free(t->corrs[i].status);
@@ -273,7 +277,6 @@ int tape_clone(tape **out, const tape *t)
     if (out == NULL || t == NULL) {
         return tape_error_set(TAPE_EINVAL, "tape_clone: %s is NULL", out == NULL ? "out" : "t");
     }
-    *out = NULL;
     tape *c = tape__alloc();
     if (c == NULL) {
         return tape__oom();
@@ -293,8 +296,8 @@ int tape_clone(tape **out, const tape *t)
         }
         c->cap_frames = t->nframes;
         for (size_t i = 0; i < t->nframes; i++) {
-            if (tape_frame_clone(&c->frames[i], t->frames[i]) != TAPE_OK) {
-                goto fail;
+            if ((c->frames[i] = tape__frame_copy(t->frames[i], &c->arena)) == NULL) {
+                goto oom;
             }
             c->nframes++;
         }
@@ -347,7 +350,6 @@ int tape_clone_meta(tape **out, const tape *t)
         return tape_error_set(TAPE_EINVAL, "tape_clone_meta: %s is NULL",
                               out == NULL ? "out" : "t");
     }
-    *out = NULL;
     tape_stats st = TAPE_STATS_INIT;
     int rc = tape__stats(&st, t);
     if (rc != TAPE_OK) {
@@ -691,6 +693,7 @@ int tape__store_frame(tape *t, tape_frame *f)
         t->cap_frames = cap;
     }
     t->frames[t->nframes++] = f;
+    t->heap_frames += !f->in_arena;
     t->stored_bytes += f->line_len + 1;
     tape__count_frame(t, f);
     return TAPE_OK;

@@ -136,10 +136,11 @@ TAPE_API int tape_result_set_cursor(tape_result *r, const char *cursor);
 TAPE_API int tape_line_parse(int *out_type, tape_frame **out_frame, const char *line,
                              size_t len);
 TAPE_API void tape_frame_free(tape_frame *f);
-/** Build a frame the way tape_append_frame would, with an explicit seq;
- *  used by writers that do not hold the whole tape. */
-TAPE_API int tape_frame_new(tape_frame **out, uint64_t seq, const tape_frame_desc *desc,
-                            int64_t created_at);
+/** Build a frame the way tape_append_frame would on `header` (its
+ *  created_at and session_id), with an explicit seq; used by writers that
+ *  do not hold the whole tape. */
+TAPE_API int tape_frame_new(tape_frame **out, const tape *header, uint64_t seq,
+                            const tape_frame_desc *desc);
 TAPE_API int tape_frame_clone(tape_frame **out, const tape_frame *f);
 /** Add a parsed frame to a tape (takes ownership of f on success). Its seq
  *  must be greater than the last frame's. */

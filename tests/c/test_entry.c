@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,6 +244,204 @@ static void test_entry_of_frameless(void **state)
     tape_free(t);
 }
 
+static const char *META =
+    "{\n"
+    "  \"tape_id\": \"meta-7\",\n"
+    "  \"name\": \"Réunion \\u00e9quipe\",\n"
+    "  \"description\": null,\n"
+    "  \"tags\": [\"prod\", \"nightly\", \"prod\"],\n"
+    "  \"created_at\": \"2025-08-14T12:30:00.250+02:00\",\n"
+    "  \"updated_at\": \"2025-08-14T10:31:00Z\",\n"
+    "  \"finalized_at\": null,\n"
+    "  \"status\": \"recording\",\n"
+    "  \"transport\": {\"type\": \"http\"},\n"
+    "  \"environment\": null,\n"
+    "  \"session_id\": \"s-77\",\n"
+    "  \"stats\": {\"frame_count\": 12, \"duration_ms\": 3400, \"file_size_bytes\": 9876,\n"
+    "            \"last_sequence\": 11, \"message_counts\": {\"client_to_server\": 7,\n"
+    "            \"server_to_client\": 5}, \"error_count\": 1, \"correlation_count\": 6,\n"
+    "            \"checkpoint_count\": 2},\n"
+    "  \"performance\": {\"avg_rtt_ms\": 12.5}\n"
+    "}\n";
+
+static void test_from_meta(void **state)
+{
+    (void)state;
+    tape_entry *e = NULL;
+    EXPECT_OK(tape_entry_from_meta(&e, META, strlen(META)));
+    assert_string_equal(tape_entry_id(e), "meta-7");
+    assert_string_equal(tape_entry_name(e), "Réunion équipe");
+    assert_null(tape_entry_description(e));
+    assert_string_equal(tape_entry_session_id(e), "s-77");
+    assert_int_equal(tape_entry_status(e), TAPE_STATUS_RECORDING);
+    assert_int_equal(tape_entry_created_at(e), 1755167400250);
+    assert_int_equal(tape_entry_updated_at(e), 1755167460000);
+    assert_int_equal(tape_entry_tag_count(e), 2);
+    assert_true(tape_entry_has_tag(e, "nightly"));
+    tape_stats st = TAPE_STATS_INIT;
+    EXPECT_OK(tape_entry_get_stats(&st, e));
+    assert_int_equal(st.frame_count, 12);
+    assert_int_equal(st.duration_ms, 3400);
+    assert_int_equal(st.file_size_bytes, 9876);
+    assert_int_equal(st.last_sequence, 11);
+    assert_int_equal(st.client_to_server, 7);
+    assert_int_equal(st.server_to_client, 5);
+    assert_int_equal(st.error_count, 1);
+    assert_int_equal(st.correlation_count, 6);
+
+    /* Back to a meta document: the same content, unknown keys included. */
+    char *json = NULL;
+    size_t len = 0;
+    EXPECT_OK(tape_entry_meta_json(&json, &len, e));
+    assert_int_equal(len, strlen(json));
+    cJSON *m = cJSON_Parse(json);
+    assert_non_null(m);
+    assert_string_equal(cJSON_GetObjectItem(m, "created_at")->valuestring,
+                        "2025-08-14T10:30:00.250Z");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(m, "finalized_at")));
+    assert_string_equal(cJSON_GetObjectItem(m, "status")->valuestring, "recording");
+    assert_true(cJSON_GetObjectItem(cJSON_GetObjectItem(m, "performance"), "avg_rtt_ms")
+                    ->valuedouble == 12.5);
+    cJSON *s = cJSON_GetObjectItem(m, "stats");
+    assert_int_equal(cJSON_GetObjectItem(s, "checkpoint_count")->valueint, 2);
+    assert_int_equal(cJSON_GetObjectItem(s, "file_size_bytes")->valueint, 9876);
+    cJSON_Delete(m);
+    tape_entry *again;
+    EXPECT_OK(tape_entry_from_meta(&again, json, len));
+    tape_stats st2 = TAPE_STATS_INIT;
+    EXPECT_OK(tape_entry_get_stats(&st2, again));
+    assert_memory_equal(&st, &st2, sizeof st);
+    char *json2;
+    EXPECT_OK(tape_entry_meta_json(&json2, NULL, again));
+    assert_string_equal(json, json2);
+    tape_string_free(json);
+    tape_string_free(json2);
+    tape_entry_free(again);
+    tape_entry_free(e);
+
+    /* Minimal meta: absent keys are unset, stats zero. */
+    const char *min = "{\"tape_id\":\"m\",\"created_at\":\"2025-08-14T10:30:00Z\"}";
+    EXPECT_OK(tape_entry_from_meta(&e, min, strlen(min)));
+    assert_null(tape_entry_name(e));
+    assert_int_equal(tape_entry_status(e), TAPE_STATUS_RECORDING);
+    assert_int_equal(tape_entry_updated_at(e), TAPE_TIME_NONE);
+    EXPECT_OK(tape_entry_get_stats(&st, e));
+    assert_int_equal(st.frame_count, 0);
+    assert_int_equal(st.file_size_bytes, 0);
+    tape_entry_free(e);
+}
+
+static void test_meta_json_matches_tape(void **state)
+{
+    (void)state;
+    tape *t = sample_tape();
+    tape_entry *e;
+    EXPECT_OK(tape_entry_from_tape(&e, t));
+    char *a, *b;
+    EXPECT_OK(tape_encode_meta(&a, NULL, t));
+    EXPECT_OK(tape_entry_meta_json(&b, NULL, e));
+    assert_string_equal(a, b);
+    tape_entry *f;
+    EXPECT_OK(tape_entry_from_meta(&f, b, strlen(b)));
+    tape_stats sa = TAPE_STATS_INIT, sb = TAPE_STATS_INIT;
+    EXPECT_OK(tape_entry_get_stats(&sa, e));
+    EXPECT_OK(tape_entry_get_stats(&sb, f));
+    assert_memory_equal(&sa, &sb, sizeof sa);
+    assert_string_equal(tape_entry_name(f), tape_entry_name(e));
+    assert_int_equal(tape_entry_created_at(f), tape_entry_created_at(e));
+    tape_string_free(a);
+    tape_string_free(b);
+    tape_entry_free(e);
+    tape_entry_free(f);
+    tape_free(t);
+}
+
+static void test_from_meta_invalid(void **state)
+{
+    (void)state;
+    struct {
+        const char *meta;
+        const char *why;
+    } bad[] = {
+        { "", "meta document is not valid JSON" },
+        { "{\"tape_id\":\"x\",", "meta document is not valid JSON" },
+        { "\"x\"", "meta document is not a JSON object" },
+        { "{\"created_at\":\"2025-08-14T10:30:00Z\"}", "meta: tape_id is missing" },
+        { "{\"tape_id\":\"../x\",\"created_at\":\"2025-08-14T10:30:00Z\"}",
+          "meta: invalid tape id '../x'" },
+        { "{\"tape_id\":\"a/b\",\"created_at\":\"2025-08-14T10:30:00Z\"}", "0x2f" },
+        { "{\"tape_id\":\"\",\"created_at\":\"2025-08-14T10:30:00Z\"}", "tape id is empty" },
+        { "{\"tape_id\":\"x\"}", "meta: created_at is missing" },
+        { "{\"tape_id\":\"x\",\"created_at\":\"2025-02-30T00:00:00Z\"}", "day out of range" },
+        { "{\"tape_id\":\"x\",\"created_at\":\"2025-08-14T10:30:00Z\",\"stats\":"
+          "{\"frame_count\":-1}}",
+          "meta: stats.frame_count is a number, expected a non-negative integer" },
+        { "{\"tape_id\":\"x\",\"created_at\":\"2025-08-14T10:30:00Z\",\"stats\":"
+          "{\"duration_ms\":\"5\"}}",
+          "stats.duration_ms is a string" },
+        { "{\"tape_id\":\"x\",\"created_at\":\"2025-08-14T10:30:00Z\",\"stats\":"
+          "{\"message_counts\":{\"client_to_server\":1.5}}}",
+          "stats.message_counts.client_to_server" },
+        { "{\"tape_id\":\"x\",\"created_at\":\"2025-08-14T10:30:00Z\",\"status\":\"done\"}",
+          "status 'done'" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tape_entry *e = (tape_entry *)&e;
+        int rc = tape_entry_from_meta(&e, bad[i].meta, strlen(bad[i].meta));
+        if (rc != TAPE_ECORRUPT || strstr(tape_errmsg(), bad[i].why) == NULL) {
+            fail_msg("meta %zu: rc %d '%s', want '%s'", i, rc, tape_errmsg(), bad[i].why);
+        }
+        assert_null(e);
+    }
+    char big[5000];
+    int n = snprintf(big, sizeof big, "{\"tape_id\":\"");
+    memset(big + n, 'a', 4096);
+    snprintf(big + n + 4096, sizeof big - (size_t)n - 4096,
+             "\",\"created_at\":\"2025-08-14T10:30:00Z\"}");
+    tape_entry *e;
+    EXPECT_ERR(tape_entry_from_meta(&e, big, strlen(big)), TAPE_ECORRUPT, "longer than 128 bytes");
+    EXPECT_ERR(tape_entry_from_meta(NULL, META, strlen(META)), TAPE_EINVAL, "out is NULL");
+    EXPECT_ERR(tape_entry_from_meta(&e, NULL, 3), TAPE_EINVAL, "meta is NULL");
+    char *out;
+    EXPECT_ERR(tape_entry_meta_json(&out, NULL, NULL), TAPE_EINVAL, "entry is NULL");
+    EXPECT_ERR(tape_entry_meta_json(NULL, NULL, NULL), TAPE_EINVAL, "out is NULL");
+}
+
+static void test_many_entries(void **state)
+{
+    (void)state;
+    /* A listing: 100,000 entries from meta documents, then a pass over
+     * every accessor the matcher uses. */
+    enum { N = 100000 };
+    tape_entry **es = malloc(N * sizeof *es);
+    assert_non_null(es);
+    char meta[512];
+    for (int i = 0; i < N; i++) {
+        snprintf(meta, sizeof meta,
+                 "{\"tape_id\":\"t-%d\",\"name\":\"n%d\",\"tags\":[\"a\",\"%s\"],"
+                 "\"created_at\":\"2025-08-14T10:30:00Z\",\"status\":\"%s\","
+                 "\"stats\":{\"frame_count\":%d,\"duration_ms\":%d}}",
+                 i, i, i % 2 ? "odd" : "even", i % 3 ? "recording" : "finalized", i, i * 2);
+        EXPECT_OK(tape_entry_from_meta(&es[i], meta, strlen(meta)));
+    }
+    uint64_t frames = 0, odd = 0, fin = 0;
+    for (int i = 0; i < N; i++) {
+        tape_stats st = TAPE_STATS_INIT;
+        EXPECT_OK(tape_entry_get_stats(&st, es[i]));
+        frames += st.frame_count;
+        odd += (uint64_t)tape_entry_has_tag(es[i], "odd");
+        fin += tape_entry_status(es[i]) == TAPE_STATUS_FINALIZED;
+        assert_non_null(tape_entry_id(es[i]));
+    }
+    assert_int_equal(frames, (uint64_t)N * (N - 1) / 2);
+    assert_int_equal(odd, N / 2);
+    assert_int_equal(fin, (N + 2) / 3);
+    for (int i = 0; i < N; i++) {
+        tape_entry_free(es[i]);
+    }
+    free(es);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -252,6 +451,10 @@ int main(void)
         cmocka_unit_test(test_refcount),
         cmocka_unit_test(test_refcount_threads),
         cmocka_unit_test(test_entry_of_frameless),
+        cmocka_unit_test(test_from_meta),
+        cmocka_unit_test(test_meta_json_matches_tape),
+        cmocka_unit_test(test_from_meta_invalid),
+        cmocka_unit_test(test_many_entries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

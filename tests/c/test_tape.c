@@ -242,7 +242,7 @@ static void test_null_arguments(void **state)
     EXPECT_ERR(tape_frame_clone(NULL, NULL), TAPE_EINVAL, "out is NULL");
     tape_frame *f;
     EXPECT_ERR(tape_frame_clone(&f, NULL), TAPE_EINVAL, "frame is NULL");
-    EXPECT_ERR(tape_frame_new(NULL, 0, &d, 0), TAPE_EINVAL, "out is NULL");
+    EXPECT_ERR(tape_frame_new(NULL, t, 0, &d), TAPE_EINVAL, "out is NULL");
     EXPECT_ERR(tape_encode_init_line(NULL, NULL, t), TAPE_EINVAL, "out is NULL");
     char *s;
     EXPECT_ERR(tape_encode_init_line(&s, NULL, NULL), TAPE_EINVAL, "tape is NULL");
@@ -696,6 +696,7 @@ static void test_clone_meta_and_account(void **state)
     (void)state;
     tape *t = new_tape("hdr");
     EXPECT_OK(tape_set_name(t, "header"));
+    EXPECT_OK(tape_set_session_id(t, "sess-9"));
     append(t, TAPE_DIR_CLIENT_TO_SERVER, 5, "{\"id\":1,\"method\":\"m\"}");
     tape_stats st = TAPE_STATS_INIT, sm = TAPE_STATS_INIT;
     EXPECT_OK(tape_get_stats(&st, t));
@@ -712,11 +713,11 @@ static void test_clone_meta_and_account(void **state)
     d.ts_ms = 40;
     d.message = "{\"id\":1,\"error\":{\"code\":2}}";
     tape_frame *f;
-    EXPECT_OK(tape_frame_new(&f, 1, &d, tape_created_at(t)));
+    EXPECT_OK(tape_frame_new(&f, m, 1, &d));
     assert_int_equal(tape_frame_seq(f), 1);
     assert_int_equal(tape_frame_is_error(f), 1);
-    /* tape_frame_new knows no session id: env has none. */
-    assert_null(strstr(tape_frame_line(f, NULL), "session_id"));
+    /* The frame's env carries the header's session id, as an appended one would. */
+    assert_non_null(strstr(tape_frame_line(f, NULL), "\"session_id\":\"sess-9\""));
     EXPECT_OK(tape_account_frame(m, f));
     EXPECT_ERR(tape_account_frame(m, f), TAPE_EINVAL, "seq 1 is not greater than the last seq 1");
     EXPECT_OK(tape_get_stats(&sm, m));
@@ -743,18 +744,18 @@ static void test_clone_meta_and_account(void **state)
     tape_frame_free(f);
 
     /* Appending after a pushed gap continues from the last seq. */
-    EXPECT_OK(tape_frame_new(&f, 10, &d, tape_created_at(t)));
+    EXPECT_OK(tape_frame_new(&f, t, 10, &d));
     EXPECT_OK(tape_push_frame(t, f));
     assert_int_equal(append(t, TAPE_DIR_CLIENT_TO_SERVER, 50, "{}"), 11);
-    tape_free(m);
-    tape_free(t);
 
     d.version = 0;
-    EXPECT_ERR(tape_frame_new(&f, 0, &d, 0), TAPE_EINVAL, "TAPE_FRAME_DESC_INIT");
+    EXPECT_ERR(tape_frame_new(&f, t, 0, &d), TAPE_EINVAL, "TAPE_FRAME_DESC_INIT");
     assert_null(f);
     d.version = 1;
-    EXPECT_ERR(tape_frame_new(&f, UINT64_MAX, &d, 0), TAPE_EINVAL, "exceeds 2^53");
-    EXPECT_ERR(tape_frame_new(&f, 0, &d, TAPE_TIME_NONE), TAPE_EINVAL, "created_at");
+    EXPECT_ERR(tape_frame_new(&f, t, UINT64_MAX, &d), TAPE_EINVAL, "exceeds 2^53");
+    EXPECT_ERR(tape_frame_new(&f, NULL, 0, &d), TAPE_EINVAL, "header is NULL");
+    tape_free(m);
+    tape_free(t);
 }
 
 /* ---------------------------------------------------------------- time */

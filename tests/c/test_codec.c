@@ -1,0 +1,1066 @@
+/* test_codec.c - the Shadowcat tape format 2.0 codec: .jsonl and
+ * .meta.json round trips, preservation of unknown data, torn tails,
+ * strict vs recovery decoding, limits, and the provider line codec. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "tapestore/provider.h"
+
+#define EXPECT_ERR(call, code, needle)                                                       \
+    do {                                                                                     \
+        int rc_ = (call);                                                                    \
+        if (rc_ != (code) || strstr(tape_errmsg(), (needle)) == NULL) {                      \
+            fail_msg("%s: got %d (%s) '%s', want %d with '%s'", #call, rc_,                  \
+                     tape_strerror(rc_), tape_errmsg(), (code), (needle));                    \
+        }                                                                                    \
+    } while (0)
+
+#define EXPECT_OK(call)                                                                      \
+    do {                                                                                     \
+        int rc_ = (call);                                                                    \
+        if (rc_ != TAPE_OK) {                                                                \
+            fail_msg("%s: got %d (%s) '%s'", #call, rc_, tape_strerror(rc_), tape_errmsg()); \
+        }                                                                                    \
+    } while (0)
+
+static char *read_data(const char *name, size_t *out_len)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", TAPE_TEST_DATA_DIR, name);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fail_msg("cannot open %s", path);
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = '\0';
+    fclose(f);
+    *out_len = (size_t)n;
+    return buf;
+}
+
+static void append_full(tape *t, int dir, int64_t ts, const char *msg, const char *cid,
+                        const char *transport, const char *flags)
+{
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = dir;
+    d.ts_ms = ts;
+    d.message = msg;
+    d.correlation_id = cid;
+    d.transport_json = transport;
+    d.flags_json = flags;
+    EXPECT_OK(tape_append_frame(NULL, t, &d));
+}
+
+static void append(tape *t, int dir, int64_t ts, const char *msg)
+{
+    append_full(t, dir, ts, msg, NULL, NULL, NULL);
+}
+
+static tape *decode_str(const char *jsonl, const char *meta)
+{
+    tape *t = NULL;
+    EXPECT_OK(tape_decode(&t, jsonl, strlen(jsonl), meta, meta ? strlen(meta) : 0, NULL, NULL));
+    assert_non_null(t);
+    return t;
+}
+
+static int decode_mode(tape **out, const char *jsonl, int mode, tape_decode_report *rep)
+{
+    tape_decode_options o = TAPE_DECODE_OPTIONS_INIT;
+    o.mode = mode;
+    return tape_decode(out, jsonl, strlen(jsonl), NULL, 0, &o, rep);
+}
+
+static char *encode(const tape *t, size_t *len)
+{
+    char *s = NULL;
+    size_t n = 0;
+    EXPECT_OK(tape_encode_jsonl(&s, &n, t));
+    assert_int_equal(n, strlen(s));
+    if (len != NULL) {
+        *len = n;
+    }
+    return s;
+}
+
+static char *encode_meta(const tape *t)
+{
+    char *s = NULL;
+    size_t n = 0;
+    EXPECT_OK(tape_encode_meta(&s, &n, t));
+    assert_int_equal(n, strlen(s));
+    return s;
+}
+
+static void assert_same_stats(const tape *a, const tape *b)
+{
+    tape_stats sa = TAPE_STATS_INIT, sb = TAPE_STATS_INIT;
+    EXPECT_OK(tape_get_stats(&sa, a));
+    EXPECT_OK(tape_get_stats(&sb, b));
+    assert_memory_equal(&sa, &sb, sizeof sa);
+}
+
+static const char *INIT = "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"t1\","
+                          "\"session_id\":\"s1\",\"created_at\":\"2025-08-14T10:30:00.000Z\","
+                          "\"protocol_version\":\"2025-11-05\"}\n";
+
+#define FRAME(seq, ts)                                                                        \
+    "{\"type\":\"frame\",\"seq\":" #seq ",\"ts\":" #ts ",\"dir\":\"client_to_server\","      \
+    "\"env\":{\"message\":{\"jsonrpc\":\"2.0\",\"id\":" #seq ",\"method\":\"ping\"}}}\n"
+
+/* ---------------------------------------------------------- round trips */
+
+static tape *full_tape(void)
+{
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "full.tape_1-x"));
+    EXPECT_OK(tape_set_name(t, "Ünïcödé “name” 名前 🎉 \\ \" /"));
+    EXPECT_OK(tape_set_description(t, "line1\nline2\ttab"));
+    EXPECT_OK(tape_set_session_id(t, "sess-ß"));
+    EXPECT_OK(tape_set_protocol_version(t, "2025-11-05"));
+    EXPECT_OK(tape_set_created_at(t, 1755167400123));
+    EXPECT_OK(tape_set_updated_at(t, 1755167401000));
+    EXPECT_OK(tape_set_finalized_at(t, 1755167402000));
+    EXPECT_OK(tape_set_status(t, TAPE_STATUS_FINALIZED));
+    EXPECT_OK(tape_set_transport_json(t, "{\"type\":\"http\",\"url\":\"https://x/ü\"}"));
+    EXPECT_OK(tape_set_environment_json(t, "{\"os\":\"linux\",\"n\":[1,2.5,true,null]}"));
+    EXPECT_OK(tape_add_tag(t, "prod"));
+    EXPECT_OK(tape_add_tag(t, "étiquette"));
+    EXPECT_OK(tape_add_tag(t, "日本"));
+    append_full(t, TAPE_DIR_CLIENT_TO_SERVER, 0,
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":"
+                "{\"q\":\"caf\\u00e9 \\ud83c\\udf89\",\"raw\":\"café 🎉\",\"n\":1.50,\"e\":1E+3}}",
+                "req-1", "{\"type\":\"stdio\"}", NULL);
+    append_full(t, TAPE_DIR_SERVER_TO_CLIENT, 35,
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32000,\"message\":\"ü\"}}",
+                "req-1", NULL, NULL);
+    append_full(t, TAPE_DIR_SERVER_TO_CLIENT, 36, "{\"jsonrpc\":\"2.0\",\"method\":\"n\"}", NULL,
+                NULL, "{\"is_error\":true,\"x\":1}");
+    EXPECT_OK(tape_add_correlation(t, "req-1", 0, 1, 35, "error"));
+    append(t, TAPE_DIR_CLIENT_TO_SERVER, 20, "[]");
+    return t;
+}
+
+static void check_same_tape(const tape *a, const tape *b)
+{
+    assert_string_equal(tape_id(a), tape_id(b));
+    assert_string_equal(tape_name(a), tape_name(b));
+    assert_string_equal(tape_description(a), tape_description(b));
+    assert_string_equal(tape_session_id(a), tape_session_id(b));
+    assert_string_equal(tape_protocol_version(a), tape_protocol_version(b));
+    assert_int_equal(tape_created_at(a), tape_created_at(b));
+    assert_int_equal(tape_updated_at(a), tape_updated_at(b));
+    assert_int_equal(tape_finalized_at(a), tape_finalized_at(b));
+    assert_int_equal(tape_status(a), tape_status(b));
+    assert_string_equal(tape_transport_json(a), tape_transport_json(b));
+    assert_string_equal(tape_environment_json(a), tape_environment_json(b));
+    assert_int_equal(tape_tag_count(a), tape_tag_count(b));
+    for (size_t i = 0; i < tape_tag_count(a); i++) {
+        assert_string_equal(tape_tag_at(a, i), tape_tag_at(b, i));
+    }
+    assert_int_equal(tape_frame_count(a), tape_frame_count(b));
+    for (size_t i = 0; i < tape_frame_count(a); i++) {
+        const tape_frame *x = tape_frame_at(a, i), *y = tape_frame_at(b, i);
+        size_t lx, ly;
+        assert_int_equal(tape_frame_seq(x), tape_frame_seq(y));
+        assert_int_equal(tape_frame_ts(x), tape_frame_ts(y));
+        assert_int_equal(tape_frame_direction(x), tape_frame_direction(y));
+        assert_int_equal(tape_frame_is_error(x), tape_frame_is_error(y));
+        const char *mx = tape_frame_message(x, &lx), *my = tape_frame_message(y, &ly);
+        assert_int_equal(lx, ly);
+        assert_memory_equal(mx, my, lx);
+        assert_string_equal(tape_frame_line(x, NULL), tape_frame_line(y, NULL));
+        if (tape_frame_correlation_id(x) == NULL) {
+            assert_null(tape_frame_correlation_id(y));
+        } else {
+            assert_string_equal(tape_frame_correlation_id(x), tape_frame_correlation_id(y));
+        }
+    }
+    assert_int_equal(tape_correlation_count(a), tape_correlation_count(b));
+    for (size_t i = 0; i < tape_correlation_count(a); i++) {
+        const char *ia, *ib, *sa, *sb;
+        uint64_t qa, qb, ra, rb;
+        int64_t ta, tb;
+        EXPECT_OK(tape_correlation_get(&ia, &qa, &ra, &ta, &sa, a, i));
+        EXPECT_OK(tape_correlation_get(&ib, &qb, &rb, &tb, &sb, b, i));
+        assert_string_equal(ia, ib);
+        assert_int_equal(qa, qb);
+        assert_int_equal(ra, rb);
+        assert_int_equal(ta, tb);
+        assert_string_equal(sa, sb);
+    }
+    assert_same_stats(a, b);
+}
+
+static void test_roundtrip_all_fields(void **state)
+{
+    (void)state;
+    tape *t = full_tape();
+    size_t jlen;
+    char *jsonl = encode(t, &jlen);
+    char *meta = encode_meta(t);
+    tape_stats st = TAPE_STATS_INIT;
+    EXPECT_OK(tape_get_stats(&st, t));
+    assert_int_equal(st.file_size_bytes, jlen);
+    assert_int_equal(st.frame_count, 4);
+    assert_int_equal(st.duration_ms, 36);
+    assert_int_equal(st.error_count, 2);
+    assert_int_equal(st.client_to_server, 2);
+    assert_int_equal(st.server_to_client, 2);
+    assert_int_equal(st.correlation_count, 1);
+    assert_int_equal(st.last_sequence, 3);
+
+    tape *u = NULL;
+    tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+    rep.torn_tail = 5; /* reset by the decoder */
+    EXPECT_OK(tape_decode(&u, jsonl, jlen, meta, strlen(meta), NULL, &rep));
+    assert_int_equal(rep.torn_tail, 0);
+    assert_int_equal(rep.skipped_lines, 0);
+    assert_int_equal(rep.first_bad_line, 0);
+    check_same_tape(t, u);
+    /* The correlation line sits after frame 1, before frame 3. */
+    const char *corr = strstr(jsonl, "{\"type\":\"correlation\"");
+    assert_non_null(corr);
+    assert_true(corr > strstr(jsonl, "\"seq\":2"));
+    assert_true(corr < strstr(jsonl, "\"seq\":3"));
+
+    char *jsonl2 = encode(u, NULL);
+    char *meta2 = encode_meta(u);
+    assert_string_equal(jsonl, jsonl2);
+    assert_string_equal(meta, meta2);
+
+    /* The meta document carries what Shadowcat readers expect. */
+    cJSON *m = cJSON_Parse(meta);
+    assert_non_null(m);
+    assert_string_equal(cJSON_GetObjectItem(m, "status")->valuestring, "finalized");
+    assert_string_equal(cJSON_GetObjectItem(m, "created_at")->valuestring,
+                        "2025-08-14T10:30:00.123Z");
+    assert_string_equal(cJSON_GetObjectItem(m, "session_id")->valuestring, "sess-ß");
+    cJSON *s = cJSON_GetObjectItem(m, "stats");
+    assert_int_equal(cJSON_GetObjectItem(s, "file_size_bytes")->valuedouble, (double)jlen);
+    assert_int_equal(cJSON_GetObjectItem(s, "frame_count")->valueint, 4);
+    assert_int_equal(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(s, "message_counts"), "server_to_client")->valueint,
+        2);
+    cJSON_Delete(m);
+
+    tape_string_free(jsonl);
+    tape_string_free(jsonl2);
+    tape_string_free(meta);
+    tape_string_free(meta2);
+    tape_free(t);
+    tape_free(u);
+}
+
+static void test_roundtrip_without_meta(void **state)
+{
+    (void)state;
+    tape *t = full_tape();
+    char *jsonl = encode(t, NULL);
+    tape *u = decode_str(jsonl, NULL);
+    assert_string_equal(tape_id(u), tape_id(t));
+    assert_string_equal(tape_session_id(u), "sess-ß");
+    assert_string_equal(tape_protocol_version(u), "2025-11-05");
+    assert_int_equal(tape_created_at(u), 1755167400123);
+    assert_null(tape_name(u));
+    assert_null(tape_description(u));
+    assert_int_equal(tape_tag_count(u), 0);
+    assert_int_equal(tape_status(u), TAPE_STATUS_RECORDING);
+    assert_int_equal(tape_updated_at(u), TAPE_TIME_NONE);
+    assert_int_equal(tape_frame_count(u), 4);
+    assert_same_stats(t, u);
+    char *again = encode(u, NULL);
+    assert_string_equal(jsonl, again);
+    tape_string_free(again);
+    tape_string_free(jsonl);
+    tape_free(t);
+    tape_free(u);
+}
+
+static void test_roundtrip_big_message(void **state)
+{
+    (void)state;
+    size_t size = 5u << 20;
+    char *m = malloc(size + 1);
+    assert_non_null(m);
+    const char *head = "{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"text\":\"";
+    size_t h = strlen(head);
+    memcpy(m, head, h);
+    for (size_t i = h; i < size - 3; i++) {
+        m[i] = (char)('a' + i % 23);
+    }
+    memcpy(m + size - 3, "\"}}", 4);
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "big"));
+    append(t, TAPE_DIR_CLIENT_TO_SERVER, 1, "{\"id\":9,\"method\":\"read\"}");
+    append(t, TAPE_DIR_SERVER_TO_CLIENT, 2, m);
+    size_t jlen;
+    char *jsonl = encode(t, &jlen);
+    assert_true(jlen > size);
+    tape *u = NULL;
+    EXPECT_OK(tape_decode(&u, jsonl, jlen, NULL, 0, NULL, NULL));
+    size_t len;
+    const char *got = tape_frame_message(tape_frame_at(u, 1), &len);
+    assert_int_equal(len, size);
+    assert_memory_equal(got, m, size);
+    assert_same_stats(t, u);
+    /* A limit below the line's size rejects it. */
+    tape_decode_options o = TAPE_DECODE_OPTIONS_INIT;
+    o.max_line_bytes = 1u << 20;
+    tape *v = (tape *)&v;
+    EXPECT_ERR(tape_decode(&v, jsonl, jlen, NULL, 0, &o, NULL), TAPE_ECORRUPT,
+               "line 3 is 52");
+    assert_null(v);
+    free(m);
+    tape_string_free(jsonl);
+    tape_free(t);
+    tape_free(u);
+}
+
+static void test_roundtrip_many_frames(void **state)
+{
+    (void)state;
+    enum { N = 100000 };
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "many"));
+    char msg[128];
+    for (int i = 0; i < N; i++) {
+        int dir = i % 2 ? TAPE_DIR_SERVER_TO_CLIENT : TAPE_DIR_CLIENT_TO_SERVER;
+        if (i % 2 == 0) {
+            snprintf(msg, sizeof msg, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"ping\"}", i / 2);
+        } else if (i % 1000 == 999) {
+            snprintf(msg, sizeof msg, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"error\":{\"code\":1}}",
+                     i / 2);
+        } else {
+            snprintf(msg, sizeof msg, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{}}", i / 2);
+        }
+        append(t, dir, (int64_t)i * 3, msg);
+        if (i % 2 == 1 && i % 100 == 1) {
+            EXPECT_OK(tape_add_correlation(t, "c", (uint64_t)i - 1, (uint64_t)i, 3, "success"));
+        }
+    }
+    size_t jlen;
+    char *jsonl = encode(t, &jlen);
+    tape *u = NULL;
+    EXPECT_OK(tape_decode(&u, jsonl, jlen, NULL, 0, NULL, NULL));
+    tape_stats st = TAPE_STATS_INIT;
+    EXPECT_OK(tape_get_stats(&st, u));
+    assert_int_equal(st.frame_count, N);
+    assert_int_equal(st.last_sequence, N - 1);
+    assert_int_equal(st.duration_ms, (N - 1) * 3);
+    assert_int_equal(st.client_to_server, N / 2);
+    assert_int_equal(st.server_to_client, N / 2);
+    assert_int_equal(st.error_count, N / 1000);
+    assert_int_equal(st.correlation_count, N / 100);
+    assert_int_equal(st.file_size_bytes, jlen);
+    assert_same_stats(t, u);
+    assert_string_equal(tape_frame_message(tape_frame_at(u, N - 1), NULL),
+                        "{\"jsonrpc\":\"2.0\",\"id\":49999,\"error\":{\"code\":1}}");
+    char *again = encode(u, NULL);
+    assert_string_equal(jsonl, again);
+    tape_string_free(again);
+    tape_string_free(jsonl);
+    tape_free(t);
+    tape_free(u);
+}
+
+/* ------------------------------------------------------- preservation */
+
+static void test_unknown_preserved(void **state)
+{
+    (void)state;
+    const char *jsonl =
+        "{\"type\":\"init\",\"version\":\"2.1\",\"tape_id\":\"u1\",\"session_id\":\"s\","
+        "\"created_at\":\"2025-08-14T10:30:00Z\",\"protocol_version\":null,"
+        "\"recorder\":{\"name\":\"shadowcat\"},\"z\":[1,2]}\n"
+        "{\"type\":\"note\",\"text\":\"before any frame\"}\n"
+        "{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\",\"env\":{\"message\":"
+        "{\"id\":1,\"method\":\"a\"},\"extra_env\":true},\"action\":null,\"future\":{\"k\":[1]}}\n"
+        "{\"no_type\":1}\n"
+        "{\"type\":\"frame\",\"seq\":1,\"ts\":5,\"dir\":\"server_to_client\",\"env\":{\"message\":"
+        "{\"id\":1,\"result\":0}}}\n"
+        "{\"type\":\"checkpoint\",\"seq\":1,\"custom\":\"x\"}\n"
+        "{\"type\":\"mystery\",\"deep\":{\"a\":[{\"b\":null}]}}\n";
+    const char *meta = "{\"tape_id\":\"u1\",\"name\":\"n\",\"created_at\":\"2025-08-14T10:30:00Z\","
+                       "\"status\":\"recording\",\"performance\":{\"avg_rtt_ms\":1.5},"
+                       "\"stats\":{\"frame_count\":2,\"checkpoint_count\":1},\"x-vendor\":[true]}";
+    tape *t = decode_str(jsonl, meta);
+    assert_int_equal(tape_frame_count(t), 2);
+    assert_null(tape_protocol_version(t));
+    char *out = encode(t, NULL);
+    assert_string_equal(out, jsonl); /* every line back, in place */
+    tape_string_free(out);
+    assert_non_null(strstr(tape_frame_line(tape_frame_at(t, 0), NULL), "\"future\":{\"k\":[1]}"));
+
+    char *m = encode_meta(t);
+    cJSON *mj = cJSON_Parse(m);
+    assert_non_null(mj);
+    cJSON *perf = cJSON_GetObjectItem(mj, "performance");
+    assert_non_null(perf);
+    assert_true(cJSON_GetObjectItem(perf, "avg_rtt_ms")->valuedouble == 1.5);
+    assert_true(cJSON_IsTrue(cJSON_GetArrayItem(cJSON_GetObjectItem(mj, "x-vendor"), 0)));
+    cJSON *st = cJSON_GetObjectItem(mj, "stats");
+    assert_int_equal(cJSON_GetObjectItem(st, "checkpoint_count")->valueint, 1);
+    assert_int_equal(cJSON_GetObjectItem(st, "frame_count")->valueint, 2);
+    cJSON_Delete(mj);
+
+    /* Meta -> decode -> meta keeps the unknown keys again. */
+    tape *u = decode_str(jsonl, m);
+    char *m2 = encode_meta(u);
+    assert_string_equal(m, m2);
+    tape_string_free(m2);
+    tape_free(u);
+    tape_string_free(m);
+
+    /* Changing an init field rebuilds the init line; unknown init keys stay. */
+    EXPECT_OK(tape_set_session_id(t, "s2"));
+    out = encode(t, NULL);
+    const char *nl = strchr(out, '\n');
+    assert_non_null(nl);
+    char *init = strndup(out, (size_t)(nl - out));
+    assert_string_equal(init, "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"u1\","
+                              "\"session_id\":\"s2\",\"created_at\":\"2025-08-14T10:30:00.000Z\","
+                              "\"protocol_version\":null,\"recorder\":{\"name\":\"shadowcat\"},"
+                              "\"z\":[1,2]}");
+    assert_string_equal(nl + 1, strchr(jsonl, '\n') + 1);
+    free(init);
+    tape_string_free(out);
+
+    /* A clone preserves all of it too. */
+    tape *c;
+    EXPECT_OK(tape_clone(&c, t));
+    char *a = encode(t, NULL), *b = encode(c, NULL);
+    assert_string_equal(a, b);
+    tape_string_free(a);
+    tape_string_free(b);
+    tape_free(c);
+    tape_free(t);
+}
+
+static void test_fixture_shadowcat(void **state)
+{
+    (void)state;
+    size_t jlen, mlen;
+    char *jsonl = read_data("shadowcat-session.jsonl", &jlen);
+    char *meta = read_data("shadowcat-session.meta.json", &mlen);
+    tape *t = NULL;
+    tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+    EXPECT_OK(tape_decode(&t, jsonl, jlen, meta, mlen, NULL, &rep));
+    assert_int_equal(rep.torn_tail, 0);
+    assert_int_equal(rep.skipped_lines, 0);
+
+    assert_string_equal(tape_id(t), "shadowcat-7f3a");
+    assert_string_equal(tape_name(t), "Débogage — outil « add »");
+    assert_string_equal(tape_session_id(t), "sess-2f9c1e");
+    assert_string_equal(tape_protocol_version(t), "2025-11-05");
+    assert_int_equal(tape_status(t), TAPE_STATUS_FINALIZED);
+    assert_int_equal(tape_created_at(t), 1755167400000);
+    assert_int_equal(tape_updated_at(t), 1755167401000);
+    assert_int_equal(tape_finalized_at(t), 1755167401000);
+    assert_int_equal(tape_tag_count(t), 3);
+    assert_string_equal(tape_tag_at(t, 2), "régression");
+    assert_string_equal(tape_transport_json(t),
+                        "{\"type\":\"stdio\",\"command\":\"npx\",\"args\":[\"-y\","
+                        "\"@modelcontextprotocol/server-everything\"]}");
+    assert_non_null(strstr(tape_environment_json(t), "\"hostname\":\"build-01\""));
+
+    /* Stats counted from the frames equal the meta's exactly. */
+    tape_stats st = TAPE_STATS_INIT;
+    EXPECT_OK(tape_get_stats(&st, t));
+    assert_int_equal(st.frame_count, 10);
+    assert_int_equal(st.duration_ms, 700);
+    assert_int_equal(st.last_sequence, 9);
+    assert_int_equal(st.client_to_server, 5);
+    assert_int_equal(st.server_to_client, 5);
+    assert_int_equal(st.error_count, 2);
+    assert_int_equal(st.correlation_count, 4);
+    assert_int_equal(st.file_size_bytes, jlen);
+
+    /* Frames: message bytes as written (escapes, 1.50, raw UTF-8). */
+    const tape_frame *f5 = tape_frame_at(t, 5);
+    assert_string_equal(tape_frame_message(f5, NULL),
+                        "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":"
+                        "{\"name\":\"add\",\"arguments\":{\"a\":1.50,\"b\":1e3,\"label\":"
+                        "\"caf\\u00e9 日本語 🎉\"}}}");
+    assert_string_equal(tape_frame_correlation_id(f5), "req-3");
+    assert_int_equal(tape_frame_is_error(tape_frame_at(t, 6)), 1); /* error member */
+    assert_int_equal(tape_frame_is_error(tape_frame_at(t, 9)), 1); /* flags.is_error */
+    assert_int_equal(tape_frame_is_error(tape_frame_at(t, 8)), 0);
+    const tape_frame *f7 = tape_frame_at(t, 7); /* the spaced-out line */
+    assert_string_equal(tape_frame_message(f7, NULL),
+                        "{\"jsonrpc\": \"2.0\", \"method\": \"notifications/progress\", "
+                        "\"params\": {\"progressToken\": \"p-1\", \"progress\": 0.5}}");
+    assert_null(tape_frame_correlation_id(f7));
+    assert_int_equal(tape_frame_direction(f7), TAPE_DIR_SERVER_TO_CLIENT);
+    assert_int_equal(tape_frame_ts(f7), 500);
+    const char *cid, *status;
+    uint64_t rq, rs;
+    int64_t rtt;
+    EXPECT_OK(tape_correlation_get(&cid, &rq, &rs, &rtt, &status, t, 2));
+    assert_string_equal(cid, "req-3");
+    assert_int_equal(rq, 5);
+    assert_int_equal(rs, 6);
+    assert_int_equal(rtt, 120);
+    assert_string_equal(status, "error");
+    char *cl;
+    EXPECT_OK(tape_encode_correlation_line(&cl, NULL, t, 0));
+    assert_non_null(strstr(cl, "\"response_ts\":\"2025-08-14T10:30:00.042Z\"}\n"));
+    tape_string_free(cl);
+
+    /* Re-encoding gives the file back byte for byte. */
+    size_t olen;
+    char *out = encode(t, &olen);
+    assert_int_equal(olen, jlen);
+    assert_memory_equal(out, jsonl, jlen);
+    tape_string_free(out);
+
+    /* The meta comes back with the same content, plus session_id and
+     * protocol_version (which Shadowcat readers ignore). */
+    char *m2 = encode_meta(t);
+    cJSON *a = cJSON_Parse(meta), *b = cJSON_Parse(m2);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_string_equal(cJSON_GetObjectItem(b, "session_id")->valuestring, "sess-2f9c1e");
+    assert_string_equal(cJSON_GetObjectItem(b, "protocol_version")->valuestring, "2025-11-05");
+    cJSON_DeleteItemFromObject(b, "session_id");
+    cJSON_DeleteItemFromObject(b, "protocol_version");
+    assert_true(cJSON_Compare(a, b, 1));
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+
+    /* The entry made from that meta agrees with the decoded tape. */
+    tape_entry *e;
+    EXPECT_OK(tape_entry_from_meta(&e, meta, mlen));
+    tape_stats es = TAPE_STATS_INIT;
+    EXPECT_OK(tape_entry_get_stats(&es, e));
+    assert_memory_equal(&es, &st, sizeof st);
+    tape_entry_free(e);
+
+    tape_string_free(m2);
+    free(jsonl);
+    free(meta);
+    tape_free(t);
+}
+
+static void test_message_bytes_exact(void **state)
+{
+    (void)state;
+    /* Nested strings with escaped quotes, brackets inside strings, and a
+     * message that is not the first env member. */
+    const char *jsonl =
+        "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"b\",\"created_at\":"
+        "\"2025-08-14T10:30:00Z\"}\n"
+        "{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\",\"env\":{"
+        "\"direction\":\"x}]\\\"\",\"message\" :  {\"s\":\"a\\\\\",\"t\":\"}\\\"{[\",\"u\":[1, {}],"
+        "\"v\":-0.0E-0}  ,\"timestamp\":\"t\"}}\n"
+        "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"client_to_server\",\"env\":{"
+        "\"message\":\"just a string\"}}\n"
+        "{\"type\":\"frame\",\"seq\":2,\"ts\":0,\"dir\":\"client_to_server\",\"env\":{"
+        "\"message\":12.50}}\n"
+        /* Escaped keys, a duplicate key (the first wins, as in cJSON), a
+         * large value after the message. */
+        "{\"type\":\"frame\",\"seq\":3,\"ts\":0,\"dir\":\"client_to_server\",\"\\u0065nv\":{"
+        "\"m\\u0065ssage\":{\"a\": [1, 2.50]},\"message\":0,\"x\":[\"]\",{\"}\":\"\\\\\"}]},"
+        "\"env\":{\"message\":1}}\n"
+        /* A UTF-8 byte order mark: cJSON skips it, the byte scanner gives
+         * up, and the message is printed from the parse instead. */
+        "\xef\xbb\xbf{\"type\":\"frame\",\"seq\":4,\"ts\":0,\"dir\":\"client_to_server\","
+        "\"env\":{\"message\":{\"b\": 1.0}}}\n";
+    tape *t = decode_str(jsonl, NULL);
+    assert_string_equal(tape_frame_message(tape_frame_at(t, 0), NULL),
+                        "{\"s\":\"a\\\\\",\"t\":\"}\\\"{[\",\"u\":[1, {}],\"v\":-0.0E-0}");
+    assert_string_equal(tape_frame_message(tape_frame_at(t, 1), NULL), "\"just a string\"");
+    assert_string_equal(tape_frame_message(tape_frame_at(t, 2), NULL), "12.50");
+    assert_string_equal(tape_frame_message(tape_frame_at(t, 3), NULL), "{\"a\": [1, 2.50]}");
+    assert_string_equal(tape_frame_message(tape_frame_at(t, 4), NULL), "{\"b\":1}");
+    char *out = encode(t, NULL);
+    assert_string_equal(out, jsonl);
+    tape_string_free(out);
+    tape_free(t);
+}
+
+/* ------------------------------------------------------- damaged files */
+
+static void test_torn_tail(void **state)
+{
+    (void)state;
+    char doc[2048];
+    snprintf(doc, sizeof doc, "%s%s%s", INIT, FRAME(0, 0), FRAME(1, 10));
+    size_t full = strlen(doc);
+    /* Cut the last line anywhere short of its end: a crash mid-append. */
+    for (size_t cut = full - strlen(FRAME(1, 10)) + 1; cut < full - 1; cut += 7) {
+        tape *t = NULL;
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        EXPECT_OK(tape_decode(&t, doc, cut, NULL, 0, NULL, &rep));
+        assert_int_equal(rep.torn_tail, 1);
+        assert_int_equal(rep.skipped_lines, 0);
+        assert_int_equal(tape_frame_count(t), 1);
+        tape_stats st = TAPE_STATS_INIT;
+        EXPECT_OK(tape_get_stats(&st, t));
+        assert_int_equal(st.file_size_bytes, strlen(INIT) + strlen(FRAME(0, 0)));
+        tape_free(t);
+    }
+    /* A complete last line without its newline is accepted. */
+    tape *t = NULL;
+    tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+    EXPECT_OK(tape_decode(&t, doc, full - 1, NULL, 0, NULL, &rep));
+    assert_int_equal(rep.torn_tail, 0);
+    assert_int_equal(tape_frame_count(t), 2);
+    char *out = encode(t, NULL);
+    assert_string_equal(out, doc); /* the newline is written back */
+    tape_string_free(out);
+    tape_free(t);
+    /* Only a torn init line: nothing to read. */
+    EXPECT_ERR(tape_decode(&t, INIT, 20, NULL, 0, NULL, &rep), TAPE_ECORRUPT,
+               "no init line (its only line is incomplete)");
+    assert_int_equal(rep.torn_tail, 1);
+    /* Torn in the middle (garbage followed by more lines) is not a tail. */
+    snprintf(doc, sizeof doc, "%s{\"type\":\"fra\n%s", INIT, FRAME(1, 10));
+    EXPECT_ERR(decode_mode(&t, doc, TAPE_DECODE_STRICT, &rep), TAPE_ECORRUPT, "line 2: invalid JSON");
+}
+
+static void test_garbage_strict_vs_recover(void **state)
+{
+    (void)state;
+    char doc[4096];
+    snprintf(doc, sizeof doc,
+             "%s%s"
+             "this is not json\n"                           /* line 3 */
+             "%s"
+             "{\"type\":\"frame\",\"seq\":5}\n"             /* line 5: no ts */
+             "[1,2,3]\n"                                    /* line 6: not an object */
+             "{\"type\":\"correlation\",\"id\":7}\n"        /* line 7: no request_seq */
+             "{\"type\":\"init\",\"version\":\"2.0\"}\n"    /* line 8: second init */
+             "{\"type\":\"frame\",\"seq\":6,\"ts\":1,\"dir\":\"sideways\",\"env\":{\"message\":1}}\n"
+             "%s",
+             INIT, FRAME(0, 0), FRAME(1, 10), FRAME(2, 20));
+    tape *t = (tape *)&t;
+    tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+    EXPECT_ERR(decode_mode(&t, doc, TAPE_DECODE_STRICT, &rep), TAPE_ECORRUPT,
+               "line 3: invalid JSON: 'this is not json'");
+    assert_null(t);
+    EXPECT_ERR(tape_decode(&t, doc, strlen(doc), NULL, 0, NULL, NULL), TAPE_ECORRUPT, "line 3");
+
+    EXPECT_OK(decode_mode(&t, doc, TAPE_DECODE_RECOVER, &rep));
+    assert_int_equal(rep.skipped_lines, 6);
+    assert_int_equal(rep.first_bad_line, 3);
+    assert_int_equal(rep.torn_tail, 0);
+    assert_int_equal(tape_frame_count(t), 3);
+    assert_int_equal(tape_frame_seq(tape_frame_at(t, 2)), 2);
+    assert_int_equal(tape_correlation_count(t), 0);
+    tape_free(t);
+
+    /* Each kind of bad line names its problem in strict mode. */
+    struct {
+        const char *line;
+        const char *why;
+    } cases[] = {
+        { "{\"type\":\"frame\",\"seq\":5}", "line 2: malformed frame: ts is missing" },
+        { "{\"type\":\"frame\",\"ts\":5}", "line 2: malformed frame: seq is missing" },
+        { "{\"type\":\"frame\",\"seq\":-1,\"ts\":0}", "seq must be a non-negative integer" },
+        { "{\"type\":\"frame\",\"seq\":1.5,\"ts\":0}", "seq must be a non-negative integer" },
+        { "{\"type\":\"frame\",\"seq\":1,\"ts\":\"0\"}", "ts must be a non-negative integer" },
+        { "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":3}", "dir is missing or not a string" },
+        { "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"up\"}", "dir must be" },
+        { "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"client_to_server\"}",
+          "env is missing or not an object" },
+        { "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"client_to_server\",\"env\":{}}",
+          "env.message is missing" },
+        { "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"client_to_server\",\"env\":"
+          "{\"message\":{}},\"correlation_id\":5}",
+          "correlation_id must be a string or null" },
+        { "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"client_to_server\",\"env\":"
+          "{\"message\":{}},\"flags\":[]}",
+          "flags must be an object" },
+        { "{\"type\":\"correlation\",\"id\":1}", "malformed correlation: id is a number" },
+        { "{\"type\":\"correlation\",\"id\":\"c\",\"request_seq\":0}", "response_seq" },
+        { "{\"type\":\"correlation\",\"id\":\"c\",\"request_seq\":0,\"response_seq\":1,"
+          "\"rtt_ms\":\"x\"}",
+          "rtt_ms must be an integer" },
+        { "{\"type\":\"init\",\"version\":\"2.0\"}", "line 2: a second init line" },
+        { "\"a string\"", "line 2: not a JSON object" },
+        { "{\"a\":1} trailing", "line 2: invalid JSON" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(doc, sizeof doc, "%s%s\n%s", INIT, cases[i].line, FRAME(3, 0));
+        int rc = decode_mode(&t, doc, TAPE_DECODE_STRICT, NULL);
+        if (rc != TAPE_ECORRUPT || strstr(tape_errmsg(), cases[i].why) == NULL) {
+            fail_msg("case %zu: rc %d '%s', want '%s'", i, rc, tape_errmsg(), cases[i].why);
+        }
+        rep.skipped_lines = 99;
+        EXPECT_OK(decode_mode(&t, doc, TAPE_DECODE_RECOVER, &rep));
+        assert_int_equal(rep.skipped_lines, 1);
+        assert_int_equal(rep.first_bad_line, 2);
+        assert_int_equal(tape_frame_count(t), 1);
+        tape_free(t);
+    }
+}
+
+static void test_blank_lines_and_crlf(void **state)
+{
+    (void)state;
+    char doc[2048];
+    snprintf(doc, sizeof doc, "\n  \n%s\n\t\n%.*s\r\n\n", INIT, (int)strlen(FRAME(0, 0)) - 1,
+             FRAME(0, 0));
+    tape *t = NULL;
+    tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+    EXPECT_OK(tape_decode(&t, doc, strlen(doc), NULL, 0, NULL, &rep));
+    assert_int_equal(rep.skipped_lines, 0);
+    assert_int_equal(tape_frame_count(t), 1);
+    char *out = encode(t, NULL);
+    char want[2048];
+    snprintf(want, sizeof want, "%s%s", INIT, FRAME(0, 0));
+    assert_string_equal(out, want); /* blank lines and CR dropped */
+    tape_string_free(out);
+    tape_free(t);
+}
+
+static void test_overlong_line(void **state)
+{
+    (void)state;
+    /* A frame line longer than the init line, so line 2 is the one over. */
+    char pad[301], doc[2048];
+    memset(pad, 'x', 300);
+    pad[300] = '\0';
+    snprintf(doc, sizeof doc,
+             "%s{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\","
+             "\"env\":{\"message\":\"%s\"}}\n",
+             INIT, pad);
+    size_t flen = strlen(doc) - strlen(INIT) - 1;
+    assert_true(flen > strlen(INIT));
+    for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+        tape_decode_options o = TAPE_DECODE_OPTIONS_INIT;
+        o.mode = mode;
+        o.max_line_bytes = flen - 1;
+        tape *t = (tape *)&t;
+        char want[128];
+        snprintf(want, sizeof want, "line 2 is %zu bytes, longer than the limit of %zu bytes",
+                 flen, flen - 1);
+        EXPECT_ERR(tape_decode(&t, doc, strlen(doc), NULL, 0, &o, NULL), TAPE_ECORRUPT, want);
+        assert_null(t);
+        o.max_line_bytes = flen; /* exactly at the limit is fine */
+        EXPECT_OK(tape_decode(&t, doc, strlen(doc), NULL, 0, &o, NULL));
+        tape_free(t);
+    }
+    /* The default limit: a line just over 10 MiB. */
+    size_t n = TAPE_MAX_LINE_DEFAULT + 1;
+    size_t ilen = strlen(INIT);
+    char *big = malloc(ilen + n + 2);
+    assert_non_null(big);
+    memcpy(big, INIT, ilen);
+    memset(big + ilen, ' ', n);
+    big[ilen + n] = '\n';
+    tape *t;
+    EXPECT_ERR(tape_decode(&t, big, ilen + n + 1, NULL, 0, NULL, NULL), TAPE_ECORRUPT,
+               "line 2 is 10485761 bytes, longer than the limit of 10485760 bytes");
+    free(big);
+}
+
+static void test_bad_init(void **state)
+{
+    (void)state;
+    char big_id[4200];
+    memset(big_id, 'a', 4096);
+    big_id[4096] = '\0';
+    char line[4400];
+    struct {
+        const char *id;
+        const char *why;
+    } ids[] = {
+        { "../x", "must not start with '.'" },
+        { "a/b", "0x2f at offset 1" },
+        { "", "tape id is empty" },
+        { ".hidden", "must not start with '.'" },
+        { big_id, "longer than 128 bytes" },
+    };
+    tape *t = (tape *)&t;
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+        snprintf(line, sizeof line,
+                 "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"%s\",\"created_at\":"
+                 "\"2025-08-14T10:30:00Z\"}\n",
+                 ids[i].id);
+        for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+            int rc = decode_mode(&t, line, mode, NULL);
+            if (rc != TAPE_ECORRUPT || strstr(tape_errmsg(), ids[i].why) == NULL ||
+                strstr(tape_errmsg(), "line 1: init line") == NULL) {
+                fail_msg("id '%.20s': rc %d '%s'", ids[i].id, rc, tape_errmsg());
+            }
+            assert_null(t);
+        }
+    }
+    struct {
+        const char *doc;
+        const char *why;
+    } cases[] = {
+        { "", "no init line (the document is empty)" },
+        { "\n\n", "no init line" },
+        { FRAME(0, 0), "line 1: the first line must be the init line, found type 'frame'" },
+        { "{\"a\":1}\n", "found a line without a type" },
+        { "garbage\n{}\n", "line 1: invalid JSON" },
+        { "{\"type\":\"init\",\"version\":\"3.0\",\"tape_id\":\"x\"}\n",
+          "unsupported format version '3.0'" },
+        { "{\"type\":\"init\",\"version\":\"20\",\"tape_id\":\"x\"}\n",
+          "unsupported format version '20'" },
+        { "{\"type\":\"init\",\"tape_id\":\"x\"}\n", "version is missing" },
+        { "{\"type\":\"init\",\"version\":2,\"tape_id\":\"x\"}\n", "version is a number" },
+        { "{\"type\":\"init\",\"version\":\"2.0\"}\n", "tape_id is missing" },
+        { "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"x\"}\n", "created_at is missing" },
+        { "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"x\",\"created_at\":\"yesterday\"}\n",
+          "init line: created_at: invalid ISO-8601 time 'yesterday'" },
+        { "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"x\",\"created_at\":"
+          "\"2025-08-14T10:30:00Z\",\"session_id\":7}\n",
+          "session_id must be a string or null" },
+        { "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"x\",\"created_at\":"
+          "\"2025-08-14T10:30:00Z\",\"protocol_version\":[]}\n",
+          "protocol_version must be a string or null" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+            int rc = decode_mode(&t, cases[i].doc, mode, NULL);
+            if (rc != TAPE_ECORRUPT || strstr(tape_errmsg(), cases[i].why) == NULL) {
+                fail_msg("case %zu mode %d: rc %d '%s', want '%s'", i, mode, rc, tape_errmsg(),
+                         cases[i].why);
+            }
+            assert_null(t);
+        }
+    }
+    /* The 2.x family is read. */
+    t = decode_str("{\"type\":\"init\",\"version\":\"2\",\"tape_id\":\"x\",\"created_at\":"
+                   "\"2025-08-14T10:30:00+02:00\"}",
+                   NULL);
+    assert_int_equal(tape_created_at(t), 1755167400000 - 2 * 3600 * 1000);
+    tape_free(t);
+}
+
+static void test_seq_not_increasing(void **state)
+{
+    (void)state;
+    char doc[2048];
+    snprintf(doc, sizeof doc, "%s%s%s%s", INIT, FRAME(0, 0), FRAME(4, 1), FRAME(4, 2));
+    for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+        tape *t = (tape *)&t;
+        EXPECT_ERR(decode_mode(&t, doc, mode, NULL), TAPE_ECORRUPT,
+                   "line 4: frame seq 4 is not greater than the previous frame's seq 4");
+        assert_null(t);
+    }
+    snprintf(doc, sizeof doc, "%s%s%s", INIT, FRAME(3, 0), FRAME(1, 1));
+    tape *t;
+    EXPECT_ERR(decode_mode(&t, doc, TAPE_DECODE_STRICT, NULL), TAPE_ECORRUPT,
+               "frame seq 1 is not greater than the previous frame's seq 3");
+    /* Gaps are fine (frames lost to recovery, say). */
+    snprintf(doc, sizeof doc, "%s%s%s", INIT, FRAME(3, 0), FRAME(10, 1));
+    t = decode_str(doc, NULL);
+    tape_stats st = TAPE_STATS_INIT;
+    EXPECT_OK(tape_get_stats(&st, t));
+    assert_int_equal(st.last_sequence, 10);
+    assert_int_equal(st.frame_count, 2);
+    /* Appending continues after the last seq. */
+    uint64_t seq;
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.message = "{}";
+    EXPECT_OK(tape_append_frame(&seq, t, &d));
+    assert_int_equal(seq, 11);
+    tape_free(t);
+}
+
+/* ---------------------------------------------------------------- meta */
+
+static void test_meta_rules(void **state)
+{
+    (void)state;
+    char doc[2048];
+    snprintf(doc, sizeof doc, "%s%s%s", INIT, FRAME(0, 0), FRAME(1, 70));
+    /* Frames win over the meta's stats; metadata comes from the meta. */
+    const char *meta =
+        "{\"tape_id\":\"t1\",\"name\":\"from meta\",\"tags\":[\"a\",\"\",\"a\",\"b\"],"
+        "\"created_at\":\"2025-08-14T10:30:00Z\",\"status\":\"finalized\",\"updated_at\":null,"
+        "\"stats\":{\"frame_count\":99,\"duration_ms\":5,\"file_size_bytes\":1,"
+        "\"error_count\":3}}";
+    tape *t = decode_str(doc, meta);
+    assert_string_equal(tape_name(t), "from meta");
+    assert_int_equal(tape_status(t), TAPE_STATUS_FINALIZED);
+    assert_int_equal(tape_tag_count(t), 2); /* empty and repeated tags dropped */
+    assert_string_equal(tape_tag_at(t, 1), "b");
+    assert_string_equal(tape_session_id(t), "s1"); /* meta has none: the init's */
+    tape_stats st = TAPE_STATS_INIT;
+    EXPECT_OK(tape_get_stats(&st, t));
+    assert_int_equal(st.frame_count, 2);
+    assert_int_equal(st.duration_ms, 70);
+    assert_int_equal(st.error_count, 0);
+    assert_int_equal(st.file_size_bytes, strlen(doc));
+    char *out = encode(t, NULL);
+    assert_string_equal(out, doc); /* init line kept: it agrees with the meta */
+    tape_string_free(out);
+    tape_free(t);
+
+    /* A meta whose session differs wins, and the init line follows it. */
+    t = decode_str(doc, "{\"tape_id\":\"t1\",\"session_id\":\"s9\","
+                        "\"created_at\":\"2025-08-14T10:31:00Z\"}");
+    assert_string_equal(tape_session_id(t), "s9");
+    assert_int_equal(tape_created_at(t), 1755167460000);
+    out = encode(t, NULL);
+    assert_non_null(strstr(out, "\"session_id\":\"s9\",\"created_at\":\"2025-08-14T10:31:00.000Z\""));
+    tape_string_free(out);
+    tape_free(t);
+
+    struct {
+        const char *meta;
+        const char *why;
+    } bad[] = {
+        { "", "meta document is not valid JSON" },
+        { "{\"tape_id\":", "meta document is not valid JSON" },
+        { "[]", "meta document is not a JSON object" },
+        { "{}", "meta: tape_id is missing, expected a string" },
+        { "{\"tape_id\":\"other\"}", "meta: tape_id 'other' does not match the init line's 't1'" },
+        { "{\"tape_id\":\"t1\",\"status\":\"paused\"}", "meta: status 'paused' is neither" },
+        { "{\"tape_id\":\"t1\",\"status\":1}", "meta: status is a number" },
+        { "{\"tape_id\":\"t1\",\"tags\":\"a\"}", "meta: tags is a string, expected an array" },
+        { "{\"tape_id\":\"t1\",\"tags\":[\"a\",2]}", "meta: tags[1] is a number" },
+        { "{\"tape_id\":\"t1\",\"name\":5}", "meta: name is a number" },
+        { "{\"tape_id\":\"t1\",\"created_at\":\"soon\"}", "meta: created_at: invalid ISO-8601" },
+        { "{\"tape_id\":\"t1\",\"created_at\":null}", "meta: created_at is null" },
+        { "{\"tape_id\":\"t1\",\"finalized_at\":3}", "meta: finalized_at is a number" },
+        { "{\"tape_id\":\"t1\",\"stats\":[]}", "meta: stats is an array, expected an object" },
+        { "{\"tape_id\":\"t1\",\"session_id\":{}}", "meta: session_id is an object" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tape *u = (tape *)&u;
+        int rc = tape_decode(&u, doc, strlen(doc), bad[i].meta, strlen(bad[i].meta), NULL, NULL);
+        if (rc != TAPE_ECORRUPT || strstr(tape_errmsg(), bad[i].why) == NULL) {
+            fail_msg("meta %zu: rc %d '%s', want '%s'", i, rc, tape_errmsg(), bad[i].why);
+        }
+        assert_null(u);
+    }
+}
+
+/* ----------------------------------------------------------- line codec */
+
+static void test_line_parse(void **state)
+{
+    (void)state;
+    int type = -1;
+    tape_frame *f = (tape_frame *)&f;
+    EXPECT_OK(tape_line_parse(&type, &f, INIT, strlen(INIT)));
+    assert_int_equal(type, TAPE_LINE_INIT);
+    assert_null(f);
+    const char *fl = FRAME(7, 70);
+    EXPECT_OK(tape_line_parse(&type, &f, fl, strlen(fl) - 1));
+    assert_int_equal(type, TAPE_LINE_FRAME);
+    assert_non_null(f);
+    assert_int_equal(tape_frame_seq(f), 7);
+    assert_int_equal(tape_frame_ts(f), 70);
+    assert_string_equal(tape_frame_message(f, NULL), "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}");
+    size_t len;
+    tape_frame_line(f, &len);
+    assert_int_equal(len, strlen(fl) - 1);
+    /* A parsed frame goes into a tape or a header's stats. */
+    tape *t = decode_str(INIT, NULL), *hdr;
+    EXPECT_OK(tape_clone_meta(&hdr, t));
+    EXPECT_OK(tape_account_frame(hdr, f));
+    EXPECT_OK(tape_push_frame(t, f));
+    assert_int_equal(tape_frame_count(t), 1);
+    assert_int_equal(tape_frame_count(hdr), 0);
+    assert_same_stats(t, hdr);
+    tape_free(hdr);
+    tape_free(t);
+
+    const char *corr = "{\"type\":\"correlation\",\"id\":\"c\",\"request_seq\":0,\"response_seq\":1,"
+                       "\"rtt_ms\":3,\"status\":\"success\"}";
+    EXPECT_OK(tape_line_parse(&type, &f, corr, strlen(corr)));
+    assert_int_equal(type, TAPE_LINE_CORRELATION);
+    assert_null(f);
+    EXPECT_OK(tape_line_parse(&type, NULL, "{\"type\":\"checkpoint\"}", 21));
+    assert_int_equal(type, TAPE_LINE_CHECKPOINT);
+    EXPECT_OK(tape_line_parse(&type, NULL, "{\"type\":\"x\"}", 12));
+    assert_int_equal(type, TAPE_LINE_UNKNOWN);
+    EXPECT_OK(tape_line_parse(&type, NULL, fl, strlen(fl))); /* classify only */
+    assert_int_equal(type, TAPE_LINE_FRAME);
+
+    type = -1;
+    EXPECT_ERR(tape_line_parse(&type, &f, "{\"type\":", 8), TAPE_ECORRUPT, "not valid JSON");
+    assert_int_equal(type, 0);
+    assert_null(f);
+    EXPECT_ERR(tape_line_parse(&type, &f, "", 0), TAPE_ECORRUPT, "not valid JSON");
+    EXPECT_ERR(tape_line_parse(&type, &f, "[]", 2), TAPE_ECORRUPT, "not a JSON object");
+    EXPECT_ERR(tape_line_parse(&type, &f, "{\"type\":\"frame\"}", 16), TAPE_ECORRUPT,
+               "malformed frame: seq is missing");
+    EXPECT_ERR(tape_line_parse(&type, &f, "{\"type\":\"init\"}", 15), TAPE_ECORRUPT,
+               "init line: version is missing");
+    EXPECT_ERR(tape_line_parse(&type, &f, "{\"type\":\"correlation\"}", 22), TAPE_ECORRUPT,
+               "malformed correlation");
+    EXPECT_ERR(tape_line_parse(NULL, &f, "{}", 2), TAPE_EINVAL, "out_type is NULL");
+    EXPECT_ERR(tape_line_parse(&type, &f, NULL, 2), TAPE_EINVAL, "line is NULL");
+}
+
+static void test_null_arguments(void **state)
+{
+    (void)state;
+    tape *t = decode_str(INIT, NULL);
+    char *s = (char *)&s;
+    size_t n;
+    EXPECT_ERR(tape_encode_jsonl(NULL, &n, t), TAPE_EINVAL, "out is NULL");
+    EXPECT_ERR(tape_encode_jsonl(&s, &n, NULL), TAPE_EINVAL, "tape is NULL");
+    assert_null(s);
+    EXPECT_ERR(tape_encode_meta(NULL, &n, t), TAPE_EINVAL, "out is NULL");
+    EXPECT_ERR(tape_encode_meta(&s, &n, NULL), TAPE_EINVAL, "tape is NULL");
+    EXPECT_OK(tape_encode_jsonl(&s, NULL, t)); /* out_len is optional */
+    tape_string_free(s);
+    tape *u = (tape *)&u;
+    EXPECT_ERR(tape_decode(NULL, INIT, strlen(INIT), NULL, 0, NULL, NULL), TAPE_EINVAL,
+               "out is NULL");
+    EXPECT_ERR(tape_decode(&u, NULL, 0, NULL, 0, NULL, NULL), TAPE_EINVAL, "jsonl is NULL");
+    assert_null(u);
+    tape_decode_options o = TAPE_DECODE_OPTIONS_INIT;
+    o.version = 0;
+    EXPECT_ERR(tape_decode(&u, INIT, strlen(INIT), NULL, 0, &o, NULL), TAPE_EINVAL,
+               "TAPE_DECODE_OPTIONS_INIT");
+    o.version = 2;
+    EXPECT_ERR(tape_decode(&u, INIT, strlen(INIT), NULL, 0, &o, NULL), TAPE_EVERSION,
+               "version 2 is newer");
+    o.version = 1;
+    o.mode = 7;
+    EXPECT_ERR(tape_decode(&u, INIT, strlen(INIT), NULL, 0, &o, NULL), TAPE_EINVAL, "mode 7");
+    tape_decode_report r = { 0 };
+    EXPECT_ERR(tape_decode(&u, INIT, strlen(INIT), NULL, 0, NULL, &r), TAPE_EINVAL,
+               "TAPE_DECODE_REPORT_INIT");
+    tape_string_free(NULL);
+    tape_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip_all_fields),
+        cmocka_unit_test(test_roundtrip_without_meta),
+        cmocka_unit_test(test_roundtrip_big_message),
+        cmocka_unit_test(test_roundtrip_many_frames),
+        cmocka_unit_test(test_unknown_preserved),
+        cmocka_unit_test(test_fixture_shadowcat),
+        cmocka_unit_test(test_message_bytes_exact),
+        cmocka_unit_test(test_torn_tail),
+        cmocka_unit_test(test_garbage_strict_vs_recover),
+        cmocka_unit_test(test_blank_lines_and_crlf),
+        cmocka_unit_test(test_overlong_line),
+        cmocka_unit_test(test_bad_init),
+        cmocka_unit_test(test_seq_not_increasing),
+        cmocka_unit_test(test_meta_rules),
+        cmocka_unit_test(test_line_parse),
+        cmocka_unit_test(test_null_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
