@@ -8,6 +8,8 @@
  * largest search figure (default 100000; --quick: 2000 and small tapes).
  * Timings are reported, never asserted (docs/benchmarks.md).
  */
+/* mallinfo2 and malloc_trim (heap in use, for the recording-memory figure) are glibc. */
+#define _GNU_SOURCE 1
 #include <tapestore/tapestore.h>
 
 #include <cjson/cJSON.h>
