@@ -31,16 +31,18 @@ static const char *dir_name(int dir)
 #define ALIGN(n) (((n) + _Alignof(tape_frame) - 1) & ~(_Alignof(tape_frame) - 1))
 
 /*
- * Where first-touch page faults are expensive (virtual machines: tens of
- * microseconds each), filling tens of MiB costs more than parsing them.
- * Large blocks are therefore aligned to 2 MiB and marked for transparent
- * huge pages: one fault per 2 MiB instead of 512. Where huge pages are
- * unavailable the advice is ignored and nothing changes. The block is
- * released with free().
+ * Where first-touch page faults are expensive (virtual machines: ~25 us
+ * each, while cJSON parses 4 KiB in ~15 us), filling fresh memory costs
+ * more than parsing what goes into it. Blocks of 2 MiB and more are
+ * therefore aligned to 2 MiB and marked for transparent huge pages: one
+ * fault per 2 MiB instead of 512 (a 1 MiB tape's decode arena is one).
+ * Only touched huge pages are backed, so the rounding up costs address
+ * space, not memory. Where huge pages are unavailable the advice is
+ * ignored and nothing changes. The block is released with free().
  */
 void *tape__big_alloc(size_t n)
 {
-    if (n < 2 * HUGE_PAGE) {
+    if (n < HUGE_PAGE) {
         return malloc(n);
     }
     size_t rounded = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
