@@ -9,7 +9,6 @@
 #include "codec_internal.h"
 
 #include <assert.h>
-#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,7 +262,8 @@ static int has_member(const cJSON *obj, const char *key)
  * message goes in verbatim and the rest is numbers, fixed words and a few
  * strings. The result is byte for byte what cJSON_PrintUnformatted made of
  * the same object before (tests and fixtures compare lines), so strings are
- * escaped and numbers printed exactly as cJSON does.
+ * escaped as cJSON escapes them; numbers differ only from 10^15 on (see
+ * json_uint_text).
  */
 
 #define LIT(s) (sizeof(s) - 1)
@@ -336,34 +336,24 @@ static char *json_string_put(char *p, const char *s, size_t n)
     return p;
 }
 
-/* A seq or ts (at most 2^53) as cJSON prints the number: plain digits up
- * to INT_MAX, beyond that cJSON's own printer (it writes 10^15 as 1e+15).
- * Returns the length. */
+/* A seq or ts (at most 2^53) in plain digits. Not cJSON's printer: from
+ * 10^15 on it uses 15 significant digits when they read back "close
+ * enough", which turns 9007199254740992 into 9.00719925474099e+15 - a
+ * different number. Below 10^15 (every realistic value) the text is the
+ * same as cJSON's. Returns the length. */
 static size_t json_uint_text(char out[32], uint64_t v)
 {
-    if (v <= INT_MAX) {
-        char rev[16];
-        size_t n = 0;
-        do {
-            rev[n++] = (char)('0' + v % 10);
-            v /= 10;
-        } while (v != 0);
-        for (size_t i = 0; i < n; i++) {
-            out[i] = rev[n - 1 - i];
-        }
-        out[n] = '\0';
-        return n;
+    char rev[24];
+    size_t n = 0;
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = rev[n - 1 - i];
     }
-    cJSON num;
-    memset(&num, 0, sizeof num);
-    num.type = cJSON_Number;
-    cJSON_SetNumberHelper(&num, (double)v);
-    /* A number takes at most 25 bytes, so this cannot run out of room;
-     * were it to, exact digits are still a valid rendering. */
-    if (!cJSON_PrintPreallocated(&num, out, 32, 0)) {
-        snprintf(out, 32, "%.17g", (double)v);
-    }
-    return strlen(out);
+    out[n] = '\0';
+    return n;
 }
 
 /* Optional JSON object text for a frame field, printed compactly (the
@@ -423,7 +413,8 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
     if (desc->message == NULL) {
         return tape_error_set(TAPE_EINVAL, "frame message is NULL");
     }
-    if ((double)seq > TAPE__JSON_INT_MAX) {
+    /* Compared as integers: as a double, 2^53 + 1 rounds down to 2^53. */
+    if (seq > (uint64_t)TAPE__JSON_INT_MAX) {
         return tape_error_set(TAPE_EINVAL, "frame seq %llu exceeds 2^53",
                               (unsigned long long)seq);
     }
