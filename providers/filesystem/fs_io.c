@@ -54,8 +54,10 @@ int fs_read_file(char **out, size_t *out_len, int dirfd, const char *name)
         close(fd);
         return tape_error_set(TAPE_ECORRUPT, "filesystem: %s is not a regular file", name);
     }
-    /* The file may grow while we read (a recording): read what is there. */
-    size_t cap = (size_t)sb.st_size + 1, len = 0;
+    /* The file may grow while we read (a recording): read what is there.
+     * One spare byte beyond the size lets the final read see end-of-file
+     * without growing (and copying) the buffer. */
+    size_t cap = (size_t)sb.st_size + 2, len = 0;
     char *buf = malloc(cap);
     if (buf == NULL) {
         close(fd);
