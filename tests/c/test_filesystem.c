@@ -491,6 +491,57 @@ static void test_persistence_and_default_path(void **state)
     assert_int_equal(chdir(cwd), 0);
 }
 
+static void copy_file(const char *from, const char *to_name)
+{
+    FILE *in = fopen(from, "rb");
+    assert_non_null(in);
+    FILE *out = fopen(path_of(to_name), "wb");
+    assert_non_null(out);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) {
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    }
+    fclose(in);
+    fclose(out);
+}
+
+/* A tape Shadowcat wrote, dropped into the directory, loads unchanged; what
+ * we write back is byte-identical in its .jsonl. */
+static void test_shadowcat_files_load_unchanged(void **state)
+{
+    (void)state;
+    tape_store *s = NULL;
+    assert_int_equal(tape_store_open(&s, NULL, "filesystem", cfg, TAPE_OPEN_EAGER), TAPE_OK);
+    tape_store_free(s); /* the directory exists now */
+    copy_file(TAPE_TEST_DATA_DIR "/shadowcat-session.jsonl", "shadowcat-7f3a.jsonl");
+    copy_file(TAPE_TEST_DATA_DIR "/shadowcat-session.meta.json", "shadowcat-7f3a.meta.json");
+    s = open_fs(cfg);
+    tape *t = NULL;
+    if (tape_store_load(&t, s, "shadowcat-7f3a") != TAPE_OK) fail_msg("%s", tape_errmsg());
+    assert_string_equal(tape_name(t), "Débogage — outil « add »");
+    assert_string_equal(tape_session_id(t), "sess-2f9c1e");
+    assert_int_equal(tape_status(t), TAPE_STATUS_FINALIZED);
+    assert_int_equal(tape_has_tag(t, "régression"), 1);
+    assert_int_equal(tape_frame_count(t), 10);
+    tape_stats st = TAPE_STATS_INIT;
+    assert_int_equal(tape_get_stats(&st, t), TAPE_OK);
+    assert_int_equal(st.error_count, 2);
+    assert_int_equal(st.correlation_count, 4);
+    assert_int_equal(st.duration_ms, 700);
+    /* Found by the index too, from its meta file. */
+    assert_int_equal(query_count(s, "{\"tags_all\":[\"prod\",\"régression\"],\"status\":\"finalized\"}"), 1);
+    /* Saved back under a new id: the .jsonl lines are Shadowcat's own bytes. */
+    char *orig = strdup(read_text("shadowcat-7f3a.jsonl"));
+    assert_int_equal(tape_store_delete(s, "shadowcat-7f3a"), TAPE_OK);
+    assert_int_equal(tape_store_save(s, t), TAPE_OK);
+    assert_string_equal(read_text("shadowcat-7f3a.jsonl"), orig);
+    assert_non_null(strstr(read_text("shadowcat-7f3a.meta.json"), "\"performance\""));
+    free(orig);
+    tape_free(t);
+    tape_store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +555,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_busy_and_visible_while_recording, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence_and_default_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shadowcat_files_load_unchanged, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
