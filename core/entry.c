@@ -47,12 +47,15 @@ int tape__entry_from_frameless(tape_entry **out, tape *t)
     return entry_wrap(out, t);
 }
 
-tape_entry *tape_entry_ref(tape_entry *e)
+tape_entry *tape_entry_ref(const tape_entry *e)
 {
-    if (e != NULL) {
-        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+    /* Entries are immutable apart from their count: sharing one through a
+     * const pointer is safe, so the count is the one thing we cast for. */
+    tape_entry *m = (tape_entry *)(uintptr_t)e;
+    if (m != NULL) {
+        atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
     }
-    return e;
+    return m;
 }
 
 void tape_entry_free(tape_entry *e)

@@ -25,6 +25,11 @@ struct tape_store {
     pthread_mutex_t open_lock;
     atomic_int opened;
     unsigned int native, available;
+    /* Ids recorded through the fallback writer (no native writer ops):
+     * the core itself must refuse a second writer, a save or a delete. */
+    pthread_mutex_t rec_lock;
+    char **recording;
+    size_t nrecording, caprecording;
 };
 
 struct tape_writer {
@@ -115,6 +120,42 @@ static int enter(tape_store *s, const char *id, const char *fn)
     return ensure_open(s);
 }
 
+/* ---------------------------------------------------------------- recordings */
+
+static long recording_index(tape_store *s, const char *id)
+{
+    for (size_t i = 0; i < s->nrecording; i++) {
+        if (strcmp(s->recording[i], id) == 0) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* TAPE_EBUSY if a fallback writer of this store records `id`. */
+static int check_not_recording(tape_store *s, const char *id)
+{
+    if (s->ops->writer_begin != NULL) {
+        return TAPE_OK; /* native writers: the backend decides */
+    }
+    pthread_mutex_lock(&s->rec_lock);
+    int busy = recording_index(s, id) >= 0;
+    pthread_mutex_unlock(&s->rec_lock);
+    return busy ? tape_error_set(TAPE_EBUSY, "tape \"%s\" is being recorded by another writer", id)
+                : TAPE_OK;
+}
+
+static void recording_remove(tape_store *s, const char *id)
+{
+    pthread_mutex_lock(&s->rec_lock);
+    long i = recording_index(s, id);
+    if (i >= 0) {
+        free(s->recording[i]);
+        s->recording[i] = s->recording[--s->nrecording];
+    }
+    pthread_mutex_unlock(&s->rec_lock);
+}
+
 /* ---------------------------------------------------------------- open */
 
 static int check_ops(const tape_backend_ops *ops, const char *name)
@@ -203,6 +244,7 @@ static int store_open_config(tape_store **out, tape_registry *reg, const char *p
     s->serialize = !(ops->flags & TAPE_CAP_THREAD_SAFE);
     pthread_mutex_init(&s->call_lock, NULL);
     pthread_mutex_init(&s->open_lock, NULL);
+    pthread_mutex_init(&s->rec_lock, NULL);
     s->native = (ops->flags & (TAPE_CAP_THREAD_SAFE | TAPE_CAP_PERSISTENT)) |
                 (ops->exists ? TAPE_CAP_EXISTS : 0) | (ops->search ? TAPE_CAP_SEARCH : 0) |
                 (ops->stats ? TAPE_CAP_STATS : 0) | (ops->writer_begin ? TAPE_CAP_WRITER : 0) |
@@ -290,6 +332,8 @@ static int store_unref(tape_store *s)
     s->ops->free(s->self);
     pthread_mutex_destroy(&s->call_lock);
     pthread_mutex_destroy(&s->open_lock);
+    pthread_mutex_destroy(&s->rec_lock);
+    free(s->recording); /* empty: every writer held a reference */
     tape_provider_info_free(s->prov);
     free(s);
     return rc;
@@ -335,6 +379,9 @@ int tape_store_save(tape_store *s, const tape *t)
         return tape_error_set(TAPE_EINVAL, "tape_store_save: tape is NULL");
     }
     int rc = enter(s, tape_id(t), "tape_store_save");
+    if (rc == TAPE_OK) {
+        rc = check_not_recording(s, tape_id(t));
+    }
     if (rc != TAPE_OK) {
         return rc;
     }
@@ -366,6 +413,9 @@ int tape_store_load(tape **out, tape_store *s, const char *id)
 int tape_store_delete(tape_store *s, const char *id)
 {
     int rc = enter(s, id, "tape_store_delete");
+    if (rc == TAPE_OK) {
+        rc = check_not_recording(s, id);
+    }
     if (rc != TAPE_OK) {
         return rc;
     }
@@ -607,18 +657,50 @@ int tape_store_record(tape_writer **out, tape_store *s, const tape *header)
         call_end(s);
     } else if (rc == TAPE_OK) {
         /* Fallback: save the header now so the recording is visible, keep
-         * the frames in memory and save the whole tape at finish. */
+         * the frames in memory and save the whole tape at finish. The
+         * check, the save and the claim happen under rec_lock so two
+         * writers cannot both start. */
+        const char *id = tape_id(header);
+        pthread_mutex_lock(&s->rec_lock);
         int exists = 0;
-        rc = tape_store_exists(&exists, s, tape_id(header));
+        if (recording_index(s, id) >= 0) {
+            rc = tape_error_set(TAPE_EBUSY, "tape \"%s\" is being recorded by another writer",
+                                id);
+        }
+        if (rc == TAPE_OK) {
+            rc = tape_store_exists(&exists, s, id);
+        }
         if (rc == TAPE_OK && exists) {
-            rc = tape_error_set(TAPE_EEXISTS, "tape \"%s\" already exists", tape_id(header));
+            rc = tape_error_set(TAPE_EEXISTS, "tape \"%s\" already exists", id);
         }
         if (rc == TAPE_OK) {
             rc = tape_clone_meta(&w->buffer, w->header);
         }
-        if (rc == TAPE_OK) {
-            rc = tape_store_save(s, w->buffer);
+        if (rc == TAPE_OK && s->nrecording == s->caprecording) {
+            size_t cap = s->caprecording != 0 ? s->caprecording * 2 : 4;
+            char **grown = realloc(s->recording, cap * sizeof *grown);
+            if (grown == NULL) {
+                rc = tape__oom();
+            } else {
+                s->recording = grown;
+                s->caprecording = cap;
+            }
         }
+        char *claim = rc == TAPE_OK ? tape__strdup(id) : NULL;
+        if (rc == TAPE_OK && claim == NULL) {
+            rc = tape__oom();
+        }
+        if (rc == TAPE_OK) {
+            call_begin(s);
+            rc = checked(s, s->ops->save(s->self, w->buffer), "save");
+            call_end(s);
+        }
+        if (rc == TAPE_OK) {
+            s->recording[s->nrecording++] = claim;
+        } else {
+            free(claim);
+        }
+        pthread_mutex_unlock(&s->rec_lock);
     }
     if (rc != TAPE_OK) {
         tape_free(w->header);
@@ -740,8 +822,13 @@ static int writer_end(tape_writer *w, int finalize)
         call_end(w->s);
         w->native = NULL; /* freed by writer_end either way */
         rc = rc != TAPE_OK ? rc : end_rc;
-    } else if (rc == TAPE_OK) {
-        rc = tape_store_save(w->s, w->buffer);
+    } else {
+        if (rc == TAPE_OK) {
+            call_begin(w->s);
+            rc = checked(w->s, w->s->ops->save(w->s->self, w->buffer), "save");
+            call_end(w->s);
+        }
+        recording_remove(w->s, tape_id(w->header));
     }
     w->finished = 1;
     return rc;
@@ -758,7 +845,9 @@ void tape_writer_free(tape_writer *w)
     if (w == NULL) {
         return;
     }
-    if (!w->finished && (w->native != NULL || !w->failed)) {
+    if (!w->finished && w->native == NULL && w->failed) {
+        recording_remove(w->s, tape_id(w->header)); /* nothing safe to save */
+    } else if (!w->finished) {
         if (writer_end(w, 0) != TAPE_OK) {
             tape_log(TAPE_LOG_ERROR, "abandoning recording of tape \"%s\": %s",
                      tape_id(w->header), tape_errmsg());

@@ -43,10 +43,11 @@ int tape_id_validate(const char *id)
         int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                  c == '.' || c == '_' || c == '-';
         if (!ok) {
+            /* Quote only the valid prefix: the rest may be control bytes. */
             return tape_error_set(TAPE_EINVAL,
-                                  "invalid tape id '%.64s': byte 0x%02x at offset %zu is not "
+                                  "invalid tape id '%.*s...': byte 0x%02x at offset %zu is not "
                                   "one of [A-Za-z0-9._-]",
-                                  id, c, n);
+                                  (int)(n < 64 ? n : 64), id, c, n);
         }
     }
     return TAPE_OK;

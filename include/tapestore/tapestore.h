@@ -286,8 +286,9 @@ TAPE_API int tape_decode(tape **out, const char *jsonl, size_t jsonl_len,
 
 /** Entries are immutable and reference counted. */
 TAPE_API int tape_entry_from_tape(tape_entry **out, const tape *t);
-/** A new reference to the same entry (never fails; NULL gives NULL). */
-TAPE_API tape_entry *tape_entry_ref(tape_entry *e);
+/** A new reference to the same entry (never fails; NULL gives NULL). Takes
+ *  a const pointer so an entry borrowed from a result can be kept. */
+TAPE_API tape_entry *tape_entry_ref(const tape_entry *e);
 /** Drop a reference. */
 TAPE_API void tape_entry_free(tape_entry *e);
 TAPE_API const char *tape_entry_id(const tape_entry *e);

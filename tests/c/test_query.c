@@ -1353,7 +1353,7 @@ static void test_paging_while_changing(void **state)
                         assert_true(tape_query_compare(q, prev, e) < 0);
                     }
                     tape_entry_free(prev_ref);
-                    prev_ref = tape_entry_ref((tape_entry *)e);
+                    prev_ref = tape_entry_ref(e);
                     prev = prev_ref;
                 }
                 const char *cur = tape_result_next_cursor(r);

@@ -304,8 +304,12 @@ static void test_fallback_writer_and_frames(void **state)
     assert_int_equal(tape_store_load(&seen, s, "rec"), TAPE_OK);
     assert_int_equal(tape_status(seen), TAPE_STATUS_RECORDING);
     tape_free(seen);
+    /* The core guards fallback recordings itself. */
     tape_writer *w2 = NULL;
-    assert_int_equal(tape_store_record(&w2, s, h), TAPE_EEXISTS);
+    assert_int_equal(tape_store_record(&w2, s, h), TAPE_EBUSY);
+    assert_non_null(strstr(tape_errmsg(), "being recorded"));
+    assert_int_equal(tape_store_save(s, h), TAPE_EBUSY);
+    assert_int_equal(tape_store_delete(s, "rec"), TAPE_EBUSY);
 
     for (int i = 0; i < 50; i++) {
         tape_frame_desc d = TAPE_FRAME_DESC_INIT;
@@ -328,6 +332,7 @@ static void test_fallback_writer_and_frames(void **state)
     assert_int_equal(tape_writer_finish(w), TAPE_ESTATE);
     tape_writer_free(w);
 
+    assert_int_equal(tape_store_record(&w2, s, h), TAPE_EEXISTS); /* finished: just taken */
     assert_int_equal(tape_store_load(&seen, s, "rec"), TAPE_OK);
     assert_int_equal(tape_status(seen), TAPE_STATUS_FINALIZED);
     assert_int_equal(tape_frame_count(seen), 50);

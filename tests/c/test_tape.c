@@ -73,6 +73,8 @@ static void test_id_invalid(void **state)
     EXPECT_ERR(tape_id_validate(".."), TAPE_EINVAL, "must not start with '.'");
     EXPECT_ERR(tape_id_validate("../x"), TAPE_EINVAL, "must not start with '.'");
     EXPECT_ERR(tape_id_validate("a/b"), TAPE_EINVAL, "0x2f at offset 1");
+    EXPECT_ERR(tape_id_validate("ab\ncd"), TAPE_EINVAL, "'ab...': byte 0x0a at offset 2");
+    assert_null(strchr(tape_errmsg(), '\n')); /* a control byte never reaches the message */
     EXPECT_ERR(tape_id_validate("a\\b"), TAPE_EINVAL, "0x5c");
     EXPECT_ERR(tape_id_validate("a b"), TAPE_EINVAL, "0x20");
     EXPECT_ERR(tape_id_validate("caf\xc3\xa9"), TAPE_EINVAL, "0xc3 at offset 3");

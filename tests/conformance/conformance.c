@@ -1928,7 +1928,7 @@ static int qc_page_through(tc_ctx *c, int line, tape_store *s, const char *json,
         }
         for (size_t i = 0; i < cnt; i++) {
             /* Results hand out const entries; a reference keeps one. */
-            all[n++] = tape_entry_ref((tape_entry *)tape_result_at(r, i));
+            all[n++] = tape_entry_ref(tape_result_at(r, i));
         }
         if (next == NULL) {
             break;
