@@ -131,7 +131,7 @@ int tape__init_line_len(size_t *out, const tape *t)
         *out = t->init_line_len + 1;
         return TAPE_OK;
     }
-    char *line;
+    char *line = NULL;
     int rc = tape__init_line(&line, out, t);
     free(line);
     return rc;
@@ -657,7 +657,7 @@ static int meta_stats(tape *t, const cJSON *s, int counters)
             if (!counters) {
                 continue;
             }
-            uint64_t v;
+            uint64_t v = 0;
             rc = meta_count(&v, key, c);
             if (rc == TAPE_OK) {
                 if (slots[i] != NULL) {

@@ -210,7 +210,11 @@ int tape_registry_register(tape_registry *reg, const tape_provider *p)
     if (p == NULL) {
         return tape_error_set(TAPE_EINVAL, "tape_registry_register: provider is NULL");
     }
-    if (p->version == 0 || p->version > TAPE_PROVIDER_VERSION) {
+    if (p->version == 0) {
+        return tape_error_set(TAPE_EINVAL, "provider struct version is 0 (initialise it with "
+                                           "TAPE_PROVIDER_INIT)");
+    }
+    if (p->version > TAPE_PROVIDER_VERSION) {
         return tape_error_set(TAPE_EVERSION,
                               "provider struct version %u is not supported (this library "
                               "knows versions 1..%u)",
@@ -375,7 +379,7 @@ const tape_provider_info *tape_provider_list_at(const tape_provider_list *l, siz
 
 int tape_registry_add_builtins(tape_registry *reg)
 {
-    const tape_provider *builtins[] = { tape_provider_memory() };
+    const tape_provider *builtins[] = { tape_provider_filesystem(), tape_provider_memory() };
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
         int rc = tape_registry_register(reg, builtins[i]);
         if (rc != TAPE_OK) {
@@ -407,7 +411,12 @@ int tape_registry_load_plugin(tape_registry *reg, const char *path)
         return tape_error_set(TAPE_EINVAL, "plugin %s does not export %s", path,
                               TAPE_PLUGIN_ABI_SYMBOL);
     }
-    if (*abi == 0 || *abi > TAPE_PLUGIN_ABI_VERSION) {
+    if (*abi == 0) {
+        dlclose(handle);
+        return tape_error_set(TAPE_EINVAL, "plugin %s: %s is 0 (set it to "
+                              "TAPE_PLUGIN_ABI_VERSION)", path, TAPE_PLUGIN_ABI_SYMBOL);
+    }
+    if (*abi > TAPE_PLUGIN_ABI_VERSION) {
         unsigned int v = *abi;
         dlclose(handle);
         return tape_error_set(TAPE_EVERSION,

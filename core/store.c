@@ -160,7 +160,13 @@ static void recording_remove(tape_store *s, const char *id)
 
 static int check_ops(const tape_backend_ops *ops, const char *name)
 {
-    if (ops->version == 0 || ops->version > TAPE_BACKEND_OPS_VERSION) {
+    if (ops->version == 0) {
+        return tape_error_set(TAPE_EINVAL,
+                              "provider \"%s\": backend ops version is 0 (initialise them with "
+                              "TAPE_BACKEND_OPS_INIT or .version = TAPE_BACKEND_OPS_VERSION)",
+                              name);
+    }
+    if (ops->version > TAPE_BACKEND_OPS_VERSION) {
         return tape_error_set(TAPE_EVERSION,
                               "provider \"%s\": backend ops version %u is not supported (this "
                               "library knows 1..%u)",
@@ -571,9 +577,9 @@ int tape_store_stats_get(tape_store_stats *out, tape_store *s)
     if (out == NULL) {
         return tape_error_set(TAPE_EINVAL, "tape_store_stats_get: out is NULL");
     }
-    if (out->version == 0 || out->version > TAPE_STORE_STATS_VERSION) {
-        return tape_error_set(TAPE_EVERSION, "tape_store_stats version %u is not supported",
-                              out->version);
+    if (out->version == 0) {
+        return tape_error_set(TAPE_EINVAL, "tape_store_stats_get: out->version is 0 (initialise "
+                                           "it with TAPE_STORE_STATS_INIT)");
     }
     int rc = enter(s, NO_ID, "tape_store_stats_get");
     if (rc != TAPE_OK) {
@@ -597,8 +603,11 @@ int tape_store_stats_get(tape_store_stats *out, tape_store *s)
         entry_vec_clear(&v);
     }
     if (rc == TAPE_OK) {
-        st.version = out->version; /* fill only what the caller's struct has */
+        /* Version 1 is the only layout so far: every caller's struct holds
+         * all of it. A version 2 must copy only the caller's version here. */
+        unsigned int v = out->version;
         *out = st;
+        out->version = v;
     }
     return rc;
 }

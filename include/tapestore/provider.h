@@ -218,6 +218,11 @@ typedef struct tape_backend_ops {
     /* version 1 ends here; new ops are added below this line */
 } tape_backend_ops;
 #define TAPE_BACKEND_OPS_VERSION 1
+/* Every op NULL: set the ones you implement (designated initialisers on a
+ * static const vtable work too, as long as .version is set). */
+#define TAPE_BACKEND_OPS_INIT { TAPE_BACKEND_OPS_VERSION, 0, NULL, NULL, NULL, NULL, NULL, NULL, \
+                                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                                NULL, NULL }
 
 /** A provider: a named factory of backends. The registry copies this
  *  struct (and the strings) at registration. */
@@ -247,6 +252,7 @@ TAPE_API int tape_registry_register(tape_registry *reg, const tape_provider *p);
 
 /** Builtin factories, exported so a provider can wrap (delegate to) one. */
 TAPE_API const tape_provider *tape_provider_memory(void);
+TAPE_API const tape_provider *tape_provider_filesystem(void);
 
 /* ------------------------------------------------------------------ */
 /* Plugins                                                             */

@@ -263,6 +263,21 @@ static int mem_stats(tape_store_stats *out, void *self)
     return TAPE_OK;
 }
 
+/* The stored tape changed: refresh its entry and byte count. */
+static int item_refresh(mem_store *m, item *it)
+{
+    tape_entry *e = NULL;
+    int rc = tape_entry_from_tape(&e, it->t);
+    if (rc == TAPE_OK) {
+        tape_entry_free(it->entry);
+        it->entry = e;
+    }
+    uint64_t bytes = size_of(it->t);
+    m->bytes = m->bytes - it->bytes + bytes;
+    it->bytes = bytes;
+    return rc;
+}
+
 /* Writers append straight into the stored tape, so a recording is visible
  * (frames so far) to readers at once. */
 static int mem_writer_begin(void **out, void *self, const tape *header)
@@ -336,15 +351,7 @@ static int mem_writer_append(void *writer, const tape_frame *f, const tape *head
     }
     if (rc == TAPE_OK) {
         copy = NULL;
-        tape_entry *e = NULL;
-        rc = tape_entry_from_tape(&e, w->it->t);
-        if (rc == TAPE_OK) {
-            tape_entry_free(w->it->entry);
-            w->it->entry = e;
-        }
-        uint64_t after = size_of(w->it->t);
-        m->bytes = m->bytes - w->it->bytes + after;
-        w->it->bytes = after;
+        rc = item_refresh(m, w->it);
         touch(m, w->it);
         evict(m, w->it);
     }
@@ -365,6 +372,9 @@ static int mem_writer_correlate(void *writer, const tape *header, size_t i)
     }
     pthread_mutex_lock(&w->m->lock);
     rc = tape_add_correlation(w->it->t, id, req, resp, rtt, status);
+    if (rc == TAPE_OK) {
+        rc = item_refresh(w->m, w->it);
+    }
     pthread_mutex_unlock(&w->m->lock);
     return rc;
 }
@@ -377,12 +387,7 @@ static int mem_writer_end(void *writer, const tape *header, int finalize)
     pthread_mutex_lock(&m->lock);
     int rc = sync_meta(w->it, header);
     if (rc == TAPE_OK) {
-        tape_entry *e = NULL;
-        rc = tape_entry_from_tape(&e, w->it->t);
-        if (rc == TAPE_OK) {
-            tape_entry_free(w->it->entry);
-            w->it->entry = e;
-        }
+        rc = item_refresh(m, w->it);
     }
     w->it->writing = 0;
     evict(m, NULL);

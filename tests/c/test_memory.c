@@ -158,10 +158,17 @@ static void test_busy_while_recording(void **state)
     assert_int_equal(tape_frame_count(seen), 2);
     assert_int_equal(tape_status(seen), TAPE_STATUS_RECORDING);
     tape_free(seen);
+    assert_int_equal(tape_writer_add_correlation(w, "c1", 0, 1, 4, "success"), TAPE_OK);
     assert_int_equal(tape_writer_finish(w), TAPE_OK);
     tape_writer_free(w);
     assert_int_equal(tape_store_load(&seen, s, "live"), TAPE_OK);
     assert_int_equal(tape_status(seen), TAPE_STATUS_FINALIZED);
+    /* The store's byte count follows the tape through correlations and finish. */
+    tape_stats ts = TAPE_STATS_INIT;
+    tape_store_stats ss = TAPE_STORE_STATS_INIT;
+    assert_int_equal(tape_get_stats(&ts, seen), TAPE_OK);
+    assert_int_equal(tape_store_stats_get(&ss, s), TAPE_OK);
+    assert_int_equal(ss.total_bytes, ts.file_size_bytes);
     tape_free(seen);
     assert_int_equal(tape_store_delete(s, "live"), TAPE_OK);
     assert_int_equal(tape_store_record(&w, s, h), TAPE_OK);

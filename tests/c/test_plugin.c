@@ -220,10 +220,10 @@ static void test_abi_too_new_is_eversion(void **state)
     expect_refused(TAPE_BAD_PLUGIN_ABI_TOO_NEW, TAPE_EVERSION, needle);
 }
 
-static void test_abi_zero_is_eversion(void **state)
+static void test_abi_zero_is_einval(void **state)
 {
     (void)state;
-    expect_refused(TAPE_BAD_PLUGIN_ABI_ZERO, TAPE_EVERSION, "plugin ABI 0");
+    expect_refused(TAPE_BAD_PLUGIN_ABI_ZERO, TAPE_EINVAL, "tape_plugin_abi is 0");
 }
 
 /* A failing init: its code and its own message reach the caller. */
@@ -265,7 +265,7 @@ int main(void)
         cmocka_unit_test(test_without_abi_symbol_is_einval),
         cmocka_unit_test(test_without_entry_point_is_einval),
         cmocka_unit_test(test_abi_too_new_is_eversion),
-        cmocka_unit_test(test_abi_zero_is_eversion),
+        cmocka_unit_test(test_abi_zero_is_einval),
         cmocka_unit_test(test_init_failure_keeps_plugin_message),
         cmocka_unit_test(test_init_failure_without_message),
     };

@@ -88,7 +88,8 @@ static void test_bad_providers(void **state)
     assert_int_equal(tape_registry_register(reg, &p), TAPE_EVERSION);
     assert_non_null(strstr(tape_errmsg(), "version"));
     p.version = 0;
-    assert_int_equal(tape_registry_register(reg, &p), TAPE_EVERSION);
+    assert_int_equal(tape_registry_register(reg, &p), TAPE_EINVAL);
+    assert_non_null(strstr(tape_errmsg(), "TAPE_PROVIDER_INIT"));
     p = make("Bad Name");
     assert_int_equal(tape_registry_register(reg, &p), TAPE_EINVAL);
     assert_non_null(strstr(tape_errmsg(), "\"Bad Name\""));

@@ -532,6 +532,20 @@ static void test_bad_vtables(void **state)
     assert_non_null(strstr(tape_errmsg(), "version"));
 
     broken_ops = mini_ops;
+    broken_ops.version = 0;
+    assert_int_equal(tape_store_open(&s, reg, "broken", "{}", 0), TAPE_EINVAL);
+    assert_non_null(strstr(tape_errmsg(), "TAPE_BACKEND_OPS_INIT"));
+
+    /* The _INIT macro gives a versioned vtable with every op absent. */
+    tape_backend_ops blank = TAPE_BACKEND_OPS_INIT;
+    assert_int_equal(blank.version, TAPE_BACKEND_OPS_VERSION);
+    assert_null(blank.save);
+    assert_null(blank.control);
+    broken_ops = blank;
+    assert_int_equal(tape_store_open(&s, reg, "broken", "{}", 0), TAPE_EPROVIDER);
+    assert_non_null(strstr(tape_errmsg(), "lacks required op save"));
+
+    broken_ops = mini_ops;
     broken_ops.list = NULL;
     assert_int_equal(tape_store_open(&s, reg, "broken", "{}", 0), TAPE_EPROVIDER);
     assert_non_null(strstr(tape_errmsg(), "lacks required op list"));

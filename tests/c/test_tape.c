@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "internal.h"
 #include "tapestore/provider.h"
 
@@ -371,6 +373,86 @@ static void test_append_frame_fields(void **state)
     assert_int_equal(seq, 4);
     assert_null(strstr(tape_frame_line(tape_frame_at(t, 4), NULL), "\"flags\""));
     tape_free(t);
+}
+
+/* Frame lines are assembled as text; they must stay exactly what cJSON
+ * prints for the same object (stored tapes and fixtures compare lines):
+ * every byte of a string escaped as cJSON escapes it. The message here is
+ * one cJSON re-prints unchanged. Numbers from 10^15 on are the exception:
+ * written as plain digits, since cJSON would print 2^53 as
+ * 9.00719925474099e+15, another number. */
+static void test_frame_line_matches_cjson(void **state)
+{
+    (void)state;
+    char every[256];
+    for (int b = 1; b < 256; b++) {
+        every[b - 1] = (char)b; /* all bytes but NUL, raw UTF-8 lead bytes included */
+    }
+    every[255] = '\0';
+    tape *h = new_tape("escapes");
+    EXPECT_OK(tape_set_created_at(h, 1755167400000));
+    EXPECT_OK(tape_set_session_id(h, every));
+    static const uint64_t seqs[] = { 0, 7, 2147483647u, 2147483648u, 1000000000000000u,
+                                     1234567890123456u, 9007199254740992u };
+    static const int64_t tss[] = { 0, 2147483648LL, 250000000000000LL };
+    const char *cids[] = { every, NULL, "q\"b\\s/\b\f\n\r\t\x01\x1f\x7f" };
+    for (size_t i = 0; i < sizeof seqs / sizeof *seqs; i++) {
+        tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+        d.direction = i % 2 ? TAPE_DIR_SERVER_TO_CLIENT : TAPE_DIR_CLIENT_TO_SERVER;
+        d.ts_ms = tss[i % 3];
+        d.message = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":[true,null,\"\\n\"]}";
+        d.correlation_id = cids[i % 3];
+        d.transport_json = i % 2 ? " { \"type\" : \"stdio\", \"n\": [1, 2.5] } " : NULL;
+        d.flags_json = i == 3 ? "{ \"is_error\" : true }" : NULL;
+        tape_frame *f = NULL;
+        EXPECT_OK(tape_frame_new(&f, h, seqs[i], &d));
+        size_t len;
+        const char *line = tape_frame_line(f, &len);
+        assert_int_equal(len, strlen(line));
+        cJSON *j = cJSON_ParseWithLength(line, len);
+        assert_non_null(j);
+        char *again = cJSON_PrintUnformatted(j);
+        if (seqs[i] < 1000000000000000u) {
+            assert_string_equal(line, again);
+        } else {
+            char want[64];
+            snprintf(want, sizeof want, "{\"type\":\"frame\",\"seq\":%llu,\"ts\":",
+                     (unsigned long long)seqs[i]);
+            assert_memory_equal(line, want, strlen(want));
+        }
+        /* The strings read back as given. */
+        const cJSON *env = cJSON_GetObjectItem(j, "env");
+        assert_string_equal(cJSON_GetObjectItem(env, "session_id")->valuestring, every);
+        const cJSON *cid = cJSON_GetObjectItem(j, "correlation_id");
+        if (cids[i % 3] != NULL) {
+            assert_string_equal(cid->valuestring, cids[i % 3]);
+            assert_string_equal(tape_frame_correlation_id(f), cids[i % 3]);
+        } else {
+            assert_true(cJSON_IsNull(cid));
+        }
+        assert_true(cJSON_GetObjectItem(j, "seq")->valuedouble == (double)seqs[i]);
+        assert_int_equal(tape_frame_is_error(f), i == 3);
+        free(again);
+        cJSON_Delete(j);
+        /* And the line decodes back to the same frame. */
+        int type = 0;
+        tape_frame *back = NULL;
+        EXPECT_OK(tape_line_parse(&type, &back, line, len));
+        assert_int_equal(type, TAPE_LINE_FRAME);
+        assert_int_equal(tape_frame_seq(back), seqs[i]);
+        assert_string_equal(tape_frame_message(back, NULL), d.message);
+        tape_frame_free(back);
+        tape_frame_free(f);
+    }
+    /* 2^53 + 1 would read back as 2^53: refused, not rounded. */
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.message = "{}";
+    tape_frame *f = NULL;
+    EXPECT_ERR(tape_frame_new(&f, h, 9007199254740993u, &d), TAPE_EINVAL,
+               "frame seq 9007199254740993 exceeds 2^53");
+    assert_null(f);
+    tape_free(h);
 }
 
 static void test_append_frame_invalid(void **state)
@@ -875,6 +957,7 @@ int main(void)
         cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_tags),
         cmocka_unit_test(test_append_frame_fields),
+        cmocka_unit_test(test_frame_line_matches_cjson),
         cmocka_unit_test(test_append_frame_invalid),
         cmocka_unit_test(test_append_frame_whitespace),
         cmocka_unit_test(test_append_frame_now),

@@ -1,0 +1,720 @@
+/*
+ * filesystem.c - the filesystem provider: the production default.
+ *
+ * Each tape is two files in the store directory, in the Shadowcat tape
+ * format 2.0: <id>.jsonl (init line, frames, correlations, checkpoints)
+ * and <id>.meta.json. Saves replace both atomically (temp, fsync, rename,
+ * fsync dir); recordings append one line per frame with O_APPEND. The
+ * directory index (fs_index.c) is a cache rebuilt from the meta files.
+ * Uses only provider.h and POSIX.
+ */
+#include "fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define META_SUFFIX ".meta.json"
+#define JSONL_SUFFIX ".jsonl"
+
+typedef struct fs_writer {
+    fs_store *st;
+    int fd;
+    char *id;
+    off_t size;             /* bytes known to be written */
+    int64_t since_checkpoint;
+} fs_writer;
+
+typedef struct fs_iter {
+    int fd;
+    fs_lines lines;
+    tape_frame *cur;
+    uint64_t from, to;
+    int recover;
+    int done;
+} fs_iter;
+
+/* ------------------------------------------------------------ config */
+
+static const char *const fs_keys[] = { "path",      "durability",     "checkpoint_every",
+                                       "file_mode", "max_line_bytes", "recover", NULL };
+
+static int parse_config(fs_config *out, const tape_config *c)
+{
+    memset(out, 0, sizeof *out);
+    const char *path = NULL, *dur = NULL;
+    int64_t every = 0, maxline = 0;
+    int rc = tape_config_check_keys(c, fs_keys);
+    if (rc == TAPE_OK) rc = tape_config_get_string(&path, c, "path", "./tapes");
+    if (rc == TAPE_OK) rc = tape_config_get_string(&dur, c, "durability", "batch");
+    if (rc == TAPE_OK) rc = tape_config_get_int(&every, c, "checkpoint_every", 1000);
+    if (rc == TAPE_OK) rc = tape_config_get_int(&maxline, c, "max_line_bytes",
+                                                (int64_t)TAPE_MAX_LINE_DEFAULT);
+    if (rc == TAPE_OK) rc = tape_config_get_bool(&out->recover, c, "recover", 0);
+    if (rc != TAPE_OK) {
+        return rc;
+    }
+    if (*path == '\0') {
+        return tape_error_set(TAPE_ECONFIG, "config key \"path\": must not be empty");
+    }
+    if (strcmp(dur, "always") == 0) {
+        out->durability = FS_DURABILITY_ALWAYS;
+    } else if (strcmp(dur, "batch") == 0) {
+        out->durability = FS_DURABILITY_BATCH;
+    } else if (strcmp(dur, "none") == 0) {
+        out->durability = FS_DURABILITY_NONE;
+    } else {
+        return tape_error_set(TAPE_ECONFIG,
+                              "config key \"durability\": expected \"always\", \"batch\" or "
+                              "\"none\", got \"%.40s\"",
+                              dur);
+    }
+    if (every < 1) {
+        return tape_error_set(TAPE_ECONFIG, "config key \"checkpoint_every\": must be >= 1");
+    }
+    if (maxline < 1024) {
+        return tape_error_set(TAPE_ECONFIG, "config key \"max_line_bytes\": must be >= 1024");
+    }
+    /* file_mode: an integer (384) or an octal string ("0600"). */
+    out->file_mode = 0600;
+    if (tape_config_has(c, "file_mode")) {
+        const char *s = NULL;
+        int64_t m = 0;
+        if (tape_config_get_string(&s, c, "file_mode", NULL) == TAPE_OK && s != NULL) {
+            char *end = NULL;
+            m = strtol(s, &end, 8);
+            if (*s == '\0' || *end != '\0') {
+                m = -1;
+            }
+        } else if (tape_config_get_int(&m, c, "file_mode", 0600) != TAPE_OK) {
+            m = -1;
+        }
+        if (m < 0 || m > 0777 || !(m & 0600)) {
+            return tape_error_set(TAPE_ECONFIG,
+                                  "config key \"file_mode\": expected permission bits like "
+                                  "\"0600\" (octal string) or 384, including owner read+write");
+        }
+        out->file_mode = (mode_t)m;
+    }
+    out->checkpoint_every = every;
+    out->max_line_bytes = (size_t)maxline;
+    out->path = strdup(path);
+    return out->path == NULL ? tape_error_set(TAPE_ENOMEM, "out of memory") : TAPE_OK;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static int sync_data(const fs_store *st)
+{
+    return st->cfg.durability != FS_DURABILITY_NONE;
+}
+
+static int not_found(const char *id)
+{
+    return tape_error_set(TAPE_ENOTFOUND, "no tape \"%s\"", id);
+}
+
+/* A recording holds an exclusive flock on its .jsonl; probing with a
+ * shared non-blocking lock tells whether one is in progress. */
+static int check_not_busy(fs_store *st, const char *jsonl_name, const char *id)
+{
+    int fd = openat(st->dirfd, jsonl_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        return TAPE_OK;
+    }
+    int rc = TAPE_OK;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+        rc = errno == EWOULDBLOCK
+                 ? tape_error_set(TAPE_EBUSY, "tape \"%s\" is being recorded by another writer",
+                                  id)
+                 : fs_errno(errno, "cannot lock", jsonl_name);
+    }
+    close(fd);
+    return rc;
+}
+
+static int write_meta(fs_store *st, const tape *t, int sync)
+{
+    char *meta = NULL;
+    size_t len = 0;
+    int rc = tape_encode_meta(&meta, &len, t);
+    char *name = rc == TAPE_OK ? fs_name(tape_id(t), META_SUFFIX) : NULL;
+    if (rc == TAPE_OK && name == NULL) {
+        rc = tape_error_set(TAPE_ENOMEM, "out of memory");
+    }
+    if (rc == TAPE_OK) {
+        rc = fs_write_atomic(st->dirfd, name, meta, len, st->cfg.file_mode, sync);
+    }
+    if (rc == TAPE_OK) {
+        rc = fs_index_put(st, tape_id(t), meta, len);
+    }
+    free(name);
+    tape_string_free(meta);
+    return rc;
+}
+
+/* ------------------------------------------------------------ ops */
+
+static int fs_open_backend(void *self)
+{
+    fs_store *st = self;
+    if (mkdir(st->cfg.path, 0700) != 0 && errno != EEXIST) {
+        return fs_errno(errno, "cannot create directory", st->cfg.path);
+    }
+    st->dirfd = open(st->cfg.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (st->dirfd < 0) {
+        return fs_errno(errno, "cannot open directory", st->cfg.path);
+    }
+    pthread_mutex_lock(&st->lock);
+    int rc = fs_index_open(st);
+    pthread_mutex_unlock(&st->lock);
+    if (rc != TAPE_OK) {
+        close(st->dirfd);
+        st->dirfd = -1;
+    }
+    return rc;
+}
+
+static int fs_save(void *self, const tape *t)
+{
+    fs_store *st = self;
+    const char *id = tape_id(t);
+    char *body = NULL;
+    size_t body_len = 0;
+    /* Encode before taking any lock: it may be large. */
+    int rc = tape_encode_jsonl(&body, &body_len, t);
+    char *jname = rc == TAPE_OK ? fs_name(id, JSONL_SUFFIX) : NULL;
+    if (rc == TAPE_OK && jname == NULL) {
+        rc = tape_error_set(TAPE_ENOMEM, "out of memory");
+    }
+    if (rc != TAPE_OK) {
+        tape_string_free(body);
+        return rc;
+    }
+    pthread_mutex_lock(&st->lock);
+    rc = fs_index_lock(st, 1);
+    if (rc == TAPE_OK) {
+        rc = fs_index_catch_up(st);
+        if (rc == TAPE_OK) rc = check_not_busy(st, jname, id);
+        if (rc == TAPE_OK) {
+            rc = fs_write_atomic(st->dirfd, jname, body, body_len, st->cfg.file_mode,
+                                 sync_data(st));
+        }
+        if (rc == TAPE_OK) rc = write_meta(st, t, sync_data(st));
+        fs_index_unlock(st);
+    }
+    pthread_mutex_unlock(&st->lock);
+    free(jname);
+    tape_string_free(body);
+    return rc;
+}
+
+static int fs_load(tape **out, void *self, const char *id)
+{
+    fs_store *st = self;
+    char *jname = fs_name(id, JSONL_SUFFIX), *mname = fs_name(id, META_SUFFIX);
+    char *body = NULL, *meta = NULL;
+    size_t body_len = 0, meta_len = 0;
+    int rc = jname != NULL && mname != NULL ? TAPE_OK
+                                            : tape_error_set(TAPE_ENOMEM, "out of memory");
+    if (rc == TAPE_OK) {
+        rc = fs_read_file(&body, &body_len, st->dirfd, jname);
+        if (rc == TAPE_ENOTFOUND) {
+            rc = not_found(id);
+        }
+    }
+    if (rc == TAPE_OK) {
+        int mrc = fs_read_file(&meta, &meta_len, st->dirfd, mname);
+        if (mrc != TAPE_OK) {
+            tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": %s; using the .jsonl alone", id,
+                     tape_errmsg());
+        }
+    }
+    if (rc == TAPE_OK) {
+        tape_decode_options o = TAPE_DECODE_OPTIONS_INIT;
+        o.mode = st->cfg.recover ? TAPE_DECODE_RECOVER : TAPE_DECODE_STRICT;
+        o.max_line_bytes = st->cfg.max_line_bytes;
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        rc = tape_decode(out, body, body_len, meta, meta_len, &o, &rep);
+        if (rc == TAPE_ECORRUPT && meta != NULL) {
+            /* A damaged meta must not hide the frames. */
+            char why[512];
+            snprintf(why, sizeof why, "%s", tape_errmsg());
+            rc = tape_decode(out, body, body_len, NULL, 0, &o, &rep);
+            if (rc == TAPE_OK) {
+                tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": meta ignored (%s)", id, why);
+            } else {
+                rc = tape_error_set(TAPE_ECORRUPT, "tape \"%s\": %s", id, tape_errmsg());
+            }
+        } else if (rc != TAPE_OK) {
+            rc = tape_error_set(rc, "tape \"%s\": %s", id, tape_errmsg());
+        }
+        if (rc == TAPE_OK && rep.skipped_lines > 0) {
+            tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": skipped %llu invalid line(s), "
+                     "first at line %llu", id, (unsigned long long)rep.skipped_lines,
+                     (unsigned long long)rep.first_bad_line);
+        }
+    }
+    free(jname);
+    free(mname);
+    free(body);
+    free(meta);
+    return rc;
+}
+
+static int fs_remove(void *self, const char *id)
+{
+    fs_store *st = self;
+    char *jname = fs_name(id, JSONL_SUFFIX), *mname = fs_name(id, META_SUFFIX);
+    if (jname == NULL || mname == NULL) {
+        free(jname);
+        free(mname);
+        return tape_error_set(TAPE_ENOMEM, "out of memory");
+    }
+    pthread_mutex_lock(&st->lock);
+    int rc = fs_index_lock(st, 1);
+    if (rc == TAPE_OK) {
+        rc = fs_index_catch_up(st);
+        if (rc == TAPE_OK) rc = check_not_busy(st, jname, id);
+        if (rc == TAPE_OK) {
+            /* Meta first: a crash in between leaves a .jsonl, which the
+             * next open lists again (the delete is undone, nothing lost);
+             * the other order would leave a meta without frames. */
+            int gone_m = unlinkat(st->dirfd, mname, 0) == 0;
+            int err_m = errno;
+            int gone_j = unlinkat(st->dirfd, jname, 0) == 0;
+            int err_j = errno;
+            if (!gone_j && !gone_m) {
+                rc = err_j == ENOENT && err_m == ENOENT ? not_found(id)
+                                                        : fs_errno(err_j, "cannot delete", jname);
+            } else if (!gone_j && err_j != ENOENT) {
+                rc = fs_errno(err_j, "cannot delete", jname);
+            }
+            if (gone_j || gone_m) {
+                if (sync_data(st)) fs_sync_dir(st->dirfd);
+                int irc = fs_index_del(st, id);
+                if (rc == TAPE_OK) rc = irc;
+            }
+        }
+        fs_index_unlock(st);
+    }
+    pthread_mutex_unlock(&st->lock);
+    free(jname);
+    free(mname);
+    return rc;
+}
+
+static int fs_exists(int *out, void *self, const char *id)
+{
+    fs_store *st = self;
+    char *jname = fs_name(id, JSONL_SUFFIX);
+    if (jname == NULL) {
+        return tape_error_set(TAPE_ENOMEM, "out of memory");
+    }
+    struct stat sb;
+    int rc = TAPE_OK;
+    *out = fstatat(st->dirfd, jname, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode);
+    if (!*out && errno != ENOENT) {
+        rc = fs_errno(errno, "cannot stat", jname);
+    }
+    free(jname);
+    return rc;
+}
+
+typedef struct list_ctx {
+    tape_entry_sink sink;
+    void *data;
+    int stopped;
+} list_ctx;
+
+static int list_one(void *ud, fs_ent *e)
+{
+    list_ctx *c = ud;
+    if (c->sink(c->data, e->entry) != 0) {
+        c->stopped = 1;
+        return TAPE_DONE; /* stop the walk */
+    }
+    return TAPE_OK;
+}
+
+/* The in-memory index hands its entries to the core's matcher. */
+static int fs_list(void *self, const tape_query *q, tape_entry_sink sink, void *data)
+{
+    (void)q;
+    fs_store *st = self;
+    pthread_mutex_lock(&st->lock);
+    int rc = fs_index_refresh(st);
+    if (rc == TAPE_OK) {
+        list_ctx c = { sink, data, 0 };
+        rc = fs_index_each(st, list_one, &c);
+        if (rc == TAPE_DONE) rc = TAPE_OK;
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+static int add_stats(void *ud, fs_ent *e)
+{
+    tape_store_stats *s = ud;
+    tape_stats ts = TAPE_STATS_INIT;
+    tape_entry_get_stats(&ts, e->entry);
+    s->tape_count++;
+    s->frame_count += ts.frame_count;
+    s->total_bytes += ts.file_size_bytes;
+    return TAPE_OK;
+}
+
+static int fs_stats(tape_store_stats *out, void *self)
+{
+    fs_store *st = self;
+    pthread_mutex_lock(&st->lock);
+    int rc = fs_index_refresh(st);
+    if (rc == TAPE_OK) {
+        out->tape_count = out->frame_count = out->total_bytes = 0;
+        rc = fs_index_each(st, add_stats, out);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+/* ------------------------------------------------------------ writer */
+
+/* Append bytes (one or more whole lines) to the recording; a failed or
+ * short write is cut back so the file never keeps half a line we own. */
+static int writer_put(fs_writer *w, const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (fs_write_all(w->fd, a, alen, b, blen) != 0) {
+        int err = errno;
+        if (ftruncate(w->fd, w->size) != 0) {
+            tape_log(TAPE_LOG_ERROR, "filesystem: tape \"%s\": cannot cut a failed append",
+                     w->id);
+        }
+        return fs_errno(err, "cannot append to tape", w->id);
+    }
+    w->size += (off_t)(alen + blen);
+    return TAPE_OK;
+}
+
+static int writer_sync(fs_writer *w)
+{
+    if (fdatasync(w->fd) != 0) {
+        return fs_errno(errno, "cannot sync tape", w->id);
+    }
+    return TAPE_OK;
+}
+
+/* Rewrite meta + index entry from the writer's header. */
+static int writer_meta(fs_writer *w, const tape *header)
+{
+    fs_store *st = w->st;
+    pthread_mutex_lock(&st->lock);
+    int rc = fs_index_lock(st, 1);
+    if (rc == TAPE_OK) {
+        rc = fs_index_catch_up(st);
+        if (rc == TAPE_OK) rc = write_meta(st, header, sync_data(st));
+        fs_index_unlock(st);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+static int fs_writer_begin(void **out, void *self, const tape *header)
+{
+    fs_store *st = self;
+    const char *id = tape_id(header);
+    fs_writer *w = calloc(1, sizeof *w);
+    char *jname = fs_name(id, JSONL_SUFFIX), *init = NULL;
+    size_t init_len = 0;
+    int rc = w != NULL && jname != NULL && (w->id = strdup(id)) != NULL
+                 ? tape_encode_init_line(&init, &init_len, header)
+                 : tape_error_set(TAPE_ENOMEM, "out of memory");
+    if (rc != TAPE_OK) {
+        if (w != NULL) free(w->id);
+        free(w);
+        free(jname);
+        return rc;
+    }
+    w->st = st;
+    w->fd = -1;
+    pthread_mutex_lock(&st->lock);
+    rc = fs_index_lock(st, 1);
+    if (rc == TAPE_OK) {
+        rc = fs_index_catch_up(st);
+        if (rc == TAPE_OK) rc = check_not_busy(st, jname, id);
+        if (rc == TAPE_OK) {
+            w->fd = openat(st->dirfd, jname,
+                           O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
+                           st->cfg.file_mode);
+            if (w->fd < 0) {
+                rc = errno == EEXIST
+                         ? tape_error_set(TAPE_EEXISTS, "tape \"%s\" already exists", id)
+                         : fs_errno(errno, "cannot create", jname);
+            } else if (flock(w->fd, LOCK_EX | LOCK_NB) != 0) {
+                rc = tape_error_set(TAPE_EBUSY, "tape \"%s\" is being recorded by another writer",
+                                    id);
+            }
+        }
+        if (rc == TAPE_OK) rc = writer_put(w, init, init_len, NULL, 0);
+        if (rc == TAPE_OK && sync_data(st)) rc = writer_sync(w);
+        if (rc == TAPE_OK && sync_data(st)) rc = fs_sync_dir(st->dirfd);
+        if (rc == TAPE_OK) rc = write_meta(st, header, sync_data(st));
+        if (rc != TAPE_OK && w->fd >= 0) {
+            unlinkat(st->dirfd, jname, 0); /* ours, half made: remove it */
+        }
+        fs_index_unlock(st);
+    }
+    pthread_mutex_unlock(&st->lock);
+    tape_string_free(init);
+    free(jname);
+    if (rc != TAPE_OK) {
+        if (w->fd >= 0) close(w->fd);
+        free(w->id);
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return TAPE_OK;
+}
+
+static int writer_checkpoint(fs_writer *w, const tape *header)
+{
+    char *line = NULL;
+    size_t len = 0;
+    int rc = tape_encode_checkpoint_line(&line, &len, header);
+    if (rc == TAPE_OK) rc = writer_put(w, line, len, NULL, 0);
+    tape_string_free(line);
+    if (rc == TAPE_OK && w->st->cfg.durability == FS_DURABILITY_BATCH) rc = writer_sync(w);
+    if (rc == TAPE_OK) rc = writer_meta(w, header);
+    w->since_checkpoint = 0;
+    return rc;
+}
+
+static int fs_writer_append(void *writer, const tape_frame *f, const tape *header)
+{
+    fs_writer *w = writer;
+    size_t len = 0;
+    const char *line = tape_frame_line(f, &len);
+    int rc = writer_put(w, line, len, "\n", 1);
+    if (rc == TAPE_OK && w->st->cfg.durability == FS_DURABILITY_ALWAYS) {
+        rc = writer_sync(w);
+    }
+    if (rc == TAPE_OK && ++w->since_checkpoint >= w->st->cfg.checkpoint_every) {
+        rc = writer_checkpoint(w, header);
+    }
+    return rc;
+}
+
+static int fs_writer_correlate(void *writer, const tape *header, size_t i)
+{
+    fs_writer *w = writer;
+    char *line = NULL;
+    size_t len = 0;
+    int rc = tape_encode_correlation_line(&line, &len, header, i);
+    if (rc == TAPE_OK) rc = writer_put(w, line, len, NULL, 0);
+    if (rc == TAPE_OK && w->st->cfg.durability == FS_DURABILITY_ALWAYS) rc = writer_sync(w);
+    tape_string_free(line);
+    return rc;
+}
+
+static int fs_writer_end(void *writer, const tape *header, int finalize)
+{
+    fs_writer *w = writer;
+    int rc = TAPE_OK;
+    if (finalize) {
+        char *line = NULL;
+        size_t len = 0;
+        rc = tape_encode_checkpoint_line(&line, &len, header);
+        if (rc == TAPE_OK) rc = writer_put(w, line, len, NULL, 0);
+        tape_string_free(line);
+    }
+    if (rc == TAPE_OK && sync_data(w->st)) rc = writer_sync(w);
+    int mrc = writer_meta(w, header);
+    if (rc == TAPE_OK) rc = mrc;
+    close(w->fd); /* releases the flock */
+    free(w->id);
+    free(w);
+    return rc;
+}
+
+/* ------------------------------------------------------------ frames */
+
+static void iter_free(fs_iter *it)
+{
+    tape_frame_free(it->cur);
+    fs_lines_free(&it->lines);
+    if (it->fd >= 0) close(it->fd);
+    free(it);
+}
+
+static int fs_frames_open(void **out, void *self, const char *id, uint64_t from, uint64_t to)
+{
+    fs_store *st = self;
+    char *jname = fs_name(id, JSONL_SUFFIX);
+    fs_iter *it = calloc(1, sizeof *it);
+    if (jname == NULL || it == NULL) {
+        free(jname);
+        free(it);
+        return tape_error_set(TAPE_ENOMEM, "out of memory");
+    }
+    it->fd = openat(st->dirfd, jname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int rc = TAPE_OK;
+    if (it->fd < 0) {
+        rc = errno == ENOENT ? not_found(id) : fs_errno(errno, "cannot open", jname);
+    }
+    free(jname);
+    if (rc == TAPE_OK) rc = fs_lines_init(&it->lines, it->fd, st->cfg.max_line_bytes);
+    if (rc != TAPE_OK) {
+        if (it->fd >= 0) close(it->fd);
+        free(it->lines.buf);
+        free(it);
+        return rc;
+    }
+    it->from = from;
+    it->to = to;
+    it->recover = st->cfg.recover;
+    *out = it;
+    return TAPE_OK;
+}
+
+/* Streams the file: memory is bounded by the longest line. */
+static int fs_frames_next(const tape_frame **out, void *iter)
+{
+    fs_iter *it = iter;
+    tape_frame_free(it->cur);
+    it->cur = NULL;
+    while (!it->done) {
+        const char *line;
+        size_t len;
+        int torn = 0;
+        int rc = fs_lines_next(&it->lines, &line, &len, &torn);
+        if (rc == TAPE_DONE) {
+            break;
+        }
+        if (rc != TAPE_OK) {
+            return rc;
+        }
+        if (len == 0) {
+            continue;
+        }
+        int type = 0;
+        tape_frame *f = NULL;
+        rc = tape_line_parse(&type, &f, line, len);
+        if (rc != TAPE_OK) {
+            if (torn) {
+                break; /* an append still in flight or cut by a crash */
+            }
+            if (it->recover) {
+                continue;
+            }
+            return tape_error_set(TAPE_ECORRUPT, "line %llu: %s",
+                                  (unsigned long long)it->lines.lineno, tape_errmsg());
+        }
+        if (f == NULL) {
+            continue;
+        }
+        uint64_t seq = tape_frame_seq(f);
+        if (seq > it->to) {
+            tape_frame_free(f);
+            break;
+        }
+        if (seq >= it->from) {
+            it->cur = f;
+            *out = f;
+            return TAPE_OK;
+        }
+        tape_frame_free(f);
+    }
+    it->done = 1;
+    return TAPE_DONE;
+}
+
+static void fs_frames_close(void *iter)
+{
+    iter_free(iter);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void fs_free(void *self)
+{
+    fs_store *st = self;
+    fs_index_clear(st);
+    free(st->buckets);
+    if (st->lockfd >= 0) close(st->lockfd);
+    if (st->dirfd >= 0) close(st->dirfd);
+    pthread_mutex_destroy(&st->lock);
+    free(st->cfg.path);
+    free(st);
+}
+
+static const tape_backend_ops fs_ops = {
+    .version = TAPE_BACKEND_OPS_VERSION,
+    .flags = TAPE_CAP_THREAD_SAFE | TAPE_CAP_PERSISTENT,
+    .save = fs_save,
+    .load = fs_load,
+    .remove = fs_remove,
+    .list = fs_list,
+    .free = fs_free,
+    .open = fs_open_backend,
+    .exists = fs_exists,
+    .stats = fs_stats,
+    .writer_begin = fs_writer_begin,
+    .writer_append = fs_writer_append,
+    .writer_correlate = fs_writer_correlate,
+    .writer_end = fs_writer_end,
+    .frames_open = fs_frames_open,
+    .frames_next = fs_frames_next,
+    .frames_close = fs_frames_close,
+};
+
+static int fs_validate(void *ud, const tape_config *c)
+{
+    (void)ud;
+    fs_config cfg;
+    int rc = parse_config(&cfg, c);
+    free(cfg.path);
+    return rc;
+}
+
+static int fs_create(const tape_backend_ops **out_ops, void **out_self, void *ud,
+                     const tape_config *c)
+{
+    (void)ud;
+    fs_store *st = calloc(1, sizeof *st);
+    if (st == NULL) {
+        return tape_error_set(TAPE_ENOMEM, "out of memory");
+    }
+    int rc = parse_config(&st->cfg, c);
+    if (rc != TAPE_OK) {
+        free(st->cfg.path);
+        free(st);
+        return rc;
+    }
+    st->dirfd = -1;
+    st->lockfd = -1;
+    pthread_mutex_init(&st->lock, NULL);
+    *out_ops = &fs_ops;
+    *out_self = st;
+    return TAPE_OK;
+}
+
+static const tape_provider fs_provider = {
+    .version = TAPE_PROVIDER_VERSION,
+    .name = "filesystem",
+    .description = "Shadowcat tape format 2.0 files in a directory (the default store)",
+    .provider_version = 1,
+    .capabilities = TAPE_CAP_EXISTS | TAPE_CAP_STATS | TAPE_CAP_WRITER | TAPE_CAP_READ_FRAMES |
+                    TAPE_CAP_THREAD_SAFE | TAPE_CAP_PERSISTENT,
+    .validate = fs_validate,
+    .create = fs_create,
+};
+
+const tape_provider *tape_provider_filesystem(void)
+{
+    return &fs_provider;
+}

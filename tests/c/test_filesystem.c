@@ -1,0 +1,509 @@
+/*
+ * Filesystem provider: files on disk, config, the index as a cache,
+ * corruption handling, symlinks, busy writers, several processes.
+ * (The conformance suite covers the general provider contract.)
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tapestore/provider.h"
+
+static char dir[256];
+static char cfg[512];
+
+static void rm_rf(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d == NULL) {
+        unlink(path);
+        return;
+    }
+    struct dirent *de;
+    char p[1024];
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+        struct stat sb;
+        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) rm_rf(p); else unlink(p);
+    }
+    closedir(d);
+    rmdir(path);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/tape-fs-test-XXXXXX");
+    if (mkdtemp(dir) == NULL) return -1;
+    strcat(dir, "/store"); /* not created yet: the provider makes it */
+    snprintf(cfg, sizeof cfg, "{\"path\":\"%s\",\"durability\":\"none\"}", dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char parent[256];
+    snprintf(parent, sizeof parent, "%s", dir);
+    *strrchr(parent, '/') = '\0';
+    rm_rf(parent);
+    return 0;
+}
+
+static tape_store *open_fs(const char *config)
+{
+    tape_store *s = NULL;
+    int rc = tape_store_open(&s, NULL, "filesystem", config, 0);
+    if (rc != TAPE_OK) fail_msg("open: %s", tape_errmsg());
+    return s;
+}
+
+static tape *make_tape(const char *id, int frames)
+{
+    tape *t = NULL;
+    assert_int_equal(tape_new(&t, id), TAPE_OK);
+    assert_int_equal(tape_set_name(t, "fs test"), TAPE_OK);
+    assert_int_equal(tape_add_tag(t, "prod"), TAPE_OK);
+    for (int i = 0; i < frames; i++) {
+        tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+        char msg[96];
+        snprintf(msg, sizeof msg, "{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"id\":%d}", i);
+        d.direction = i % 2 ? TAPE_DIR_SERVER_TO_CLIENT : TAPE_DIR_CLIENT_TO_SERVER;
+        d.ts_ms = i;
+        d.message = msg;
+        assert_int_equal(tape_append_frame(NULL, t, &d), TAPE_OK);
+    }
+    return t;
+}
+
+static void save(tape_store *s, const char *id, int frames)
+{
+    tape *t = make_tape(id, frames);
+    if (tape_store_save(s, t) != TAPE_OK) fail_msg("save %s: %s", id, tape_errmsg());
+    tape_free(t);
+}
+
+static char *path_of(const char *name)
+{
+    static char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return p;
+}
+
+static void write_file(const char *name, const char *text)
+{
+    FILE *f = fopen(path_of(name), "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *read_text(const char *name)
+{
+    FILE *f = fopen(path_of(name), "r");
+    if (f == NULL) return NULL;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static size_t query_count(tape_store *s, const char *json)
+{
+    tape_query *q = NULL;
+    assert_int_equal(tape_query_parse(&q, json), TAPE_OK);
+    tape_result *r = NULL;
+    if (tape_store_query(&r, s, q) != TAPE_OK) fail_msg("query: %s", tape_errmsg());
+    size_t n = tape_result_count(r);
+    tape_result_free(r);
+    tape_query_free(q);
+    return n;
+}
+
+static void test_files_and_modes(void **state)
+{
+    (void)state;
+    tape_store *s = open_fs(cfg);
+    save(s, "t1", 3);
+    struct stat sb;
+    assert_int_equal(stat(dir, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    assert_int_equal(stat(path_of("t1.jsonl"), &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(stat(path_of("t1.meta.json"), &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(stat(path_of("index.json"), &sb) == 0 || stat(path_of("index.log"), &sb) == 0, 1);
+    /* The .jsonl is the Shadowcat format: init line first, then frames. */
+    const char *text = read_text("t1.jsonl");
+    assert_non_null(strstr(text, "\"type\":\"init\""));
+    assert_non_null(strstr(text, "\"version\":\"2.0\""));
+    assert_non_null(strstr(text, "\"type\":\"frame\""));
+    assert_true(strstr(text, "\"type\":\"init\"") < strstr(text, "\"type\":\"frame\""));
+    assert_non_null(strstr(read_text("t1.meta.json"), "\"tags\""));
+    tape_store_free(s);
+
+    char c2[600];
+    snprintf(c2, sizeof c2, "{\"path\":\"%s\",\"file_mode\":\"0640\"}", dir);
+    s = open_fs(c2);
+    save(s, "t2", 1);
+    assert_int_equal(stat(path_of("t2.jsonl"), &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0640);
+    tape_store_free(s);
+}
+
+static void test_config_errors(void **state)
+{
+    (void)state;
+    struct { const char *json; const char *key; } bad[] = {
+        { "{\"pth\":\"x\"}", "\"pth\"" },
+        { "{\"durability\":\"sometimes\"}", "\"durability\"" },
+        { "{\"durability\":1}", "\"durability\"" },
+        { "{\"checkpoint_every\":0}", "\"checkpoint_every\"" },
+        { "{\"file_mode\":\"0999\"}", "\"file_mode\"" },
+        { "{\"file_mode\":\"0044\"}", "\"file_mode\"" },
+        { "{\"max_line_bytes\":10}", "\"max_line_bytes\"" },
+        { "{\"path\":\"\"}", "\"path\"" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tape_store *s = NULL;
+        assert_int_equal(tape_store_open(&s, NULL, "filesystem", bad[i].json, 0), TAPE_ECONFIG);
+        if (strstr(tape_errmsg(), bad[i].key) == NULL) {
+            fail_msg("%s: message \"%s\" lacks %s", bad[i].json, tape_errmsg(), bad[i].key);
+        }
+        assert_null(s);
+    }
+    /* Validation creates nothing. */
+    struct stat sb;
+    assert_int_equal(stat(dir, &sb), -1);
+    /* A path that cannot be a directory fails at first use, clearly. */
+    tape_store *s = NULL;
+    assert_int_equal(tape_store_open(&s, NULL, "filesystem", "{\"path\":\"/proc/self/status/x\"}",
+                                     TAPE_OPEN_EAGER),
+                     TAPE_EIO);
+    assert_non_null(strstr(tape_errmsg(), "/proc/self/status/x"));
+}
+
+static void test_index_is_only_a_cache(void **state)
+{
+    (void)state;
+    tape_store *s = open_fs(cfg);
+    for (int i = 0; i < 20; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "c%02d", i);
+        save(s, id, i % 4);
+    }
+    tape_store_free(s);
+    unlink(path_of("index.json"));
+    unlink(path_of("index.log"));
+    s = open_fs(cfg);
+    assert_int_equal(query_count(s, "{}"), 20);
+    assert_int_equal(query_count(s, "{\"min_frames\":3}"), 5);
+    tape_store_free(s);
+
+    /* Garbage index: rebuilt, nothing lost, a warning says so. */
+    write_file("index.json", "this is not json");
+    write_file("index.log", "{\"op\":\"put\"\n");
+    s = open_fs(cfg);
+    assert_int_equal(query_count(s, "{}"), 20);
+    tape_store_free(s);
+    assert_non_null(strstr(read_text("index.json"), "tapestore-fs-index"));
+
+    /* A stale index (a meta file changed or removed behind its back). */
+    unlink(path_of("c00.meta.json"));
+    unlink(path_of("c00.jsonl"));
+    s = open_fs(cfg);
+    assert_int_equal(query_count(s, "{}"), 19);
+    tape_store_free(s);
+}
+
+static void test_leftover_temp_files_removed(void **state)
+{
+    (void)state;
+    tape_store *s = open_fs(cfg);
+    save(s, "keep", 1);
+    tape_store_free(s);
+    /* A crashed writer (pid that cannot exist) left these behind. */
+    write_file("keep.jsonl.tmp.999999999.0", "{\"type\":\"init\"");
+    write_file("index.json.tmp.999999999.3", "{");
+    s = open_fs(cfg);
+    tape *t = NULL;
+    assert_int_equal(tape_store_load(&t, s, "keep"), TAPE_OK);
+    tape_free(t);
+    tape_store_free(s);
+    struct stat sb;
+    assert_int_equal(stat(path_of("keep.jsonl.tmp.999999999.0"), &sb), -1);
+    assert_int_equal(stat(path_of("index.json.tmp.999999999.3"), &sb), -1);
+}
+
+static void test_torn_tail_and_bad_lines(void **state)
+{
+    (void)state;
+    tape_store *s = open_fs(cfg);
+    save(s, "torn", 4);
+    save(s, "mid", 4);
+    tape_store_free(s);
+    /* A crash mid-append: half a line at the end. */
+    FILE *f = fopen(path_of("torn.jsonl"), "a");
+    fputs("{\"type\":\"frame\",\"seq\":4,\"ts\":9,\"dir\":\"client_to_se", f);
+    fclose(f);
+    /* Garbage in the middle of another. */
+    char *text = strdup(read_text("mid.jsonl"));
+    char *second = strchr(strchr(text, '\n') + 1, '\n') + 1; /* after init + frame 0 */
+    f = fopen(path_of("mid.jsonl"), "w");
+    fwrite(text, 1, (size_t)(second - text), f);
+    fputs("not json at all\n", f);
+    fputs(second, f);
+    fclose(f);
+    free(text);
+
+    s = open_fs(cfg);
+    tape *t = NULL;
+    assert_int_equal(tape_store_load(&t, s, "torn"), TAPE_OK);
+    assert_int_equal(tape_frame_count(t), 4);
+    tape_free(t);
+    tape_frame_iter *it = NULL;
+    assert_int_equal(tape_store_read_frames(&it, s, "torn", 0, UINT64_MAX), TAPE_OK);
+    const tape_frame *fr;
+    int n = 0;
+    while (tape_frame_iter_next(&fr, it) == TAPE_OK) n++;
+    assert_int_equal(n, 4);
+    tape_frame_iter_free(it);
+
+    assert_int_equal(tape_store_load(&t, s, "mid"), TAPE_ECORRUPT);
+    assert_non_null(strstr(tape_errmsg(), "line 3"));
+    assert_null(t);
+    tape_store_free(s);
+
+    char rc[600];
+    snprintf(rc, sizeof rc, "{\"path\":\"%s\",\"recover\":true}", dir);
+    s = open_fs(rc);
+    assert_int_equal(tape_store_load(&t, s, "mid"), TAPE_OK);
+    assert_int_equal(tape_frame_count(t), 4);
+    tape_free(t);
+    tape_store_free(s);
+}
+
+static void test_damaged_meta(void **state)
+{
+    (void)state;
+    tape_store *s = open_fs(cfg);
+    save(s, "m1", 5);
+    tape_store_free(s);
+    /* Truncated meta: the tape still loads and lists, from its .jsonl. */
+    char *meta = strdup(read_text("m1.meta.json"));
+    meta[strlen(meta) / 2] = '\0';
+    write_file("m1.meta.json", meta);
+    free(meta);
+    s = open_fs(cfg);
+    tape *t = NULL;
+    assert_int_equal(tape_store_load(&t, s, "m1"), TAPE_OK);
+    assert_int_equal(tape_frame_count(t), 5);
+    tape_free(t);
+    assert_int_equal(query_count(s, "{\"min_frames\":5}"), 1);
+    tape_store_free(s);
+
+    /* A meta that disagrees with its tape: the frames win for stats. */
+    s = open_fs(cfg);
+    save(s, "m2", 2);
+    tape_store_free(s);
+    tape *t3 = make_tape("m2", 7);
+    char *jsonl = NULL;
+    size_t len = 0;
+    assert_int_equal(tape_encode_jsonl(&jsonl, &len, t3), TAPE_OK);
+    FILE *f = fopen(path_of("m2.jsonl"), "w");
+    fwrite(jsonl, 1, len, f);
+    fclose(f);
+    tape_string_free(jsonl);
+    tape_free(t3);
+    s = open_fs(cfg);
+    assert_int_equal(tape_store_load(&t, s, "m2"), TAPE_OK);
+    assert_int_equal(tape_frame_count(t), 7);
+    tape_stats st = TAPE_STATS_INIT;
+    assert_int_equal(tape_get_stats(&st, t), TAPE_OK);
+    assert_int_equal(st.frame_count, 7);
+    tape_free(t);
+    tape_store_free(s);
+}
+
+static void test_symlinks_not_followed(void **state)
+{
+    (void)state;
+    tape_store *s = open_fs(cfg);
+    save(s, "real", 1);
+    tape_store_free(s);
+    /* A link inside the store pointing out of it is not read. */
+    char outside[300];
+    snprintf(outside, sizeof outside, "%s/../outside.jsonl", dir);
+    FILE *f = fopen(outside, "w");
+    fputs("{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"evil\"}\n", f);
+    fclose(f);
+    assert_int_equal(symlink(outside, path_of("evil.jsonl")), 0);
+    s = open_fs(cfg);
+    tape *t = NULL;
+    assert_int_not_equal(tape_store_load(&t, s, "evil"), TAPE_OK);
+    assert_null(t);
+    assert_int_equal(query_count(s, "{}"), 1);
+    tape_store_free(s);
+}
+
+static void test_busy_and_visible_while_recording(void **state)
+{
+    (void)state;
+    tape_store *a = open_fs(cfg), *b = open_fs(cfg);
+    tape *h = NULL;
+    assert_int_equal(tape_new(&h, "live"), TAPE_OK);
+    tape_writer *w = NULL, *w2 = NULL;
+    assert_int_equal(tape_store_record(&w, a, h), TAPE_OK);
+    assert_int_equal(tape_store_record(&w2, b, h), TAPE_EBUSY);
+    assert_non_null(strstr(tape_errmsg(), "being recorded"));
+    assert_int_equal(tape_store_save(b, h), TAPE_EBUSY);
+    assert_int_equal(tape_store_delete(b, "live"), TAPE_EBUSY);
+    for (int i = 0; i < 3; i++) {
+        tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+        d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+        d.message = "{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":1}";
+        assert_int_equal(tape_writer_append(NULL, w, &d), TAPE_OK);
+    }
+    tape *seen = NULL;
+    assert_int_equal(tape_store_load(&seen, b, "live"), TAPE_OK);
+    assert_int_equal(tape_frame_count(seen), 3);
+    assert_int_equal(tape_status(seen), TAPE_STATUS_RECORDING);
+    tape_free(seen);
+    assert_int_equal(tape_writer_finish(w), TAPE_OK);
+    tape_writer_free(w);
+    assert_int_equal(tape_store_load(&seen, b, "live"), TAPE_OK);
+    assert_int_equal(tape_status(seen), TAPE_STATUS_FINALIZED);
+    tape_free(seen);
+    assert_non_null(strstr(read_text("live.meta.json"), "\"finalized\""));
+    assert_int_equal(tape_store_record(&w2, b, h), TAPE_EEXISTS);
+    tape_free(h);
+    tape_store_free(a);
+    tape_store_free(b);
+}
+
+/* Two processes saving and listing in one directory at once. */
+static void test_two_processes(void **state)
+{
+    (void)state;
+    tape_store *s = open_fs(cfg);
+    tape_store_free(s);
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            tape_store *cs = NULL;
+            if (tape_store_open(&cs, NULL, "filesystem", cfg, 0) != TAPE_OK) _exit(2);
+            for (int i = 0; i < 150; i++) {
+                char id[32];
+                snprintf(id, sizeof id, "p%d-%03d", k, i);
+                tape *t = NULL;
+                if (tape_new(&t, id) != TAPE_OK || tape_store_save(cs, t) != TAPE_OK) _exit(3);
+                tape_free(t);
+                if (i % 10 == 0) {
+                    tape_result *r = NULL;
+                    if (tape_store_query(&r, cs, NULL) != TAPE_OK) _exit(4);
+                    tape_result_free(r);
+                }
+            }
+            tape_store_free(cs);
+            _exit(0);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int status = 0;
+        assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    s = open_fs(cfg);
+    tape_query *q = NULL;
+    assert_int_equal(tape_query_parse(&q, "{\"order_by\":\"id\"}"), TAPE_OK);
+    tape_result *r = NULL;
+    assert_int_equal(tape_store_query(&r, s, q), TAPE_OK);
+    assert_int_equal(tape_result_count(r), 300);
+    for (size_t i = 1; i < tape_result_count(r); i++) {
+        assert_true(strcmp(tape_entry_id(tape_result_at(r, i - 1)),
+                           tape_entry_id(tape_result_at(r, i))) < 0); /* no duplicates */
+    }
+    tape_result_free(r);
+    tape_query_free(q);
+    tape_store_free(s);
+    /* The index agrees with the files when read fresh. */
+    unlink(path_of("index.json"));
+    unlink(path_of("index.log"));
+    s = open_fs(cfg);
+    assert_int_equal(query_count(s, "{}"), 300);
+    tape_store_free(s);
+}
+
+static void test_persistence_and_default_path(void **state)
+{
+    (void)state;
+    tape_store *s = open_fs(cfg);
+    save(s, "persist", 2);
+    assert_int_equal(tape_store_close(s), TAPE_OK);
+    s = open_fs(cfg);
+    tape *t = NULL;
+    assert_int_equal(tape_store_load(&t, s, "persist"), TAPE_OK);
+    assert_string_equal(tape_name(t), "fs test");
+    tape_free(t);
+    unsigned native = 0;
+    assert_int_equal(tape_store_capabilities(&native, NULL, s), TAPE_OK);
+    assert_true(native & TAPE_CAP_PERSISTENT);
+    assert_true(native & TAPE_CAP_WRITER);
+    tape_store_free(s);
+    /* "filesystem:PATH" and the environment default. */
+    char spec[300];
+    snprintf(spec, sizeof spec, "filesystem:%s", dir);
+    assert_int_equal(tape_store_open_spec(&s, NULL, spec, 0), TAPE_OK);
+    int e = 0;
+    assert_int_equal(tape_store_exists(&e, s, "persist"), TAPE_OK);
+    assert_int_equal(e, 1);
+    tape_store_free(s);
+    char cwd[512];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    char parent[256];
+    snprintf(parent, sizeof parent, "%s", dir);
+    *strrchr(parent, '/') = '\0';
+    assert_int_equal(chdir(parent), 0);
+    unsetenv("TAPESTORE_STORE");
+    assert_int_equal(tape_store_open_env(&s, NULL, TAPE_OPEN_EAGER), TAPE_OK);
+    assert_string_equal(tape_store_provider(s), "filesystem");
+    tape_store_free(s);
+    struct stat sb;
+    assert_int_equal(stat("tapes", &sb), 0); /* ./tapes by default */
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_int_equal(chdir(cwd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_files_and_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_is_only_a_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leftover_temp_files_removed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_tail_and_bad_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlinks_not_followed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_and_visible_while_recording, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_persistence_and_default_path, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
