@@ -217,8 +217,8 @@ static void bench_registry(const timing *tm, int quick)
     time_pair(&t_find, &t_call, tm, run_find, &c, run_indirect, &c);
     double ns_find = t_find * 1e9 / (double)c.batch;
     double ns_call = t_call * 1e9 / (double)c.batch;
-    printf("{\"figure\":\"registry_find\",\"providers\":%zu,\"ns_per_op\":%.2f,"
-           "\"baseline\":\"indirect_call\",\"baseline_ns_per_op\":%.3f,\"ratio\":%.2f,"
+    printf("{\"figure\":\"registry_find\",\"providers\":%zu,\"ns_per_op\":%.6g,"
+           "\"baseline\":\"indirect_call\",\"baseline_ns_per_op\":%.6g,\"ratio\":%.4g,"
            "\"goal\":\"<100 ns\",\"goal_met\":%s}\n",
            c.n_names, ns_find, ns_call, ns_find / ns_call, yes_no(ns_find < 100.0));
     fflush(stdout);
@@ -407,8 +407,8 @@ static void print_mbps(const char *figure, size_t frames, size_t bytes, double t
 {
     double mb = (double)bytes / 1e6;
     double ratio = tb / t;
-    printf("{\"figure\":\"%s\",\"frames\":%zu,\"bytes\":%zu,\"mb_per_s\":%.1f,"
-           "\"baseline\":\"%s\",\"baseline_mb_per_s\":%.1f,\"ratio\":%.3f,\"goal\":\"%s\","
+    printf("{\"figure\":\"%s\",\"frames\":%zu,\"bytes\":%zu,\"mb_per_s\":%.6g,"
+           "\"baseline\":\"%s\",\"baseline_mb_per_s\":%.6g,\"ratio\":%.4g,\"goal\":\"%s\","
            "\"goal_met\":%s}\n",
            figure, frames, bytes, mb / t, baseline, mb / tb, ratio, goal,
            goal_ratio > 0 ? yes_no(ratio >= goal_ratio) : "null");
@@ -463,9 +463,9 @@ static void run_clone(void *p)
 static void print_tapes(const char *figure, size_t bytes, double t, double tb)
 {
     double mb = (double)bytes / 1e6;
-    printf("{\"figure\":\"%s\",\"bytes\":%zu,\"tapes_per_s\":%.1f,\"mb_per_s\":%.1f,"
-           "\"baseline\":\"tape_clone\",\"baseline_tapes_per_s\":%.1f,"
-           "\"baseline_mb_per_s\":%.1f,\"ratio\":%.3f,\"goal\":\"none\",\"goal_met\":null}\n",
+    printf("{\"figure\":\"%s\",\"bytes\":%zu,\"tapes_per_s\":%.6g,\"mb_per_s\":%.6g,"
+           "\"baseline\":\"tape_clone\",\"baseline_tapes_per_s\":%.6g,"
+           "\"baseline_mb_per_s\":%.6g,\"ratio\":%.4g,\"goal\":\"none\",\"goal_met\":null}\n",
            figure, bytes, 1.0 / t, mb / t, 1.0 / tb, mb / tb, tb / t);
     fflush(stdout);
 }
@@ -486,10 +486,17 @@ static void bench_memory(const timing *tm, const tape *t, size_t bytes)
     tape_registry *reg = builtins_registry();
     check(tape_store_open(&c.s, reg, "memory", NULL, TAPE_OPEN_EAGER), "tape_store_open");
     double ta, tb;
+    /* save copies the caller's tape; load copies the store's own copy, a
+     * clone, which is laid out more compactly than a tape built frame by
+     * frame: each baseline copies what its operation copies. */
     time_pair(&ta, &tb, tm, run_save, &c, run_clone, &c);
     print_tapes("memory_save", bytes, ta, tb);
-    time_pair(&ta, &tb, tm, run_load, &c, run_clone, &c);
+    tape *stored = NULL;
+    check(tape_clone(&stored, t), "tape_clone");
+    mem_ctx b = { NULL, stored };
+    time_pair(&ta, &tb, tm, run_load, &c, run_clone, &b);
     print_tapes("memory_load", bytes, ta, tb);
+    tape_free(stored);
     check(tape_store_close(c.s), "tape_store_close");
     tape_registry_free(reg);
 }
@@ -562,10 +569,11 @@ static void run_linear_pass(void *p)
 static void print_ms(const char *figure, size_t n, size_t matches, double t, double tb)
 {
     double ms = t * 1e3, base = tb * 1e3;
-    printf("{\"figure\":\"%s\",\"entries\":%zu,\"matches\":%zu,\"ms_per_query\":%.3f,"
-           "\"baseline\":\"created_at_pass\",\"baseline_ms\":%.3f,\"ratio\":%.2f,"
-           "\"goal\":\"<20 ms\",\"goal_met\":%s}\n",
-           figure, n, matches, ms, base, ms / base, yes_no(ms < 20.0));
+    printf("{\"figure\":\"%s\",\"entries\":%zu,\"matches\":%zu,\"ms_per_query\":%.6g,"
+           "\"baseline\":\"created_at_pass\",\"baseline_ms\":%.6g,\"ratio\":%.4g,"
+           "\"goal\":\"<20 ms at %d entries\",\"goal_met\":%s}\n",
+           figure, n, matches, ms, base, ms / base, DEFAULT_SIZE,
+           n == DEFAULT_SIZE ? yes_no(ms < 20.0) : "null"); /* the goal is for that size */
     fflush(stdout);
 }
 
