@@ -15,7 +15,9 @@ static int is_ws(char c)
 
 cJSON *tape__json_parse(const char *text, size_t len)
 {
-    if (text == NULL || len == 0) {
+    /* cJSON skips a NUL as if it were a blank; JSON has no such byte, and
+     * keeping it would cut every C string made from the text. */
+    if (text == NULL || len == 0 || memchr(text, '\0', len) != NULL) {
         return NULL;
     }
     const char *end = NULL;
@@ -32,6 +34,16 @@ cJSON *tape__json_parse(const char *text, size_t len)
         }
     }
     return v;
+}
+
+/* One line of the format: a JSON value with no newline inside (cJSON would
+ * accept a raw one in a string; written back it would split the frame). */
+static cJSON *json_parse_line(const char *text, size_t len)
+{
+    if (memchr(text, '\n', len) != NULL) {
+        return NULL;
+    }
+    return tape__json_parse(text, len);
 }
 
 char *tape__json_line(const cJSON *obj, size_t *out_len)
@@ -457,7 +469,7 @@ int tape_line_parse(int *out_type, tape_frame **out_frame, const char *line, siz
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
         len--;
     }
-    cJSON *root = tape__json_parse(line, len);
+    cJSON *root = json_parse_line(line, len);
     if (root == NULL) {
         return tape_error_set(TAPE_ECORRUPT, "line is not valid JSON: '%.*s'",
                               (int)(len < 64 ? len : 64), line);
@@ -1019,7 +1031,7 @@ static int decode_body_line(decoder *d, cJSON *root, int type, const char *line,
 
 static int decode_line(decoder *d, const char *line, size_t len, int last_without_newline)
 {
-    cJSON *root = tape__json_parse(line, len);
+    cJSON *root = json_parse_line(line, len);
     if (root == NULL && last_without_newline) {
         /* A crash mid-append leaves a partial last line: not an error. */
         d->report->torn_tail = 1;
@@ -1133,8 +1145,9 @@ int tape_decode(tape **out, const char *jsonl, size_t jsonl_len, const char *met
                                 (unsigned long long)d.lineno, len, d.max_line);
             break;
         }
-        if (len > 0 && line[len - 1] == '\r') {
-            len--; /* CRLF files read like LF files */
+        while (len > 0 && line[len - 1] == '\r') {
+            len--; /* CRLF files read like LF files; all of them, so a
+                    * decode-encode round trip is stable */
         }
         size_t i = 0;
         while (i < len && is_ws(line[i])) {

@@ -235,7 +235,9 @@ static int store_open_config(tape_store **out, tape_registry *reg, const char *p
         rc = tape__oom();
     }
     if (rc != TAPE_OK) {
-        if (ops->free != NULL && ops->version >= 1) {
+        /* `free` sits at the same place in every version of the vtable:
+         * release what create made even when the vtable is refused. */
+        if (ops->free != NULL) {
             ops->free(self);
         }
         tape_provider_info_free(info);

@@ -1042,9 +1042,67 @@ static void test_null_arguments(void **state)
     tape_free(t);
 }
 
+/* Found by fuzz_line (tests/fuzz/corpus/fuzz_line/regress-*): bytes cJSON
+ * tolerates but a line of the format cannot hold. */
+static void test_fuzz_regressions(void **state)
+{
+    (void)state;
+    static const char init[] = "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"t\","
+                               "\"created_at\":\"2025-01-01T00:00:00.000Z\"}\n";
+    static const char frame_nul[] = "{\"type\":\"frame\",\"seq\":0,\"ts\":0\0,\"dir\":"
+                                    "\"client_to_server\",\"env\":{\"message\":{}}}\n";
+    char doc[512];
+    size_t n = 0;
+    memcpy(doc, init, sizeof init - 1);
+    n += sizeof init - 1;
+    memcpy(doc + n, frame_nul, sizeof frame_nul - 1);
+    n += sizeof frame_nul - 1;
+    tape *t = NULL;
+    /* 1. A NUL byte between tokens: refused, never kept in a line. */
+    EXPECT_ERR(tape_decode(&t, doc, n, NULL, 0, NULL, NULL), TAPE_ECORRUPT, "line 2");
+    assert_null(t);
+    int type = 0;
+    tape_frame *f = NULL;
+    EXPECT_ERR(tape_line_parse(&type, &f, frame_nul, sizeof frame_nul - 2), TAPE_ECORRUPT,
+               "not valid JSON");
+    assert_null(f);
+    tape_decode_options o = TAPE_DECODE_OPTIONS_INIT;
+    o.mode = TAPE_DECODE_RECOVER;
+    tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+    assert_int_equal(tape_decode(&t, doc, n, NULL, 0, &o, &rep), TAPE_OK);
+    assert_int_equal(rep.skipped_lines, 1);
+    assert_int_equal(tape_frame_count(t), 0);
+    tape_free(t);
+
+    /* 2. A raw newline inside a string: one line cannot hold it. */
+    static const char raw_nl[] = "{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":"
+                                 "\"client_to_server\",\"env\":{\"message\":{\"method\":\"a\nb\"}}}";
+    EXPECT_ERR(tape_line_parse(&type, &f, raw_nl, sizeof raw_nl - 1), TAPE_ECORRUPT,
+               "not valid JSON");
+    assert_null(f);
+
+    /* 3. Trailing CRs: all are dropped, so a second round trip is stable. */
+    char crs[512];
+    n = (size_t)snprintf(crs, sizeof crs, "%s{\"type\":\"x-note\",\"a\":1}\r\r\n", init);
+    char *once = NULL, *twice = NULL;
+    size_t l1 = 0, l2 = 0;
+    assert_int_equal(tape_decode(&t, crs, n, NULL, 0, NULL, NULL), TAPE_OK);
+    assert_int_equal(tape_encode_jsonl(&once, &l1, t), TAPE_OK);
+    tape_free(t);
+    assert_null(memchr(once, '\r', l1));
+    assert_int_equal(tape_decode(&t, once, l1, NULL, 0, NULL, NULL), TAPE_OK);
+    assert_int_equal(tape_encode_jsonl(&twice, &l2, t), TAPE_OK);
+    tape_free(t);
+    assert_int_equal(l1, l2);
+    assert_memory_equal(once, twice, l1);
+    tape_string_free(once);
+    tape_string_free(twice);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fuzz_regressions),
         cmocka_unit_test(test_roundtrip_all_fields),
         cmocka_unit_test(test_roundtrip_without_meta),
         cmocka_unit_test(test_roundtrip_big_message),
