@@ -26,6 +26,7 @@ struct tape_registry {
     size_t nbuckets; /* power of two */
     size_t count;
     int is_default;
+    int ready;      /* set once at init; `buckets` itself moves under the lock */
 };
 
 struct tape_provider_list {
@@ -98,6 +99,7 @@ static int registry_init(tape_registry *reg)
         free(reg->buckets);
         return tape_error_set(TAPE_ENOMEM, "cannot create registry lock");
     }
+    reg->ready = 1;
     return TAPE_OK;
 }
 
@@ -165,7 +167,7 @@ static int registry_usable(tape_registry *reg, const char *fn)
     if (reg == NULL) {
         return tape_error_set(TAPE_EINVAL, "%s: registry is NULL", fn);
     }
-    if (reg->buckets == NULL) {
+    if (!reg->ready) {
         return tape_error_set(TAPE_ENOMEM, "%s: the default registry failed to initialise", fn);
     }
     return TAPE_OK;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: the normal build (unit tests, conformance suite on every
-# builtin provider, the same suite under valgrind, examples, quick
-# benchmark), the ASan+UBSan build of the same tests, and a short fuzz run
-# of every parser. Usage: scripts/test-all.sh [FUZZ_SECONDS_PER_TARGET]
+# builtin provider, the same suite under valgrind, crash trials, examples,
+# install check, quick benchmarks), the ASan+UBSan build of the same tests,
+# a ThreadSanitizer build of the unit and conformance tests, and a short
+# fuzz run of every parser. Usage: scripts/test-all.sh [FUZZ_SECONDS_PER_TARGET]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzz_seconds="${1:-20}"
@@ -21,6 +22,13 @@ echo "== tests under ASan+UBSan (valgrind runs only in the normal build)"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --output-on-failure -j"$jobs" -E 'valgrind|bench')
+
+echo "== ThreadSanitizer build (unit tests and the conformance suites)"
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DTAPE_TSAN=ON -DTAPE_WERROR=ON \
+  -DTAPE_BUILD_EXAMPLES=OFF -DTAPE_BUILD_BENCH=OFF >/dev/null
+cmake --build build-tsan -j"$jobs"
+(cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+  ctest --output-on-failure -j"$jobs" -E 'valgrind|install')
 
 if [ -x scripts/fuzz.sh ]; then
   echo "== fuzz every parser for ${fuzz_seconds}s each"
