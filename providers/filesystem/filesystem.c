@@ -184,33 +184,40 @@ static int fs_save(void *self, const tape *t)
 {
     fs_store *st = self;
     const char *id = tape_id(t);
-    char *body = NULL;
-    size_t body_len = 0;
+    char *body = NULL, *meta = NULL;
+    size_t body_len = 0, meta_len = 0;
     /* Encode before taking any lock: it may be large. */
     int rc = tape_encode_jsonl(&body, &body_len, t);
+    if (rc == TAPE_OK) rc = tape_encode_meta(&meta, &meta_len, t);
     char *jname = rc == TAPE_OK ? fs_name(id, JSONL_SUFFIX) : NULL;
-    if (rc == TAPE_OK && jname == NULL) {
+    char *mname = rc == TAPE_OK ? fs_name(id, META_SUFFIX) : NULL;
+    if (rc == TAPE_OK && (jname == NULL || mname == NULL)) {
         rc = tape_error_set(TAPE_ENOMEM, "out of memory");
     }
-    if (rc != TAPE_OK) {
-        tape_string_free(body);
-        return rc;
-    }
-    pthread_mutex_lock(&st->lock);
-    rc = fs_index_lock(st, 1);
     if (rc == TAPE_OK) {
-        rc = fs_index_catch_up(st);
-        if (rc == TAPE_OK) rc = check_not_busy(st, jname, id);
+        pthread_mutex_lock(&st->lock);
+        rc = fs_index_lock(st, 1);
         if (rc == TAPE_OK) {
-            rc = fs_write_atomic(st->dirfd, jname, body, body_len, st->cfg.file_mode,
-                                 sync_data(st));
+            rc = fs_index_catch_up(st);
+            if (rc == TAPE_OK) rc = check_not_busy(st, jname, id);
+            if (rc == TAPE_OK) {
+                /* .jsonl first: a crash between the renames leaves new frames
+                 * with the old meta, which loads (stats come from frames). */
+                const char *names[2] = { jname, mname };
+                const char *data[2] = { body, meta };
+                size_t lens[2] = { body_len, meta_len };
+                rc = fs_replace_files(st->dirfd, 2, names, data, lens, st->cfg.file_mode,
+                                      sync_data(st));
+            }
+            if (rc == TAPE_OK) rc = fs_index_put(st, id, meta, meta_len);
+            fs_index_unlock(st);
         }
-        if (rc == TAPE_OK) rc = write_meta(st, t, sync_data(st));
-        fs_index_unlock(st);
+        pthread_mutex_unlock(&st->lock);
     }
-    pthread_mutex_unlock(&st->lock);
     free(jname);
+    free(mname);
     tape_string_free(body);
+    tape_string_free(meta);
     return rc;
 }
 

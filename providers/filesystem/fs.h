@@ -60,6 +60,8 @@ int fs_errno(int err, const char *what, const char *name);
 int fs_read_file(char **out, size_t *out_len, int dirfd, const char *name);
 int fs_write_atomic(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
                     int sync);
+int fs_replace_files(int dirfd, size_t n, const char *const *names, const char *const *data,
+                     const size_t *lens, mode_t mode, int sync);
 int fs_sync_dir(int dirfd);
 void fs_clean_temps(int dirfd);
 int fs_write_all(int fd, const char *a, size_t alen, const char *b, size_t blen);
