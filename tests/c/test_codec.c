@@ -15,22 +15,7 @@
 #include "internal.h"
 #include "tapestore/provider.h"
 
-#define EXPECT_ERR(call, code, needle)                                                       \
-    do {                                                                                     \
-        int rc_ = (call);                                                                    \
-        if (rc_ != (code) || strstr(tape_errmsg(), (needle)) == NULL) {                      \
-            fail_msg("%s: got %d (%s) '%s', want %d with '%s'", #call, rc_,                  \
-                     tape_strerror(rc_), tape_errmsg(), (code), (needle));                    \
-        }                                                                                    \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                      \
-    do {                                                                                     \
-        int rc_ = (call);                                                                    \
-        if (rc_ != TAPE_OK) {                                                                \
-            fail_msg("%s: got %d (%s) '%s'", #call, rc_, tape_strerror(rc_), tape_errmsg()); \
-        }                                                                                    \
-    } while (0)
+#include "tape_test.h"
 
 static char *read_data(const char *name, size_t *out_len)
 {

@@ -16,22 +16,7 @@
 #include "tapestore/provider.h"
 
 /* The call must fail with `code` and a message containing `needle`. */
-#define EXPECT_ERR(call, code, needle)                                                       \
-    do {                                                                                     \
-        int rc_ = (call);                                                                    \
-        if (rc_ != (code) || strstr(tape_errmsg(), (needle)) == NULL) {                      \
-            fail_msg("%s: got %d (%s) '%s', want %d with '%s'", #call, rc_,                  \
-                     tape_strerror(rc_), tape_errmsg(), (code), (needle));                    \
-        }                                                                                    \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                      \
-    do {                                                                                     \
-        int rc_ = (call);                                                                    \
-        if (rc_ != TAPE_OK) {                                                                \
-            fail_msg("%s: got %d (%s) '%s'", #call, rc_, tape_strerror(rc_), tape_errmsg()); \
-        }                                                                                    \
-    } while (0)
+#include "tape_test.h"
 
 static tape *new_tape(const char *id)
 {
