@@ -8,7 +8,6 @@ packages=(
   libcjson-dev libsqlite3-dev sqlite3
   libcmocka-dev valgrind
   clang-14 libclang-rt-14-dev      # libFuzzer targets
-  abigail-tools                    # abidiff for ABI checks
 )
 
 missing=()
