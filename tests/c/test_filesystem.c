@@ -395,6 +395,68 @@ static void test_busy_and_visible_while_recording(void **state)
     tape_store_free(b);
 }
 
+/* A recording in another process makes the tape busy here too, and its
+ * frames are visible while it goes on. */
+static void test_busy_across_processes(void **state)
+{
+    (void)state;
+    int go[2], done[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(done), 0);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        tape_store *cs = NULL;
+        tape *h = NULL;
+        tape_writer *w = NULL;
+        if (tape_store_open(&cs, NULL, "filesystem", cfg, 0) != TAPE_OK ||
+            tape_new(&h, "remote") != TAPE_OK || tape_store_record(&w, cs, h) != TAPE_OK) {
+            _exit(2);
+        }
+        tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+        d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+        d.message = "{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":1}";
+        if (tape_writer_append(NULL, w, &d) != TAPE_OK) _exit(3);
+        char c = 'r';
+        if (write(go[1], &c, 1) != 1 || read(done[0], &c, 1) != 1) _exit(4);
+        if (tape_writer_finish(w) != TAPE_OK) _exit(5);
+        tape_writer_free(w);
+        tape_free(h);
+        tape_store_free(cs);
+        _exit(0);
+    }
+    char c;
+    assert_int_equal(read(go[0], &c, 1), 1); /* the child is recording */
+    tape_store *s = open_fs(cfg);
+    tape *h = NULL;
+    assert_int_equal(tape_new(&h, "remote"), TAPE_OK);
+    tape_writer *w = NULL;
+    assert_int_equal(tape_store_record(&w, s, h), TAPE_EBUSY);
+    assert_non_null(strstr(tape_errmsg(), "being recorded"));
+    assert_int_equal(tape_store_save(s, h), TAPE_EBUSY);
+    assert_int_equal(tape_store_delete(s, "remote"), TAPE_EBUSY);
+    tape *seen = NULL;
+    assert_int_equal(tape_store_load(&seen, s, "remote"), TAPE_OK);
+    assert_int_equal(tape_frame_count(seen), 1);
+    assert_int_equal(tape_status(seen), TAPE_STATUS_RECORDING);
+    tape_free(seen);
+    assert_int_equal(write(done[1], "x", 1), 1);
+    int status = 0;
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(tape_store_load(&seen, s, "remote"), TAPE_OK);
+    assert_int_equal(tape_status(seen), TAPE_STATUS_FINALIZED);
+    tape_free(seen);
+    assert_int_equal(tape_store_delete(s, "remote"), TAPE_OK); /* free again */
+    tape_free(h);
+    tape_store_free(s);
+    close(go[0]);
+    close(go[1]);
+    close(done[0]);
+    close(done[1]);
+}
+
 /* Two processes saving and listing in one directory at once. */
 static void test_two_processes(void **state)
 {
@@ -553,6 +615,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symlinks_not_followed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_and_visible_while_recording, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_across_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence_and_default_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shadowcat_files_load_unchanged, setup, teardown),
