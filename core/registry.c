@@ -381,7 +381,8 @@ const tape_provider_info *tape_provider_list_at(const tape_provider_list *l, siz
 
 int tape_registry_add_builtins(tape_registry *reg)
 {
-    const tape_provider *builtins[] = { tape_provider_filesystem(), tape_provider_memory() };
+    const tape_provider *builtins[] = { tape_provider_filesystem(), tape_provider_memory(),
+                                        tape_provider_sqlite() };
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
         int rc = tape_registry_register(reg, builtins[i]);
         if (rc != TAPE_OK) {

@@ -253,6 +253,7 @@ TAPE_API int tape_registry_register(tape_registry *reg, const tape_provider *p);
 /** Builtin factories, exported so a provider can wrap (delegate to) one. */
 TAPE_API const tape_provider *tape_provider_memory(void);
 TAPE_API const tape_provider *tape_provider_filesystem(void);
+TAPE_API const tape_provider *tape_provider_sqlite(void);
 
 /* ------------------------------------------------------------------ */
 /* Plugins                                                             */

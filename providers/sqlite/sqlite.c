@@ -1,0 +1,1352 @@
+/*
+ * sqlite.c - the sqlite provider: tapes in one SQLite database, with
+ * indexed and full-text (FTS5 trigram) native search.
+ *
+ * Model: one connection per store. The backend does not claim
+ * TAPE_CAP_THREAD_SAFE, so the core serialises every call into a store;
+ * several stores (threads, processes) on one file share it through WAL
+ * and the busy timeout. Each tape is a row of `tapes` (the columns every
+ * query key needs plus the .meta.json document and the init line), its
+ * tags, its frames (the raw line split around the message so the message
+ * is stored once and indexed), its other lines and its correlations.
+ * Uses only provider.h and sqlite3.h (docs/providers/sqlite.md).
+ */
+#include "sq.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Frames a writer keeps in memory before one transaction inserts them
+ * (synchronous "off"/"normal"; "full"/"extra" commit every frame). */
+#define SQ_BATCH_FRAMES 64
+#define SQ_BATCH_MS 100
+/* Frames a ranged read fetches per query. */
+#define SQ_ITER_BATCH 256
+
+/* ------------------------------------------------------------ schema */
+
+/* Version 1: the first released schema. Kept verbatim: a database made by
+ * it is migrated forward by sq_v1_to_v2. */
+static const char sq_v1_ddl[] =
+    "CREATE TABLE tapes("
+    " id TEXT PRIMARY KEY NOT NULL, name TEXT, session_id TEXT, status INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, duration_ms INTEGER NOT NULL,"
+    " frame_count INTEGER NOT NULL, file_size INTEGER NOT NULL, meta TEXT NOT NULL,"
+    " init_line TEXT NOT NULL);"
+    "CREATE TABLE tags(tape_id TEXT NOT NULL REFERENCES tapes(id) ON DELETE CASCADE,"
+    " tag TEXT NOT NULL, PRIMARY KEY(tape_id, tag)) WITHOUT ROWID;"
+    "CREATE TABLE frames(id INTEGER PRIMARY KEY,"
+    " tape_id TEXT NOT NULL REFERENCES tapes(id) ON DELETE CASCADE, seq INTEGER NOT NULL,"
+    " ts INTEGER NOT NULL, direction INTEGER NOT NULL, correlation_id TEXT,"
+    " head TEXT NOT NULL, message TEXT NOT NULL, tail TEXT, UNIQUE(tape_id, seq));"
+    "CREATE TABLE lines(tape_id TEXT NOT NULL REFERENCES tapes(id) ON DELETE CASCADE,"
+    " pos INTEGER NOT NULL, ord INTEGER NOT NULL, line TEXT NOT NULL,"
+    " PRIMARY KEY(tape_id, pos, ord)) WITHOUT ROWID;"
+    "CREATE TABLE correlations(tape_id TEXT NOT NULL REFERENCES tapes(id) ON DELETE CASCADE,"
+    " ord INTEGER NOT NULL, corr_id TEXT, request_seq INTEGER, response_seq INTEGER,"
+    " rtt_ms INTEGER, status TEXT, PRIMARY KEY(tape_id, ord)) WITHOUT ROWID;"
+    "CREATE INDEX tapes_created ON tapes(created_at, id);"
+    "CREATE INDEX tags_by_tag ON tags(tag, tape_id);"
+    "PRAGMA application_id = 1413566533;"
+    "PRAGMA user_version = 1;";
+
+/* Version 2: full-text index over frame messages, the writers (recording
+ * ownership) table and an index per sort key. */
+static const char sq_v1_to_v2[] =
+    "CREATE VIRTUAL TABLE frames_fts USING fts5(message, content='frames',"
+    " content_rowid='id', tokenize='trigram');"
+    "INSERT INTO frames_fts(frames_fts) VALUES('rebuild');"
+    "CREATE TRIGGER frames_ai AFTER INSERT ON frames BEGIN"
+    " INSERT INTO frames_fts(rowid, message) VALUES(new.id, new.message); END;"
+    "CREATE TRIGGER frames_ad AFTER DELETE ON frames BEGIN"
+    " INSERT INTO frames_fts(frames_fts, rowid, message) VALUES('delete', old.id, old.message);"
+    " END;"
+    "CREATE TABLE writers(tape_id TEXT PRIMARY KEY NOT NULL, pid INTEGER NOT NULL,"
+    " nonce INTEGER NOT NULL, started_at INTEGER NOT NULL);"
+    "CREATE INDEX tapes_updated ON tapes(updated_at, id);"
+    "CREATE INDEX tapes_name ON tapes(name, id);"
+    "CREATE INDEX tapes_duration ON tapes(duration_ms, id);"
+    "CREATE INDEX tapes_frames ON tapes(frame_count, id);"
+    "CREATE INDEX tapes_session ON tapes(session_id);"
+    "PRAGMA user_version = 2;";
+
+/* ------------------------------------------------------------ statements */
+
+enum {
+    S_BEGIN_IMM,
+    S_BEGIN,
+    S_COMMIT,
+    S_TAPE_EXISTS,
+    S_WRITER_GET,
+    S_WRITER_DEL,
+    S_WRITER_INS,
+    S_TAPE_DEL,
+    S_TAPE_INS,
+    S_TAPE_UPD,
+    S_TAG_INS,
+    S_FRAME_INS,
+    S_LINE_INS,
+    S_CORR_INS,
+    S_TAPE_GET,
+    S_FRAMES_ALL,
+    S_LINES_ALL,
+    S_LIST,
+    S_STATS,
+    S_FRAMES_RANGE,
+    S_FRAMES_MAX,
+    S_COUNT
+};
+
+static const char *const sq_sql[S_COUNT] = {
+    [S_BEGIN_IMM] = "BEGIN IMMEDIATE",
+    [S_BEGIN] = "BEGIN",
+    [S_COMMIT] = "COMMIT",
+    [S_TAPE_EXISTS] = "SELECT 1 FROM tapes WHERE id = ?1",
+    [S_WRITER_GET] = "SELECT pid, nonce FROM writers WHERE tape_id = ?1",
+    [S_WRITER_DEL] = "DELETE FROM writers WHERE tape_id = ?1",
+    [S_WRITER_INS] = "INSERT INTO writers(tape_id, pid, nonce, started_at) VALUES(?1,?2,?3,?4)",
+    [S_TAPE_DEL] = "DELETE FROM tapes WHERE id = ?1",
+    [S_TAPE_INS] = "INSERT INTO tapes(id, name, session_id, status, created_at, updated_at,"
+                   " duration_ms, frame_count, file_size, meta, init_line)"
+                   " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+    [S_TAPE_UPD] = "UPDATE tapes SET name=?2, session_id=?3, status=?4, created_at=?5,"
+                   " updated_at=?6, duration_ms=?7, frame_count=?8, file_size=?9, meta=?10"
+                   " WHERE id = ?1",
+    [S_TAG_INS] = "INSERT OR IGNORE INTO tags(tape_id, tag) VALUES(?1,?2)",
+    [S_FRAME_INS] = "INSERT INTO frames(tape_id, seq, ts, direction, correlation_id, head,"
+                    " message, tail) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+    [S_LINE_INS] = "INSERT INTO lines(tape_id, pos, ord, line) VALUES(?1,?2,?3,?4)",
+    [S_CORR_INS] = "INSERT INTO correlations(tape_id, ord, corr_id, request_seq, response_seq,"
+                   " rtt_ms, status) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+    [S_TAPE_GET] = "SELECT meta, init_line FROM tapes WHERE id = ?1",
+    [S_FRAMES_ALL] = "SELECT head, message, tail FROM frames WHERE tape_id = ?1 ORDER BY seq",
+    [S_LINES_ALL] = "SELECT pos, line FROM lines WHERE tape_id = ?1 ORDER BY pos, ord",
+    [S_LIST] = "SELECT meta FROM tapes",
+    [S_STATS] = "SELECT count(*), coalesce(sum(frame_count), 0), coalesce(sum(file_size), 0)"
+                " FROM tapes",
+    [S_FRAMES_RANGE] = "SELECT head, message, tail FROM frames WHERE tape_id = ?1 AND seq >= ?2"
+                       " AND seq <= ?3 ORDER BY seq LIMIT ?4",
+    [S_FRAMES_MAX] = "SELECT max(seq) FROM frames WHERE tape_id = ?1",
+};
+
+struct pend {
+    tape_frame *f;   /* a frame, or NULL for a correlation */
+    size_t corr;     /* correlation index in the writer's header */
+    int64_t pos;     /* frames before it (for correlation lines) */
+};
+
+struct sq_writer {
+    sq_store *st;
+    char *id;
+    tape *hdr;               /* frameless mirror of the core's header */
+    struct pend *pend;
+    size_t npend, cap;
+    int64_t ord;             /* next line number in `lines` */
+    int64_t first_ms;        /* when the oldest pending item arrived */
+    sq_writer *prev, *next;
+};
+
+typedef struct sq_iter {
+    sq_store *st;
+    char *id;
+    int64_t next, to;
+    tape_frame **batch;
+    size_t n, pos;
+    int done;
+} sq_iter;
+
+/* ------------------------------------------------------------ helpers */
+
+void sq_buf_put(sq_buf *b, const char *s, size_t n)
+{
+    if (b->oom) {
+        return;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1) {
+            cap *= 2;
+        }
+        char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void sq_buf_puts(sq_buf *b, const char *s)
+{
+    sq_buf_put(b, s, strlen(s));
+}
+
+static int oom(void)
+{
+    return tape_error_set(TAPE_ENOMEM, "out of memory");
+}
+
+int sq_err(sq_store *st, int src, const char *what)
+{
+    int code;
+    switch (src & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: code = TAPE_EBUSY; break;
+    case SQLITE_NOMEM: code = TAPE_ENOMEM; break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: code = TAPE_ECORRUPT; break;
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_FULL:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_PROTOCOL: code = TAPE_EIO; break;
+    default: code = TAPE_EPROVIDER; break;
+    }
+    const char *msg = st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(src);
+    return tape_error_set(code, "sqlite \"%s\": %s: %s", st->path, what, msg);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A random number per process: with the pid it names this process's
+ * writer leases, so a lease left by a crashed process whose pid was
+ * reused is still recognised as stale. */
+static pthread_once_t nonce_once = PTHREAD_ONCE_INIT;
+static int64_t process_nonce;
+
+static void nonce_init(void)
+{
+    uint64_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, &v, sizeof v) != (ssize_t)sizeof v) {
+        v = (uint64_t)wall_ms() * 6364136223846793005u ^ (uint64_t)getpid();
+    }
+    if (fd >= 0) close(fd);
+    process_nonce = (int64_t)(v >> 1);
+}
+
+static sqlite3_stmt *stmt(sq_store *st, int which)
+{
+    if (st->stmts[which] == NULL) {
+        int rc = sqlite3_prepare_v3(st->db, sq_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &st->stmts[which], NULL);
+        if (rc != SQLITE_OK) {
+            sq_err(st, rc, "cannot prepare a statement");
+            return NULL;
+        }
+    }
+    return st->stmts[which];
+}
+
+static int bind_text(sqlite3_stmt *s, int i, const char *v, size_t n)
+{
+    return v == NULL ? sqlite3_bind_null(s, i)
+                     : sqlite3_bind_text64(s, i, v, n, SQLITE_STATIC, SQLITE_UTF8);
+}
+
+static int bind_str(sqlite3_stmt *s, int i, const char *v)
+{
+    return bind_text(s, i, v, v != NULL ? strlen(v) : 0);
+}
+
+/* Step a statement that returns no row; reset it either way. */
+static int run(sq_store *st, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    int out = rc == SQLITE_DONE || rc == SQLITE_ROW ? TAPE_OK : sq_err(st, rc, what);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return out;
+}
+
+static void done(sqlite3_stmt *s)
+{
+    if (s != NULL) {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
+}
+
+static int tx_begin(sq_store *st)
+{
+    sqlite3_stmt *s = stmt(st, S_BEGIN_IMM);
+    return s == NULL ? TAPE_EPROVIDER : run(st, s, "cannot begin a write transaction");
+}
+
+/* Commit if rc is TAPE_OK, else roll back keeping rc's message. */
+static int tx_end(sq_store *st, int rc)
+{
+    if (rc == TAPE_OK) {
+        sqlite3_stmt *s = stmt(st, S_COMMIT);
+        rc = s == NULL ? TAPE_EPROVIDER : run(st, s, "cannot commit");
+    }
+    if (rc != TAPE_OK && !sqlite3_get_autocommit(st->db)) {
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return rc;
+}
+
+int sq_begin_read(sq_store *st)
+{
+    sqlite3_stmt *s = stmt(st, S_BEGIN);
+    return s == NULL ? TAPE_EPROVIDER : run(st, s, "cannot begin a read transaction");
+}
+
+void sq_end_read(sq_store *st)
+{
+    if (!sqlite3_get_autocommit(st->db)) {
+        sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+    }
+}
+
+static int not_found(const char *id)
+{
+    return tape_error_set(TAPE_ENOTFOUND, "no tape \"%s\"", id);
+}
+
+/* Columns of `tapes` derived from an entry decoded from the stored meta
+ * document, so the SQL sees exactly what the core's matcher sees. */
+typedef struct cols {
+    const char *name, *session;
+    int status;
+    int64_t created, updated, duration, frames, size;
+} cols;
+
+static void cols_of(cols *c, const tape_entry *e)
+{
+    tape_stats s = TAPE_STATS_INIT;
+    tape_entry_get_stats(&s, e);
+    c->name = tape_entry_name(e);
+    c->session = tape_entry_session_id(e);
+    c->status = tape_entry_status(e);
+    c->created = tape_entry_created_at(e);
+    c->updated = tape_entry_updated_at(e);
+    c->duration = s.duration_ms;
+    c->frames = s.frame_count > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)s.frame_count;
+    c->size = s.file_size_bytes > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)s.file_size_bytes;
+}
+
+static void bind_cols(sqlite3_stmt *s, const char *id, const cols *c, const char *meta,
+                      size_t meta_len)
+{
+    bind_str(s, 1, id);
+    bind_str(s, 2, c->name);
+    bind_str(s, 3, c->session);
+    sqlite3_bind_int(s, 4, c->status);
+    sqlite3_bind_int64(s, 5, c->created);
+    sqlite3_bind_int64(s, 6, c->updated);
+    sqlite3_bind_int64(s, 7, c->duration);
+    sqlite3_bind_int64(s, 8, c->frames);
+    sqlite3_bind_int64(s, 9, c->size);
+    bind_text(s, 10, meta, meta_len);
+}
+
+/* The meta document of t and the entry it decodes to. */
+static int encode_meta(char **meta, size_t *meta_len, tape_entry **e, const tape *t)
+{
+    *meta = NULL;
+    *e = NULL;
+    int rc = tape_encode_meta(meta, meta_len, t);
+    if (rc == TAPE_OK) rc = tape_entry_from_meta(e, *meta, *meta_len);
+    if (rc != TAPE_OK) {
+        tape_string_free(*meta);
+        *meta = NULL;
+    }
+    return rc;
+}
+
+/* Is a writer lease on `id` held by a live recording? A stale one (its
+ * process is gone) is removed. Call inside a write transaction. */
+static int check_writer(sq_store *st, const char *id)
+{
+    sqlite3_stmt *s = stmt(st, S_WRITER_GET);
+    if (s == NULL) return TAPE_EPROVIDER;
+    bind_str(s, 1, id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        done(s);
+        return TAPE_OK;
+    }
+    if (rc != SQLITE_ROW) {
+        rc = sq_err(st, rc, "cannot read the writers table");
+        done(s);
+        return rc;
+    }
+    int64_t pid = sqlite3_column_int64(s, 0), nonce = sqlite3_column_int64(s, 1);
+    done(s);
+    pthread_once(&nonce_once, nonce_init);
+    int live;
+    if (pid == (int64_t)getpid()) {
+        live = nonce == process_nonce;
+    } else {
+        live = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+    }
+    if (live) {
+        return tape_error_set(TAPE_EBUSY, "tape \"%s\" is being recorded (by process %lld)", id,
+                              (long long)pid);
+    }
+    tape_log(TAPE_LOG_WARN,
+             "sqlite \"%s\": tape \"%s\": clearing the recording lease of process %lld, which "
+             "is gone; the tape keeps the frames it committed",
+             st->path, id, (long long)pid);
+    s = stmt(st, S_WRITER_DEL);
+    if (s == NULL) return TAPE_EPROVIDER;
+    bind_str(s, 1, id);
+    return run(st, s, "cannot clear a stale writer lease");
+}
+
+static const char *find_bytes(const char *hay, size_t hn, const char *needle, size_t nn)
+{
+    if (nn == 0 || nn > hn) {
+        return NULL;
+    }
+    for (size_t i = 0; i + nn <= hn; i++) {
+        if (hay[i] == needle[0] && memcmp(hay + i, needle, nn) == 0) {
+            return hay + i;
+        }
+    }
+    return NULL;
+}
+
+/* A frame row: the line split around its message (line = head message
+ * tail; tail NULL means the line is head alone), so the message text is
+ * stored once and indexed. */
+static int insert_frame(sq_store *st, const char *id, const tape_frame *f)
+{
+    sqlite3_stmt *s = stmt(st, S_FRAME_INS);
+    if (s == NULL) return TAPE_EPROVIDER;
+    size_t ll = 0, ml = 0;
+    const char *line = tape_frame_line(f, &ll);
+    const char *msg = tape_frame_message(f, &ml);
+    const char *at = find_bytes(line, ll, msg, ml);
+    bind_str(s, 1, id);
+    uint64_t seq = tape_frame_seq(f);
+    sqlite3_bind_int64(s, 2, seq > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)seq);
+    sqlite3_bind_int64(s, 3, tape_frame_ts(f));
+    sqlite3_bind_int(s, 4, tape_frame_direction(f));
+    bind_str(s, 5, tape_frame_correlation_id(f));
+    if (at != NULL) {
+        bind_text(s, 6, line, (size_t)(at - line));
+        bind_text(s, 7, msg, ml);
+        bind_text(s, 8, at + ml, ll - (size_t)(at - line) - ml);
+    } else {
+        bind_text(s, 6, line, ll);
+        bind_text(s, 7, msg, ml);
+        sqlite3_bind_null(s, 8);
+    }
+    return run(st, s, "cannot insert a frame");
+}
+
+static int insert_line(sq_store *st, const char *id, int64_t pos, int64_t ord, const char *line,
+                       size_t len)
+{
+    sqlite3_stmt *s = stmt(st, S_LINE_INS);
+    if (s == NULL) return TAPE_EPROVIDER;
+    bind_str(s, 1, id);
+    sqlite3_bind_int64(s, 2, pos);
+    sqlite3_bind_int64(s, 3, ord);
+    bind_text(s, 4, line, len);
+    return run(st, s, "cannot insert a line");
+}
+
+static int insert_corr(sq_store *st, const char *id, const tape *t, size_t i)
+{
+    const char *cid = NULL, *status = NULL;
+    uint64_t rq = 0, rs = 0;
+    int64_t rtt = 0;
+    int rc = tape_correlation_get(&cid, &rq, &rs, &rtt, &status, t, i);
+    if (rc != TAPE_OK) return rc;
+    sqlite3_stmt *s = stmt(st, S_CORR_INS);
+    if (s == NULL) return TAPE_EPROVIDER;
+    bind_str(s, 1, id);
+    sqlite3_bind_int64(s, 2, (int64_t)i);
+    bind_str(s, 3, cid);
+    sqlite3_bind_int64(s, 4, (int64_t)rq);
+    sqlite3_bind_int64(s, 5, (int64_t)rs);
+    sqlite3_bind_int64(s, 6, rtt);
+    bind_str(s, 7, status);
+    return run(st, s, "cannot insert a correlation");
+}
+
+static int insert_tape(sq_store *st, const tape *t, const char *init, size_t init_len,
+                       const char *meta, size_t meta_len, const tape_entry *e)
+{
+    sqlite3_stmt *s = stmt(st, S_TAPE_INS);
+    if (s == NULL) return TAPE_EPROVIDER;
+    cols c;
+    cols_of(&c, e);
+    bind_cols(s, tape_id(t), &c, meta, meta_len);
+    bind_text(s, 11, init, init_len);
+    int rc = run(st, s, "cannot insert a tape");
+    for (size_t i = 0; rc == TAPE_OK && i < tape_tag_count(t); i++) {
+        s = stmt(st, S_TAG_INS);
+        if (s == NULL) return TAPE_EPROVIDER;
+        bind_str(s, 1, tape_id(t));
+        bind_str(s, 2, tape_tag_at(t, i));
+        rc = run(st, s, "cannot insert a tag");
+    }
+    return rc;
+}
+
+static int update_meta(sq_store *st, const tape *t)
+{
+    char *meta = NULL;
+    size_t meta_len = 0;
+    tape_entry *e = NULL;
+    int rc = encode_meta(&meta, &meta_len, &e, t);
+    if (rc == TAPE_OK) {
+        sqlite3_stmt *s = stmt(st, S_TAPE_UPD);
+        if (s == NULL) {
+            rc = TAPE_EPROVIDER;
+        } else {
+            cols c;
+            cols_of(&c, e);
+            bind_cols(s, tape_id(t), &c, meta, meta_len);
+            rc = run(st, s, "cannot update a tape");
+        }
+    }
+    tape_entry_free(e);
+    tape_string_free(meta);
+    return rc;
+}
+
+/* ------------------------------------------------------------ writers */
+
+static void writer_drop_pending(sq_writer *w)
+{
+    for (size_t i = 0; i < w->npend; i++) {
+        tape_frame_free(w->pend[i].f);
+    }
+    w->npend = 0;
+}
+
+/* One transaction: the pending frames and correlations, the metadata
+ * from `meta_src`, and (end) the release of the lease. */
+static int writer_flush(sq_writer *w, const tape *meta_src, int end)
+{
+    sq_store *st = w->st;
+    if (w->npend == 0 && meta_src == NULL && !end) {
+        return TAPE_OK;
+    }
+    int rc = tx_begin(st);
+    for (size_t i = 0; rc == TAPE_OK && i < w->npend; i++) {
+        struct pend *p = &w->pend[i];
+        if (p->f != NULL) {
+            rc = insert_frame(st, w->id, p->f);
+        } else {
+            char *line = NULL;
+            size_t len = 0;
+            rc = tape_encode_correlation_line(&line, &len, w->hdr, p->corr);
+            if (rc == TAPE_OK) {
+                rc = insert_line(st, w->id, p->pos, w->ord + (int64_t)i, line,
+                                 len > 0 && line[len - 1] == '\n' ? len - 1 : len);
+            }
+            tape_string_free(line);
+            if (rc == TAPE_OK) rc = insert_corr(st, w->id, w->hdr, p->corr);
+        }
+    }
+    if (rc == TAPE_OK) rc = update_meta(st, meta_src != NULL ? meta_src : w->hdr);
+    if (rc == TAPE_OK && end) {
+        sqlite3_stmt *s = stmt(st, S_WRITER_DEL);
+        if (s == NULL) {
+            rc = TAPE_EPROVIDER;
+        } else {
+            bind_str(s, 1, w->id);
+            rc = run(st, s, "cannot release the recording lease");
+        }
+    }
+    rc = tx_end(st, rc);
+    if (rc == TAPE_OK) {
+        w->ord += (int64_t)w->npend;
+        writer_drop_pending(w);
+    }
+    return rc;
+}
+
+/* Readers see every frame appended so far: flush the store's writers. */
+int sq_flush_all(sq_store *st)
+{
+    for (sq_writer *w = st->writers; w != NULL; w = w->next) {
+        if (w->npend > 0) {
+            int rc = writer_flush(w, NULL, 0);
+            if (rc != TAPE_OK) return rc;
+        }
+    }
+    return TAPE_OK;
+}
+
+static int writer_push(sq_writer *w, tape_frame *f, size_t corr, int64_t pos)
+{
+    if (w->npend == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : SQ_BATCH_FRAMES;
+        struct pend *p = realloc(w->pend, cap * sizeof *p);
+        if (p == NULL) return oom();
+        w->pend = p;
+        w->cap = cap;
+    }
+    if (w->npend == 0) w->first_ms = mono_ms();
+    w->pend[w->npend].f = f;
+    w->pend[w->npend].corr = corr;
+    w->pend[w->npend].pos = pos;
+    w->npend++;
+    return TAPE_OK;
+}
+
+static int writer_maybe_flush(sq_writer *w)
+{
+    if (w->st->sync >= SQ_SYNC_FULL || w->npend >= SQ_BATCH_FRAMES ||
+        mono_ms() - w->first_ms >= SQ_BATCH_MS) {
+        return writer_flush(w, NULL, 0);
+    }
+    return TAPE_OK;
+}
+
+static int sq_writer_begin(void **out, void *self, const tape *header)
+{
+    sq_store *st = self;
+    const char *id = tape_id(header);
+    int rc = sq_flush_all(st);
+    if (rc != TAPE_OK) return rc;
+    sq_writer *w = calloc(1, sizeof *w);
+    char *init = NULL, *meta = NULL;
+    size_t init_len = 0, meta_len = 0;
+    tape_entry *e = NULL;
+    rc = w != NULL && (w->id = strdup(id)) != NULL ? tape_clone_meta(&w->hdr, header) : oom();
+    if (rc == TAPE_OK) rc = tape_encode_init_line(&init, &init_len, header);
+    if (rc == TAPE_OK) rc = encode_meta(&meta, &meta_len, &e, header);
+    if (rc == TAPE_OK) {
+        pthread_once(&nonce_once, nonce_init);
+        rc = tx_begin(st);
+        if (rc == TAPE_OK) rc = check_writer(st, id);
+        if (rc == TAPE_OK) {
+            sqlite3_stmt *s = stmt(st, S_TAPE_EXISTS);
+            if (s == NULL) {
+                rc = TAPE_EPROVIDER;
+            } else {
+                bind_str(s, 1, id);
+                int src = sqlite3_step(s);
+                rc = src == SQLITE_ROW    ? tape_error_set(TAPE_EEXISTS, "tape \"%s\" already exists", id)
+                     : src == SQLITE_DONE ? TAPE_OK
+                                          : sq_err(st, src, "cannot look a tape up");
+                done(s);
+            }
+        }
+        if (rc == TAPE_OK) {
+            rc = insert_tape(st, header, init,
+                             init_len > 0 && init[init_len - 1] == '\n' ? init_len - 1 : init_len,
+                             meta, meta_len, e);
+        }
+        if (rc == TAPE_OK) {
+            sqlite3_stmt *s = stmt(st, S_WRITER_INS);
+            if (s == NULL) {
+                rc = TAPE_EPROVIDER;
+            } else {
+                bind_str(s, 1, id);
+                sqlite3_bind_int64(s, 2, (int64_t)getpid());
+                sqlite3_bind_int64(s, 3, process_nonce);
+                sqlite3_bind_int64(s, 4, wall_ms());
+                rc = run(st, s, "cannot take the recording lease");
+            }
+        }
+        rc = tx_end(st, rc);
+    }
+    tape_string_free(init);
+    tape_string_free(meta);
+    tape_entry_free(e);
+    if (rc != TAPE_OK) {
+        if (w != NULL) {
+            tape_free(w->hdr);
+            free(w->id);
+            free(w);
+        }
+        return rc;
+    }
+    w->st = st;
+    w->next = st->writers;
+    if (st->writers != NULL) st->writers->prev = w;
+    st->writers = w;
+    *out = w;
+    return TAPE_OK;
+}
+
+static int sq_writer_append(void *writer, const tape_frame *f, const tape *header)
+{
+    (void)header; /* w->hdr mirrors it: the same frames accounted the same way */
+    sq_writer *w = writer;
+    tape_frame *copy = NULL;
+    int rc = tape_frame_clone(&copy, f);
+    if (rc == TAPE_OK) rc = tape_account_frame(w->hdr, f);
+    if (rc == TAPE_OK) rc = writer_push(w, copy, 0, 0);
+    if (rc != TAPE_OK) {
+        tape_frame_free(copy);
+        return rc;
+    }
+    return writer_maybe_flush(w);
+}
+
+static int sq_writer_correlate(void *writer, const tape *header, size_t i)
+{
+    sq_writer *w = writer;
+    const char *cid = NULL, *status = NULL;
+    uint64_t rq = 0, rs = 0;
+    int64_t rtt = 0;
+    int rc = tape_correlation_get(&cid, &rq, &rs, &rtt, &status, header, i);
+    if (rc == TAPE_OK) rc = tape_add_correlation(w->hdr, cid, rq, rs, rtt, status);
+    if (rc == TAPE_OK) {
+        rc = writer_push(w, NULL, tape_correlation_count(w->hdr) - 1,
+                         (int64_t)tape_frame_count(w->hdr) + 0);
+    }
+    if (rc == TAPE_OK) {
+        /* frames are accounted, not held: the count comes from the stats */
+        tape_stats s = TAPE_STATS_INIT;
+        tape_get_stats(&s, w->hdr);
+        w->pend[w->npend - 1].pos = (int64_t)s.frame_count;
+        rc = writer_maybe_flush(w);
+    }
+    return rc;
+}
+
+static int sq_writer_end(void *writer, const tape *header, int finalize)
+{
+    (void)finalize; /* the header's status says which */
+    sq_writer *w = writer;
+    sq_store *st = w->st;
+    int rc = writer_flush(w, header, 1);
+    if (rc != TAPE_OK) {
+        tape_log(TAPE_LOG_ERROR, "sqlite \"%s\": tape \"%s\": ending the recording failed: %s",
+                 st->path, w->id, tape_errmsg());
+    }
+    if (w->prev != NULL) w->prev->next = w->next; else st->writers = w->next;
+    if (w->next != NULL) w->next->prev = w->prev;
+    writer_drop_pending(w);
+    free(w->pend);
+    tape_free(w->hdr);
+    free(w->id);
+    free(w);
+    return rc;
+}
+
+/* ------------------------------------------------------------ ops */
+
+static int sq_save(void *self, const tape *t)
+{
+    sq_store *st = self;
+    const char *id = tape_id(t);
+    char *body = NULL, *meta = NULL;
+    size_t body_len = 0, meta_len = 0;
+    tape_entry *e = NULL;
+    int rc = sq_flush_all(st);
+    if (rc == TAPE_OK) rc = tape_encode_jsonl(&body, &body_len, t);
+    if (rc == TAPE_OK) rc = encode_meta(&meta, &meta_len, &e, t);
+    if (rc == TAPE_OK) rc = tx_begin(st);
+    else goto out;
+    if (rc == TAPE_OK) rc = check_writer(st, id);
+    if (rc == TAPE_OK) {
+        sqlite3_stmt *s = stmt(st, S_TAPE_DEL);
+        rc = s == NULL ? TAPE_EPROVIDER : (bind_str(s, 1, id), run(st, s, "cannot replace a tape"));
+    }
+    if (rc == TAPE_OK) {
+        /* The document is the init line, then frames and other lines in
+         * order; each frame's line is the frame's own, so the lines that
+         * are not the next frame's are the others (correlations,
+         * checkpoints, unknown types), kept with their position. */
+        const char *p = body, *end = body + body_len;
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t init_len = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+        rc = insert_tape(st, t, p, init_len, meta, meta_len, e);
+        p += init_len + (nl != NULL);
+        size_t fi = 0, n = tape_frame_count(t);
+        int64_t ord = 0;
+        while (rc == TAPE_OK && p < end) {
+            nl = memchr(p, '\n', (size_t)(end - p));
+            size_t len = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+            const tape_frame *f = fi < n ? tape_frame_at(t, fi) : NULL;
+            size_t fl = 0;
+            const char *fline = f != NULL ? tape_frame_line(f, &fl) : NULL;
+            if (f != NULL && fl == len && memcmp(fline, p, len) == 0) {
+                rc = insert_frame(st, id, f);
+                fi++;
+            } else if (len > 0) {
+                rc = insert_line(st, id, (int64_t)fi, ord++, p, len);
+            }
+            p += len + (nl != NULL);
+        }
+        if (rc == TAPE_OK && fi != n) {
+            rc = tape_error_set(TAPE_EPROVIDER,
+                                "sqlite: tape \"%s\": %zu of %zu frame lines not found in its "
+                                "encoding",
+                                id, n - fi, n);
+        }
+        for (size_t i = 0; rc == TAPE_OK && i < tape_correlation_count(t); i++) {
+            rc = insert_corr(st, id, t, i);
+        }
+    }
+    rc = tx_end(st, rc);
+out:
+    tape_entry_free(e);
+    tape_string_free(meta);
+    tape_string_free(body);
+    return rc;
+}
+
+static void put_frame_line(sq_buf *b, sqlite3_stmt *s)
+{
+    sq_buf_put(b, (const char *)sqlite3_column_text(s, 0), (size_t)sqlite3_column_bytes(s, 0));
+    if (sqlite3_column_type(s, 2) != SQLITE_NULL) {
+        sq_buf_put(b, (const char *)sqlite3_column_text(s, 1), (size_t)sqlite3_column_bytes(s, 1));
+        sq_buf_put(b, (const char *)sqlite3_column_text(s, 2), (size_t)sqlite3_column_bytes(s, 2));
+    }
+}
+
+static int sq_load(tape **out, void *self, const char *id)
+{
+    sq_store *st = self;
+    int rc = sq_flush_all(st);
+    if (rc == TAPE_OK) rc = sq_begin_read(st);
+    if (rc != TAPE_OK) return rc;
+    sq_buf body = { 0 };
+    char *meta = NULL;
+    size_t meta_len = 0;
+    sqlite3_stmt *s = stmt(st, S_TAPE_GET), *fs = NULL, *ls = NULL;
+    if (s == NULL) {
+        rc = TAPE_EPROVIDER;
+        goto out;
+    }
+    bind_str(s, 1, id);
+    int src = sqlite3_step(s);
+    if (src != SQLITE_ROW) {
+        rc = src == SQLITE_DONE ? not_found(id) : sq_err(st, src, "cannot read a tape");
+        goto out;
+    }
+    meta_len = (size_t)sqlite3_column_bytes(s, 0);
+    meta = malloc(meta_len + 1);
+    if (meta == NULL) {
+        rc = oom();
+        goto out;
+    }
+    memcpy(meta, sqlite3_column_text(s, 0), meta_len);
+    meta[meta_len] = '\0';
+    sq_buf_put(&body, (const char *)sqlite3_column_text(s, 1), (size_t)sqlite3_column_bytes(s, 1));
+    sq_buf_put(&body, "\n", 1);
+    fs = stmt(st, S_FRAMES_ALL);
+    ls = stmt(st, S_LINES_ALL);
+    if (fs == NULL || ls == NULL) {
+        rc = TAPE_EPROVIDER;
+        goto out;
+    }
+    bind_str(fs, 1, id);
+    bind_str(ls, 1, id);
+    int lrc = sqlite3_step(ls), frc;
+    int64_t fpos = 0;
+    for (;;) {
+        while (lrc == SQLITE_ROW && sqlite3_column_int64(ls, 0) <= fpos) {
+            sq_buf_put(&body, (const char *)sqlite3_column_text(ls, 1),
+                       (size_t)sqlite3_column_bytes(ls, 1));
+            sq_buf_put(&body, "\n", 1);
+            lrc = sqlite3_step(ls);
+        }
+        frc = sqlite3_step(fs);
+        if (frc != SQLITE_ROW) break;
+        put_frame_line(&body, fs);
+        sq_buf_put(&body, "\n", 1);
+        fpos++;
+    }
+    while (lrc == SQLITE_ROW) {
+        sq_buf_put(&body, (const char *)sqlite3_column_text(ls, 1), (size_t)sqlite3_column_bytes(ls, 1));
+        sq_buf_put(&body, "\n", 1);
+        lrc = sqlite3_step(ls);
+    }
+    if (frc != SQLITE_DONE || lrc != SQLITE_DONE) {
+        rc = sq_err(st, frc != SQLITE_DONE ? frc : lrc, "cannot read a tape's frames");
+        goto out;
+    }
+    if (body.oom) {
+        rc = oom();
+        goto out;
+    }
+out:
+    done(s);
+    done(fs);
+    done(ls);
+    sq_end_read(st);
+    if (rc == TAPE_OK) {
+        rc = tape_decode(out, body.p, body.len, meta, meta_len, NULL, NULL);
+        if (rc != TAPE_OK) {
+            rc = tape_error_set(rc, "sqlite \"%s\": tape \"%s\": %s", st->path, id, tape_errmsg());
+        }
+    }
+    free(body.p);
+    free(meta);
+    return rc;
+}
+
+static int sq_remove(void *self, const char *id)
+{
+    sq_store *st = self;
+    int rc = sq_flush_all(st);
+    if (rc == TAPE_OK) rc = tx_begin(st);
+    if (rc != TAPE_OK) return rc;
+    rc = check_writer(st, id);
+    if (rc == TAPE_OK) {
+        sqlite3_stmt *s = stmt(st, S_TAPE_DEL);
+        if (s == NULL) {
+            rc = TAPE_EPROVIDER;
+        } else {
+            bind_str(s, 1, id);
+            rc = run(st, s, "cannot delete a tape");
+            if (rc == TAPE_OK && sqlite3_changes(st->db) == 0) rc = not_found(id);
+        }
+    }
+    return tx_end(st, rc);
+}
+
+static int sq_exists(int *out, void *self, const char *id)
+{
+    sq_store *st = self;
+    sqlite3_stmt *s = stmt(st, S_TAPE_EXISTS);
+    if (s == NULL) return TAPE_EPROVIDER;
+    bind_str(s, 1, id);
+    int src = sqlite3_step(s);
+    int rc = src == SQLITE_ROW || src == SQLITE_DONE ? TAPE_OK
+                                                     : sq_err(st, src, "cannot look a tape up");
+    *out = src == SQLITE_ROW;
+    done(s);
+    return rc;
+}
+
+static int sq_list(void *self, const tape_query *q, tape_entry_sink sink, void *data)
+{
+    (void)q; /* a hint; the native search is what queries use */
+    sq_store *st = self;
+    int rc = sq_flush_all(st);
+    sqlite3_stmt *s = rc == TAPE_OK ? stmt(st, S_LIST) : NULL;
+    if (s == NULL) return rc != TAPE_OK ? rc : TAPE_EPROVIDER;
+    int src;
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        tape_entry *e = NULL;
+        rc = tape_entry_from_meta(&e, (const char *)sqlite3_column_text(s, 0),
+                                  (size_t)sqlite3_column_bytes(s, 0));
+        if (rc != TAPE_OK) {
+            rc = tape_error_set(TAPE_ECORRUPT, "sqlite \"%s\": a stored meta document: %s",
+                                st->path, tape_errmsg());
+            break;
+        }
+        int stop = sink(data, e);
+        tape_entry_free(e);
+        if (stop) break;
+    }
+    if (rc == TAPE_OK && src != SQLITE_ROW && src != SQLITE_DONE) {
+        rc = sq_err(st, src, "cannot list tapes");
+    }
+    done(s);
+    return rc;
+}
+
+static int sq_stats(tape_store_stats *out, void *self)
+{
+    sq_store *st = self;
+    int rc = sq_flush_all(st);
+    sqlite3_stmt *s = rc == TAPE_OK ? stmt(st, S_STATS) : NULL;
+    if (s == NULL) return rc != TAPE_OK ? rc : TAPE_EPROVIDER;
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        out->tape_count = (uint64_t)sqlite3_column_int64(s, 0);
+        out->frame_count = (uint64_t)sqlite3_column_int64(s, 1);
+        out->total_bytes = (uint64_t)sqlite3_column_int64(s, 2);
+    } else {
+        rc = sq_err(st, src, "cannot count tapes");
+    }
+    done(s);
+    return rc;
+}
+
+/* ------------------------------------------------------------ frames */
+
+static void iter_clear_batch(sq_iter *it)
+{
+    for (size_t i = 0; i < it->n; i++) {
+        tape_frame_free(it->batch[i]);
+    }
+    it->n = it->pos = 0;
+}
+
+static void sq_frames_close(void *iter)
+{
+    sq_iter *it = iter;
+    iter_clear_batch(it);
+    free(it->batch);
+    free(it->id);
+    free(it);
+}
+
+/* The range is fixed at open (frames up to the last one stored then), so
+ * frames appended while iterating are not returned. */
+static int sq_frames_open(void **out, void *self, const char *id, uint64_t from, uint64_t to)
+{
+    sq_store *st = self;
+    int ex = 0;
+    int rc = sq_flush_all(st);
+    if (rc == TAPE_OK) rc = sq_exists(&ex, st, id);
+    if (rc != TAPE_OK) return rc;
+    if (!ex) return not_found(id);
+    sqlite3_stmt *s = stmt(st, S_FRAMES_MAX);
+    if (s == NULL) return TAPE_EPROVIDER;
+    bind_str(s, 1, id);
+    int src = sqlite3_step(s);
+    int has = src == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
+    int64_t maxseq = has ? sqlite3_column_int64(s, 0) : -1;
+    rc = src == SQLITE_ROW ? TAPE_OK : sq_err(st, src, "cannot read a tape's frames");
+    done(s);
+    if (rc != TAPE_OK) return rc;
+    sq_iter *it = calloc(1, sizeof *it);
+    if (it == NULL || (it->id = strdup(id)) == NULL ||
+        (it->batch = calloc(SQ_ITER_BATCH, sizeof *it->batch)) == NULL) {
+        if (it != NULL) free(it->id);
+        free(it);
+        return oom();
+    }
+    it->st = st;
+    it->next = from > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)from;
+    it->to = to > (uint64_t)maxseq || !has ? maxseq : (int64_t)to;
+    it->done = !has || from > (uint64_t)INT64_MAX || it->next > it->to;
+    *out = it;
+    return TAPE_OK;
+}
+
+static int sq_frames_next(const tape_frame **out, void *iter)
+{
+    sq_iter *it = iter;
+    if (it->pos < it->n) {
+        *out = it->batch[it->pos++];
+        return TAPE_OK;
+    }
+    iter_clear_batch(it);
+    if (it->done) return TAPE_DONE;
+    sq_store *st = it->st;
+    int rc = sq_flush_all(st);
+    sqlite3_stmt *s = rc == TAPE_OK ? stmt(st, S_FRAMES_RANGE) : NULL;
+    if (s == NULL) return rc != TAPE_OK ? rc : TAPE_EPROVIDER;
+    bind_str(s, 1, it->id);
+    sqlite3_bind_int64(s, 2, it->next);
+    sqlite3_bind_int64(s, 3, it->to);
+    sqlite3_bind_int(s, 4, SQ_ITER_BATCH);
+    sq_buf line = { 0 };
+    int src;
+    while (rc == TAPE_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
+        line.len = 0;
+        put_frame_line(&line, s);
+        if (line.oom) {
+            rc = oom();
+            break;
+        }
+        int type = 0;
+        tape_frame *f = NULL;
+        rc = tape_line_parse(&type, &f, line.p != NULL ? line.p : "", line.len);
+        if (rc == TAPE_OK && f == NULL) {
+            rc = tape_error_set(TAPE_ECORRUPT, "a stored frame line is not a frame");
+        }
+        if (rc != TAPE_OK) {
+            rc = tape_error_set(TAPE_ECORRUPT, "sqlite \"%s\": tape \"%s\": %s", st->path,
+                                it->id, tape_errmsg());
+            break;
+        }
+        it->batch[it->n++] = f;
+    }
+    if (rc == TAPE_OK && src != SQLITE_DONE) rc = sq_err(st, src, "cannot read a tape's frames");
+    done(s);
+    free(line.p);
+    if (rc != TAPE_OK) return rc;
+    if (it->n < SQ_ITER_BATCH) {
+        it->done = 1;
+    }
+    if (it->n > 0) {
+        uint64_t last = tape_frame_seq(it->batch[it->n - 1]);
+        if ((int64_t)last >= it->to) it->done = 1;
+        else it->next = (int64_t)last + 1;
+    }
+    if (it->n == 0) return TAPE_DONE;
+    *out = it->batch[it->pos++];
+    return TAPE_OK;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static int schema_probe(sq_store *st, int64_t *tables, int64_t *app, int64_t *ver)
+{
+    sqlite3_stmt *s = NULL;
+    int src = sqlite3_prepare_v2(st->db,
+                                 "SELECT (SELECT count(*) FROM sqlite_master),"
+                                 " (SELECT application_id FROM pragma_application_id),"
+                                 " (SELECT user_version FROM pragma_user_version)",
+                                 -1, &s, NULL);
+    if (src == SQLITE_OK) src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        *tables = sqlite3_column_int64(s, 0);
+        *app = sqlite3_column_int64(s, 1);
+        *ver = sqlite3_column_int64(s, 2);
+    }
+    int rc = TAPE_OK;
+    if (src != SQLITE_ROW) {
+        rc = (src & 0xff) == SQLITE_NOTADB
+                 ? tape_error_set(TAPE_ECORRUPT,
+                                  "sqlite \"%s\": not a SQLite database (left untouched)",
+                                  st->path)
+                 : sq_err(st, src, "cannot read the database header");
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static int schema_classify(sq_store *st, int64_t tables, int64_t app, int64_t ver)
+{
+    if (app == SQ_APPLICATION_ID) {
+        if (ver == SQ_SCHEMA_VERSION || ver == 1) return TAPE_OK;
+        if (ver > SQ_SCHEMA_VERSION) {
+            return tape_error_set(TAPE_EVERSION,
+                                  "sqlite \"%s\": schema version %lld is newer than this "
+                                  "tapestore supports (%d); upgrade tapestore",
+                                  st->path, (long long)ver, SQ_SCHEMA_VERSION);
+        }
+        return tape_error_set(TAPE_ECORRUPT, "sqlite \"%s\": bad tapestore schema version %lld",
+                              st->path, (long long)ver);
+    }
+    if (app == 0 && tables == 0 && ver == 0) return TAPE_OK; /* empty: ours to create */
+    return tape_error_set(TAPE_ECONFIG,
+                          "config key \"path\": \"%s\" is a SQLite database of another "
+                          "application (application_id %lld, %lld schema objects), not a "
+                          "tapestore database; it was left untouched",
+                          st->path, (long long)app, (long long)tables);
+}
+
+/* Create or migrate the schema, in one write transaction. */
+static int schema_open(sq_store *st)
+{
+    int64_t tables = 0, app = 0, ver = 0;
+    int rc = schema_probe(st, &tables, &app, &ver);
+    if (rc == TAPE_OK) rc = schema_classify(st, tables, app, ver);
+    if (rc != TAPE_OK || (app == SQ_APPLICATION_ID && ver == SQ_SCHEMA_VERSION)) return rc;
+    rc = tx_begin(st);
+    /* Again under the lock: another process may have done it meanwhile. */
+    if (rc == TAPE_OK) rc = schema_probe(st, &tables, &app, &ver);
+    if (rc == TAPE_OK) rc = schema_classify(st, tables, app, ver);
+    char *err = NULL;
+    if (rc == TAPE_OK && app == 0) {
+        int src = sqlite3_exec(st->db, sq_v1_ddl, NULL, NULL, &err);
+        if (src != SQLITE_OK) rc = sq_err(st, src, "cannot create the schema");
+        ver = 1;
+    }
+    if (rc == TAPE_OK && ver == 1) {
+        int src = sqlite3_exec(st->db, sq_v1_to_v2, NULL, NULL, &err);
+        if (src != SQLITE_OK) rc = sq_err(st, src, "cannot migrate the schema from version 1 to 2");
+        else if (app != 0) tape_log(TAPE_LOG_INFO, "sqlite \"%s\": schema migrated from version 1 to 2", st->path);
+    }
+    sqlite3_free(err);
+    return tx_end(st, rc);
+}
+
+static void close_db(sq_store *st)
+{
+    for (int i = 0; i < S_COUNT; i++) {
+        sqlite3_finalize(st->stmts[i]);
+        st->stmts[i] = NULL;
+    }
+    sqlite3_close_v2(st->db);
+    st->db = NULL;
+}
+
+static int sq_open(void *self)
+{
+    sq_store *st = self;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    int src = sqlite3_open_v2(st->path, &st->db, flags, NULL);
+    if (src != SQLITE_OK) {
+        int rc = tape_error_set(src == SQLITE_NOMEM ? TAPE_ENOMEM : TAPE_EIO,
+                                "sqlite \"%s\": cannot open: %s", st->path,
+                                st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(src));
+        close_db(st);
+        return rc;
+    }
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_busy_timeout(st->db, st->busy_ms > INT32_MAX ? INT32_MAX : (int)st->busy_ms);
+    int rc = TAPE_OK;
+    if (sqlite3_db_readonly(st->db, "main") == 1) {
+        rc = tape_error_set(TAPE_EIO,
+                            "sqlite \"%s\": the file is read-only; this store needs to write "
+                            "it",
+                            st->path);
+    }
+    if (rc == TAPE_OK) {
+        src = sqlite3_create_function_v2(st->db, "tape_icontains", 2,
+                                         SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
+                                         NULL, sq_fn_icontains, NULL, NULL, NULL);
+        if (src != SQLITE_OK) rc = sq_err(st, src, "cannot register tape_icontains");
+    }
+    if (rc == TAPE_OK) {
+        src = sqlite3_exec(st->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+        if (src != SQLITE_OK) rc = sq_err(st, src, "cannot enable foreign keys");
+    }
+    if (rc == TAPE_OK) rc = schema_open(st);
+    if (rc == TAPE_OK && !st->memory) {
+        src = sqlite3_exec(st->db, st->wal ? "PRAGMA journal_mode = WAL" : "PRAGMA journal_mode = DELETE",
+                           NULL, NULL, NULL);
+        if (src != SQLITE_OK) rc = sq_err(st, src, "cannot set the journal mode");
+    }
+    if (rc == TAPE_OK) {
+        static const char *const sync_sql[] = { "PRAGMA synchronous = OFF",
+                                                "PRAGMA synchronous = NORMAL",
+                                                "PRAGMA synchronous = FULL",
+                                                "PRAGMA synchronous = EXTRA" };
+        src = sqlite3_exec(st->db, sync_sql[st->sync], NULL, NULL, NULL);
+        if (src != SQLITE_OK) rc = sq_err(st, src, "cannot set synchronous");
+    }
+    if (rc != TAPE_OK) {
+        close_db(st);
+    }
+    return rc;
+}
+
+static int sq_close(void *self)
+{
+    sq_store *st = self;
+    if (st->db == NULL) return TAPE_OK;
+    for (int i = 0; i < S_COUNT; i++) {
+        sqlite3_finalize(st->stmts[i]);
+        st->stmts[i] = NULL;
+    }
+    int src = sqlite3_close(st->db);
+    if (src != SQLITE_OK) {
+        int rc = sq_err(st, src, "cannot close");
+        sqlite3_close_v2(st->db);
+        st->db = NULL;
+        return rc;
+    }
+    st->db = NULL;
+    return TAPE_OK;
+}
+
+static void sq_free(void *self)
+{
+    sq_store *st = self;
+    if (st->db != NULL) close_db(st);
+    free(st->stmts);
+    free(st->path);
+    free(st);
+}
+
+#define SQ_OPS(persist)                                                                   \
+    {                                                                                     \
+        .version = TAPE_BACKEND_OPS_VERSION, .flags = (persist), .save = sq_save,         \
+        .load = sq_load, .remove = sq_remove, .list = sq_list, .free = sq_free,           \
+        .open = sq_open, .close = sq_close, .exists = sq_exists, .search = sq_search,     \
+        .stats = sq_stats, .writer_begin = sq_writer_begin,                               \
+        .writer_append = sq_writer_append, .writer_correlate = sq_writer_correlate,       \
+        .writer_end = sq_writer_end, .frames_open = sq_frames_open,                       \
+        .frames_next = sq_frames_next, .frames_close = sq_frames_close,                   \
+    }
+
+static const tape_backend_ops sq_ops_file = SQ_OPS(TAPE_CAP_PERSISTENT);
+static const tape_backend_ops sq_ops_memory = SQ_OPS(0);
+
+/* ------------------------------------------------------------ config */
+
+static const char *const sq_keys[] = { "path", "wal", "busy_timeout_ms", "synchronous", NULL };
+
+static int parse_config(sq_store *st, const tape_config *c)
+{
+    const char *path = NULL, *sync = NULL;
+    int rc = tape_config_check_keys(c, sq_keys);
+    if (rc == TAPE_OK) rc = tape_config_get_string(&path, c, "path", NULL);
+    if (rc == TAPE_OK) rc = tape_config_get_bool(&st->wal, c, "wal", 1);
+    if (rc == TAPE_OK) rc = tape_config_get_int(&st->busy_ms, c, "busy_timeout_ms", 5000);
+    if (rc == TAPE_OK) rc = tape_config_get_string(&sync, c, "synchronous", "normal");
+    if (rc != TAPE_OK) return rc;
+    if (path == NULL || *path == '\0') {
+        return tape_error_set(TAPE_ECONFIG,
+                              "config key \"path\" is required: a database file, or \":memory:\"");
+    }
+    if (st->busy_ms < 0 || st->busy_ms > INT32_MAX) {
+        return tape_error_set(TAPE_ECONFIG,
+                              "config key \"busy_timeout_ms\": expected 0 to 2147483647");
+    }
+    static const char *const names[] = { "off", "normal", "full", "extra" };
+    st->sync = -1;
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(sync, names[i]) == 0) st->sync = i;
+    }
+    if (st->sync < 0) {
+        return tape_error_set(TAPE_ECONFIG,
+                              "config key \"synchronous\": expected \"off\", \"normal\", "
+                              "\"full\" or \"extra\", got \"%.40s\"",
+                              sync);
+    }
+    st->memory = strcmp(path, ":memory:") == 0;
+    if (st != NULL && (st->path = strdup(path)) == NULL) return oom();
+    return TAPE_OK;
+}
+
+static int sq_validate(void *ud, const tape_config *c)
+{
+    (void)ud;
+    sq_store tmp;
+    memset(&tmp, 0, sizeof tmp);
+    int rc = parse_config(&tmp, c);
+    free(tmp.path);
+    return rc;
+}
+
+static int sq_create(const tape_backend_ops **out_ops, void **out_self, void *ud,
+                     const tape_config *c)
+{
+    (void)ud;
+    sq_store *st = calloc(1, sizeof *st);
+    if (st == NULL) return oom();
+    int rc = parse_config(st, c);
+    if (rc == TAPE_OK && (st->stmts = calloc(S_COUNT, sizeof *st->stmts)) == NULL) rc = oom();
+    if (rc != TAPE_OK) {
+        free(st->path);
+        free(st);
+        return rc;
+    }
+    *out_ops = st->memory ? &sq_ops_memory : &sq_ops_file;
+    *out_self = st;
+    return TAPE_OK;
+}
+
+static const tape_provider sq_provider = {
+    .version = TAPE_PROVIDER_VERSION,
+    .name = "sqlite",
+    .description = "one SQLite database file, indexed and full-text native search",
+    .provider_version = 1,
+    .capabilities = TAPE_CAP_EXISTS | TAPE_CAP_SEARCH | TAPE_CAP_STATS | TAPE_CAP_WRITER |
+                    TAPE_CAP_READ_FRAMES | TAPE_CAP_PERSISTENT,
+    .validate = sq_validate,
+    .create = sq_create,
+};
+
+const tape_provider *tape_provider_sqlite(void)
+{
+    return &sq_provider;
+}

@@ -1,0 +1,605 @@
+/*
+ * SQLite provider: config, the native search against the core's matcher
+ * (a differential test over random tapes and queries, paging included),
+ * migration from schema version 1, bad files, recording leases.
+ * (The conformance suite covers the general provider contract.)
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "tapestore/provider.h"
+
+static char dir[256];
+static char dbpath[300];
+static char cfg[512];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/tape-sqlite-test-XXXXXX");
+    if (mkdtemp(dir) == NULL) return -1;
+    snprintf(dbpath, sizeof dbpath, "%s/tapes.db", dir);
+    snprintf(cfg, sizeof cfg, "{\"path\":\"%s\",\"synchronous\":\"off\"}", dbpath);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    static const char *const sfx[] = { "", "-wal", "-shm", "-journal" };
+    char p[400];
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s%s", dbpath, sfx[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+    return 0;
+}
+
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return NULL;
+    char *buf = malloc(1 << 20);
+    *len = fread(buf, 1, 1 << 20, f);
+    fclose(f);
+    return buf;
+}
+
+static void write_all(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+static void expect_open_error(int code, const char *needle)
+{
+    tape_store *s = NULL;
+    int rc = tape_store_open(&s, NULL, "sqlite", cfg, TAPE_OPEN_EAGER);
+    if (rc != code || strstr(tape_errmsg(), needle) == NULL) {
+        fail_msg("expected %s mentioning '%s', got %s: %s", tape_strerror(code), needle,
+                 tape_strerror(rc), tape_errmsg());
+    }
+    assert_null(s);
+}
+
+static void exec_sql(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        fail_msg("%s: %s", sql, err);
+    }
+    sqlite3_close(db);
+}
+
+static int64_t query_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
+
+/* ------------------------------------------------------------ config */
+
+static void test_config_errors(void **state)
+{
+    (void)state;
+    static const struct { const char *json; const char *needle; } bad[] = {
+        { "{}", "\"path\" is required" },
+        { "{\"path\":\"\"}", "\"path\" is required" },
+        { "{\"path\":5}", "path" },
+        { "{\"path\":\"x.db\",\"pth\":1}", "pth" },
+        { "{\"path\":\"x.db\",\"wal\":\"yes\"}", "wal" },
+        { "{\"path\":\"x.db\",\"busy_timeout_ms\":-1}", "busy_timeout_ms" },
+        { "{\"path\":\"x.db\",\"busy_timeout_ms\":\"5\"}", "busy_timeout_ms" },
+        { "{\"path\":\"x.db\",\"synchronous\":\"sometimes\"}", "synchronous" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tape_store *s = NULL;
+        int rc = tape_store_open(&s, NULL, "sqlite", bad[i].json, 0);
+        if (rc != TAPE_ECONFIG || strstr(tape_errmsg(), bad[i].needle) == NULL) {
+            fail_msg("%s: expected TAPE_ECONFIG naming %s, got %s: %s", bad[i].json,
+                     bad[i].needle, tape_strerror(rc), tape_errmsg());
+        }
+    }
+    /* Nothing was created by a rejected config. */
+    struct stat sb;
+    assert_int_not_equal(stat("x.db", &sb), 0);
+    /* Capabilities: native search, writer, reads; persistence only on a file. */
+    tape_store *s = NULL;
+    unsigned int native = 0;
+    assert_int_equal(tape_store_open(&s, NULL, "sqlite", cfg, 0), TAPE_OK);
+    assert_int_equal(tape_store_capabilities(&native, NULL, s), TAPE_OK);
+    assert_true(native & TAPE_CAP_SEARCH);
+    assert_true(native & TAPE_CAP_WRITER);
+    assert_true(native & TAPE_CAP_PERSISTENT);
+    assert_false(native & TAPE_CAP_THREAD_SAFE);
+    assert_int_equal(tape_store_close(s), TAPE_OK);
+    assert_int_equal(tape_store_open(&s, NULL, "sqlite", "{\"path\":\":memory:\"}", 0), TAPE_OK);
+    assert_int_equal(tape_store_capabilities(&native, NULL, s), TAPE_OK);
+    assert_false(native & TAPE_CAP_PERSISTENT);
+    assert_int_equal(tape_store_close(s), TAPE_OK);
+}
+
+/* ------------------------------------------------------------ differential */
+
+static uint64_t rng_state = 88172645463325252u;
+
+static unsigned rnd(unsigned n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (unsigned)(rng_state % n);
+}
+
+static const char *const d_names[] = { "Alpha deploy", "alpha", "ALPHA-Beta", "École Deploy",
+                                       "école", "Straße", "zeta", "Zeta", "a", "ab%_c" };
+static const char *const d_sessions[] = { "s-A", "s-B", "s-a" };
+static const char *const d_tags[] = { "prod", "dev", "Prod", "tools", "x" };
+static const char *const d_words[] = { "needle", "NEEDLE", "NeEdLe", "haystack", "é",
+                                       "É", "école", "ÉCOLE", "ab", "a%b", "q\\\"x",
+                                       "tools/call", "ﬀ", "Kelvin" };
+
+static void make_tape(tape **out, int i)
+{
+    char id[32];
+    snprintf(id, sizeof id, "t-%03d", (i * 37) % 1000);
+    tape *t = NULL;
+    assert_int_equal(tape_new(&t, id), TAPE_OK);
+    if (rnd(5) != 0) assert_int_equal(tape_set_name(t, d_names[rnd(10)]), TAPE_OK);
+    if (rnd(4) != 0) assert_int_equal(tape_set_session_id(t, d_sessions[rnd(3)]), TAPE_OK);
+    for (int k = 0; k < 5; k++) {
+        if (rnd(3) == 0) assert_int_equal(tape_add_tag(t, d_tags[k]), TAPE_OK);
+    }
+    int64_t base = INT64_C(1754000000000);
+    assert_int_equal(tape_set_created_at(t, base + (int64_t)rnd(20) * 1000), TAPE_OK);
+    if (rnd(3) != 0) {
+        assert_int_equal(tape_set_updated_at(t, base + (int64_t)rnd(10) * 1000), TAPE_OK);
+    }
+    if (rnd(2) == 0) {
+        assert_int_equal(tape_set_status(t, TAPE_STATUS_FINALIZED), TAPE_OK);
+        assert_int_equal(tape_set_finalized_at(t, base + 50000), TAPE_OK);
+    }
+    int frames = (int)rnd(5);
+    for (int f = 0; f < frames; f++) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"%s %s\"}", f,
+                 d_words[rnd(14)], d_words[rnd(14)]);
+        tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+        d.direction = f % 2 ? TAPE_DIR_SERVER_TO_CLIENT : TAPE_DIR_CLIENT_TO_SERVER;
+        d.ts_ms = (int64_t)rnd(100);
+        if (f > 0 && d.ts_ms < 0) d.ts_ms = 0;
+        d.message = msg;
+        assert_int_equal(tape_append_frame(NULL, t, &d), TAPE_OK);
+    }
+    *out = t;
+}
+
+static const char *const q_text[] = { "needle", "NEEDLE", "eed", "ne", "é", "É", "école",
+                                      "ÉCOLE", "a%b", "\\\"method\\\"", "q\\\\\\\"x", "ab", "a",
+                                      "tools/call", "zzz", "ﬀ", "kelvin" };
+static const char *const q_name[] = { "alpha", "A", "é", "DEPLOY", "ß", "%_", "zeta", "École" };
+static const char *const q_order[] = { "created_at", "updated_at", "name", "duration_ms",
+                                       "frame_count", "id" };
+
+static void random_query(char *buf, size_t cap)
+{
+    size_t n = 0;
+    n += (size_t)snprintf(buf + n, cap - n, "{\"order_by\":\"%s\",\"descending\":%s",
+                          q_order[rnd(6)], rnd(2) ? "true" : "false");
+    if (rnd(4) == 0) n += (size_t)snprintf(buf + n, cap - n, ",\"session_id\":\"%s\"", d_sessions[rnd(3)]);
+    if (rnd(4) == 0) n += (size_t)snprintf(buf + n, cap - n, ",\"name_contains\":\"%s\"", q_name[rnd(8)]);
+    if (rnd(4) == 0) {
+        n += (size_t)snprintf(buf + n, cap - n, ",\"tags_any\":[\"%s\",\"%s\"]", d_tags[rnd(5)],
+                              d_tags[rnd(5)]);
+    }
+    if (rnd(5) == 0) n += (size_t)snprintf(buf + n, cap - n, ",\"tags_all\":[\"%s\"]", d_tags[rnd(5)]);
+    if (rnd(5) == 0) {
+        n += (size_t)snprintf(buf + n, cap - n, ",\"status\":\"%s\"",
+                              rnd(2) ? "recording" : "finalized");
+    }
+    if (rnd(4) == 0) {
+        n += (size_t)snprintf(buf + n, cap - n, ",\"created_after\":%lld",
+                              1754000000000LL + (long long)rnd(20) * 1000);
+    }
+    if (rnd(4) == 0) {
+        n += (size_t)snprintf(buf + n, cap - n, ",\"created_before\":%lld",
+                              1754000000000LL + (long long)rnd(20) * 1000);
+    }
+    if (rnd(5) == 0) n += (size_t)snprintf(buf + n, cap - n, ",\"min_duration_ms\":%u", rnd(100));
+    if (rnd(5) == 0) n += (size_t)snprintf(buf + n, cap - n, ",\"max_duration_ms\":%u", rnd(100));
+    if (rnd(5) == 0) n += (size_t)snprintf(buf + n, cap - n, ",\"min_frames\":%u", rnd(5));
+    if (rnd(5) == 0) n += (size_t)snprintf(buf + n, cap - n, ",\"max_frames\":%u", rnd(5));
+    if (rnd(3) == 0) n += (size_t)snprintf(buf + n, cap - n, ",\"text\":\"%s\"", q_text[rnd(17)]);
+    if (rnd(3) != 0) n += (size_t)snprintf(buf + n, cap - n, ",\"limit\":%u", 1 + rnd(9));
+    snprintf(buf + n, cap - n, "}");
+}
+
+/* Every page of q from both stores: same ids, same order, same cursors. */
+static void compare_walk(tape_store *mem, tape_store *sq, const char *json, size_t *pages)
+{
+    tape_query *q = NULL;
+    if (tape_query_parse(&q, json) != TAPE_OK) fail_msg("%s: %s", json, tape_errmsg());
+    for (int page = 0; page < 1000; page++) {
+        tape_result *a = NULL, *b = NULL;
+        assert_int_equal(tape_store_query(&a, mem, q), TAPE_OK);
+        if (tape_store_query(&b, sq, q) != TAPE_OK) fail_msg("%s: %s", json, tape_errmsg());
+        (*pages)++;
+        if (tape_result_count(a) != tape_result_count(b)) {
+            fail_msg("%s page %d: memory %zu entries, sqlite %zu", json, page,
+                     tape_result_count(a), tape_result_count(b));
+        }
+        for (size_t i = 0; i < tape_result_count(a); i++) {
+            const char *ia = tape_entry_id(tape_result_at(a, i));
+            const char *ib = tape_entry_id(tape_result_at(b, i));
+            if (strcmp(ia, ib) != 0) fail_msg("%s page %d #%zu: memory %s, sqlite %s", json, page, i, ia, ib);
+        }
+        const char *ca = tape_result_next_cursor(a), *cb = tape_result_next_cursor(b);
+        if ((ca == NULL) != (cb == NULL) || (ca != NULL && strcmp(ca, cb) != 0)) {
+            fail_msg("%s page %d: cursors differ: %s / %s", json, page, ca ? ca : "(null)",
+                     cb ? cb : "(null)");
+        }
+        tape_query *next = NULL;
+        if (ca != NULL) assert_int_equal(tape_query_with_cursor(&next, q, ca), TAPE_OK);
+        tape_result_free(a);
+        tape_result_free(b);
+        tape_query_free(q);
+        q = next;
+        if (q == NULL) return;
+    }
+    fail_msg("%s: more than 1000 pages", json);
+}
+
+static void test_differential(void **state)
+{
+    (void)state;
+    tape_store *mem = NULL, *sq = NULL;
+    assert_int_equal(tape_store_open(&mem, NULL, "memory", "{}", 0), TAPE_OK);
+    assert_int_equal(tape_store_open(&sq, NULL, "sqlite", cfg, 0), TAPE_OK);
+    for (int i = 0; i < 400; i++) {
+        tape *t = NULL;
+        make_tape(&t, i);
+        assert_int_equal(tape_store_save(mem, t), TAPE_OK);
+        assert_int_equal(tape_store_save(sq, t), TAPE_OK);
+        tape_free(t);
+    }
+    /* Some deletes: the cascade must leave no frame behind for text. */
+    for (int i = 0; i < 40; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "t-%03d", (i * 10 * 37) % 1000);
+        int rm = tape_store_delete(mem, id), rs = tape_store_delete(sq, id);
+        assert_int_equal(rm, rs);
+    }
+    size_t pages = 0;
+    char json[1024];
+    for (int i = 0; i < 1500; i++) {
+        random_query(json, sizeof json);
+        compare_walk(mem, sq, json, &pages);
+    }
+    /* The empty query and NULL, too. */
+    compare_walk(mem, sq, "{}", &pages);
+    assert_true(pages > 1500);
+    /* The stats agree. */
+    tape_store_stats a = TAPE_STORE_STATS_INIT, b = TAPE_STORE_STATS_INIT;
+    assert_int_equal(tape_store_stats_get(&a, mem), TAPE_OK);
+    assert_int_equal(tape_store_stats_get(&b, sq), TAPE_OK);
+    assert_int_equal(a.tape_count, b.tape_count);
+    assert_int_equal(a.frame_count, b.frame_count);
+    assert_int_equal(a.total_bytes, b.total_bytes);
+    assert_int_equal(tape_store_close(mem), TAPE_OK);
+    assert_int_equal(tape_store_close(sq), TAPE_OK);
+}
+
+/* ------------------------------------------------------------ migration */
+
+/* Schema version 1, as the first release created it. */
+static const char v1_ddl[] =
+    "CREATE TABLE tapes("
+    " id TEXT PRIMARY KEY NOT NULL, name TEXT, session_id TEXT, status INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, duration_ms INTEGER NOT NULL,"
+    " frame_count INTEGER NOT NULL, file_size INTEGER NOT NULL, meta TEXT NOT NULL,"
+    " init_line TEXT NOT NULL);"
+    "CREATE TABLE tags(tape_id TEXT NOT NULL REFERENCES tapes(id) ON DELETE CASCADE,"
+    " tag TEXT NOT NULL, PRIMARY KEY(tape_id, tag)) WITHOUT ROWID;"
+    "CREATE TABLE frames(id INTEGER PRIMARY KEY,"
+    " tape_id TEXT NOT NULL REFERENCES tapes(id) ON DELETE CASCADE, seq INTEGER NOT NULL,"
+    " ts INTEGER NOT NULL, direction INTEGER NOT NULL, correlation_id TEXT,"
+    " head TEXT NOT NULL, message TEXT NOT NULL, tail TEXT, UNIQUE(tape_id, seq));"
+    "CREATE TABLE lines(tape_id TEXT NOT NULL REFERENCES tapes(id) ON DELETE CASCADE,"
+    " pos INTEGER NOT NULL, ord INTEGER NOT NULL, line TEXT NOT NULL,"
+    " PRIMARY KEY(tape_id, pos, ord)) WITHOUT ROWID;"
+    "CREATE TABLE correlations(tape_id TEXT NOT NULL REFERENCES tapes(id) ON DELETE CASCADE,"
+    " ord INTEGER NOT NULL, corr_id TEXT, request_seq INTEGER, response_seq INTEGER,"
+    " rtt_ms INTEGER, status TEXT, PRIMARY KEY(tape_id, ord)) WITHOUT ROWID;"
+    "CREATE INDEX tapes_created ON tapes(created_at, id);"
+    "CREATE INDEX tags_by_tag ON tags(tag, tape_id);"
+    "PRAGMA application_id = 1413566533;"
+    "PRAGMA user_version = 1;";
+
+/* Store t into a version-1 database the way version 1 laid it out. */
+static void v1_insert(sqlite3 *db, const tape *t)
+{
+    char *meta = NULL, *init = NULL;
+    size_t meta_len = 0, init_len = 0;
+    tape_entry *e = NULL;
+    tape_stats st = TAPE_STATS_INIT;
+    assert_int_equal(tape_encode_meta(&meta, &meta_len, t), TAPE_OK);
+    assert_int_equal(tape_encode_init_line(&init, &init_len, t), TAPE_OK);
+    assert_int_equal(tape_entry_from_meta(&e, meta, meta_len), TAPE_OK);
+    assert_int_equal(tape_entry_get_stats(&st, e), TAPE_OK);
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "INSERT INTO tapes VALUES(?1,?2,NULL,?3,?4,?5,?6,?7,?8,?9,?10)",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(s, 1, tape_id(t), -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, tape_name(t), -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 3, tape_status(t));
+    sqlite3_bind_int64(s, 4, tape_created_at(t));
+    sqlite3_bind_int64(s, 5, tape_entry_updated_at(e));
+    sqlite3_bind_int64(s, 6, st.duration_ms);
+    sqlite3_bind_int64(s, 7, (int64_t)st.frame_count);
+    sqlite3_bind_int64(s, 8, (int64_t)st.file_size_bytes);
+    sqlite3_bind_text(s, 9, meta, (int)meta_len, SQLITE_STATIC);
+    sqlite3_bind_text(s, 10, init, (int)init_len - 1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+    for (size_t i = 0; i < tape_tag_count(t); i++) {
+        assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO tags VALUES(?1,?2)", -1, &s, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_text(s, 1, tape_id(t), -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, tape_tag_at(t, i), -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+        sqlite3_finalize(s);
+    }
+    for (size_t i = 0; i < tape_frame_count(t); i++) {
+        const tape_frame *f = tape_frame_at(t, i);
+        size_t ll = 0, ml = 0;
+        const char *line = tape_frame_line(f, &ll), *msg = tape_frame_message(f, &ml);
+        const char *at = strstr(line, msg);
+        assert_non_null(at);
+        assert_int_equal(sqlite3_prepare_v2(db,
+                                            "INSERT INTO frames(tape_id, seq, ts, direction,"
+                                            " correlation_id, head, message, tail)"
+                                            " VALUES(?1,?2,?3,?4,NULL,?5,?6,?7)",
+                                            -1, &s, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_text(s, 1, tape_id(t), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, (int64_t)tape_frame_seq(f));
+        sqlite3_bind_int64(s, 3, tape_frame_ts(f));
+        sqlite3_bind_int(s, 4, tape_frame_direction(f));
+        sqlite3_bind_text(s, 5, line, (int)(at - line), SQLITE_STATIC);
+        sqlite3_bind_text(s, 6, msg, (int)ml, SQLITE_STATIC);
+        sqlite3_bind_text(s, 7, at + ml, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+        sqlite3_finalize(s);
+    }
+    tape_entry_free(e);
+    tape_string_free(meta);
+    tape_string_free(init);
+}
+
+static void test_migrate_v1(void **state)
+{
+    (void)state;
+    tape *t = NULL;
+    assert_int_equal(tape_new(&t, "old-1"), TAPE_OK);
+    assert_int_equal(tape_set_name(t, "from version one"), TAPE_OK);
+    assert_int_equal(tape_add_tag(t, "legacy"), TAPE_OK);
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.ts_ms = 5;
+    d.message = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"Legacy/Search\"}";
+    assert_int_equal(tape_append_frame(NULL, t, &d), TAPE_OK);
+
+    exec_sql(dbpath, v1_ddl);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+    v1_insert(db, t);
+    sqlite3_close(db);
+    assert_int_equal(query_int(dbpath, "PRAGMA user_version"), 1);
+
+    tape_store *s = NULL;
+    assert_int_equal(tape_store_open(&s, NULL, "sqlite", cfg, TAPE_OPEN_EAGER), TAPE_OK);
+    assert_int_equal(query_int(dbpath, "PRAGMA user_version"), 2);
+    /* The tape is there, byte for byte. */
+    tape *got = NULL;
+    char *a = NULL, *b = NULL;
+    size_t al = 0, bl = 0;
+    assert_int_equal(tape_store_load(&got, s, "old-1"), TAPE_OK);
+    assert_int_equal(tape_encode_jsonl(&a, &al, t), TAPE_OK);
+    assert_int_equal(tape_encode_jsonl(&b, &bl, got), TAPE_OK);
+    assert_int_equal(al, bl);
+    assert_memory_equal(a, b, al);
+    tape_string_free(a);
+    tape_string_free(b);
+    tape_free(got);
+    /* Its frames were indexed by the migration: a text query finds it. */
+    tape_query *q = NULL;
+    tape_result *r = NULL;
+    assert_int_equal(tape_query_parse(&q, "{\"text\":\"legacy/SEARCH\",\"tags_any\":[\"legacy\"]}"),
+                     TAPE_OK);
+    assert_int_equal(tape_store_query(&r, s, q), TAPE_OK);
+    assert_int_equal(tape_result_count(r), 1);
+    assert_string_equal(tape_entry_id(tape_result_at(r, 0)), "old-1");
+    tape_result_free(r);
+    tape_query_free(q);
+    /* And it records and deletes like any other. */
+    assert_int_equal(tape_store_delete(s, "old-1"), TAPE_OK);
+    assert_int_equal(query_int(dbpath, "SELECT count(*) FROM frames"), 0);
+    assert_int_equal(tape_store_close(s), TAPE_OK);
+    /* Reopening a version-2 database changes nothing. */
+    assert_int_equal(tape_store_open(&s, NULL, "sqlite", cfg, TAPE_OPEN_EAGER), TAPE_OK);
+    assert_int_equal(tape_store_close(s), TAPE_OK);
+    assert_int_equal(query_int(dbpath, "PRAGMA user_version"), 2);
+    tape_free(t);
+}
+
+static void test_newer_schema(void **state)
+{
+    (void)state;
+    exec_sql(dbpath, "CREATE TABLE tapes(id TEXT); PRAGMA application_id = 1413566533;"
+                     " PRAGMA user_version = 9;");
+    expect_open_error(TAPE_EVERSION, "schema version 9 is newer");
+}
+
+/* ------------------------------------------------------------ bad files */
+
+static void test_not_a_database(void **state)
+{
+    (void)state;
+    char junk[8192];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)('a' + i % 26);
+    write_all(dbpath, junk, sizeof junk);
+    expect_open_error(TAPE_ECORRUPT, "not a SQLite database");
+    size_t len = 0;
+    char *after = read_all(dbpath, &len);
+    assert_int_equal(len, sizeof junk);
+    assert_memory_equal(after, junk, sizeof junk);
+    free(after);
+}
+
+static void test_other_application(void **state)
+{
+    (void)state;
+    exec_sql(dbpath, "CREATE TABLE users(name TEXT); INSERT INTO users VALUES('ann');");
+    expect_open_error(TAPE_ECONFIG, "another application");
+    assert_int_equal(query_int(dbpath, "SELECT count(*) FROM users"), 1);
+    assert_int_equal(query_int(dbpath, "SELECT count(*) FROM sqlite_master WHERE name='tapes'"), 0);
+    assert_int_equal(query_int(dbpath, "PRAGMA user_version"), 0);
+}
+
+static void test_read_only_file(void **state)
+{
+    (void)state;
+    tape_store *s = NULL;
+    tape *t = NULL;
+    assert_int_equal(tape_store_open(&s, NULL, "sqlite", cfg, 0), TAPE_OK);
+    assert_int_equal(tape_new(&t, "kept"), TAPE_OK);
+    assert_int_equal(tape_store_save(s, t), TAPE_OK);
+    assert_int_equal(tape_store_close(s), TAPE_OK);
+    tape_free(t);
+    size_t before_len = 0, after_len = 0;
+    char *before = read_all(dbpath, &before_len);
+    assert_int_equal(chmod(dbpath, 0444), 0);
+    assert_int_equal(chmod(dir, 0755), 0);
+    /* root ignores file modes: check as an unprivileged user. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        free(before); /* nothing of the parent's left behind (valgrind) */
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(3);
+        tape_store *c = NULL;
+        int rc = tape_store_open(&c, NULL, "sqlite", cfg, TAPE_OPEN_EAGER);
+        _exit(rc == TAPE_EIO && strstr(tape_errmsg(), "read-only") != NULL &&
+                      strstr(tape_errmsg(), dbpath) != NULL
+                  ? 0
+                  : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char *after = read_all(dbpath, &after_len);
+    assert_int_equal(before_len, after_len);
+    assert_memory_equal(before, after, before_len);
+    free(before);
+    free(after);
+    chmod(dbpath, 0644);
+}
+
+/* ------------------------------------------------------------ leases */
+
+static void test_writer_leases(void **state)
+{
+    (void)state;
+    tape_store *a = NULL, *b = NULL;
+    tape *h = NULL;
+    tape_writer *w = NULL, *w2 = NULL;
+    assert_int_equal(tape_store_open(&a, NULL, "sqlite", cfg, 0), TAPE_OK);
+    assert_int_equal(tape_store_open(&b, NULL, "sqlite", cfg, 0), TAPE_OK);
+    assert_int_equal(tape_new(&h, "live"), TAPE_OK);
+    assert_int_equal(tape_store_record(&w, a, h), TAPE_OK);
+    /* Another store (connection) on the same file sees the recording. */
+    assert_int_equal(tape_store_record(&w2, b, h), TAPE_EBUSY);
+    assert_non_null(strstr(tape_errmsg(), "\"live\" is being recorded"));
+    assert_int_equal(tape_store_delete(b, "live"), TAPE_EBUSY);
+    assert_int_equal(tape_store_save(b, h), TAPE_EBUSY);
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.ts_ms = 1;
+    d.message = "{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}";
+    for (int i = 0; i < 100; i++) assert_int_equal(tape_writer_append(NULL, w, &d), TAPE_OK);
+    /* Frames still batched in store a are flushed when a reads. */
+    tape *got = NULL;
+    assert_int_equal(tape_store_load(&got, a, "live"), TAPE_OK);
+    assert_int_equal(tape_frame_count(got), 100);
+    tape_free(got);
+    assert_int_equal(tape_writer_finish(w), TAPE_OK);
+    tape_writer_free(w);
+    assert_int_equal(tape_store_load(&got, b, "live"), TAPE_OK);
+    assert_int_equal(tape_status(got), TAPE_STATUS_FINALIZED);
+    assert_int_equal(tape_frame_count(got), 100);
+    tape_free(got);
+    assert_int_equal(tape_store_delete(b, "live"), TAPE_OK);
+
+    /* A lease left by a process that is gone (a crash) is stale: the tape
+     * is a normal, unfinished tape again. */
+    assert_int_equal(tape_store_save(a, h), TAPE_OK);
+    const int gone = 0x7ffffff0; /* above any pid_max: no such process */
+    assert_int_equal(kill(gone, 0), -1);
+    char sql[256];
+    snprintf(sql, sizeof sql, "INSERT INTO writers VALUES('live', %d, 42, 0);", gone);
+    exec_sql(dbpath, sql);
+    assert_int_equal(tape_store_record(&w2, b, h), TAPE_EEXISTS);
+    assert_int_equal(tape_store_delete(b, "live"), TAPE_OK);
+    assert_int_equal(query_int(dbpath, "SELECT count(*) FROM writers"), 0);
+    /* A lease of a live process (our parent) holds. */
+    assert_int_equal(tape_store_save(a, h), TAPE_OK);
+    snprintf(sql, sizeof sql, "INSERT INTO writers VALUES('live', %d, 42, 0);", (int)getppid());
+    exec_sql(dbpath, sql);
+    assert_int_equal(tape_store_delete(a, "live"), TAPE_EBUSY);
+    tape_free(h);
+    assert_int_equal(tape_store_close(a), TAPE_OK);
+    assert_int_equal(tape_store_close(b), TAPE_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_differential, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_application, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_leases, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
