@@ -1126,10 +1126,11 @@ int tape_decode(tape **out, const char *jsonl, size_t jsonl_len, const char *met
         cJSON_Delete(m);
         return tape__oom();
     }
-    /* A frame keeps its line and a copy of its message: about twice the
-     * text, in one chunk when the size is known up front. */
+    /* A frame keeps its line (its message is a span of it) and a small
+     * struct: the text plus a margin, in one chunk when the size is known
+     * up front. Only touched pages cost memory. */
     if (jsonl_len <= SIZE_MAX / 2) {
-        tape__arena_reserve(&d.t->arena, jsonl_len * 2);
+        tape__arena_reserve(&d.t->arena, jsonl_len + jsonl_len / 2);
     }
     int rc = TAPE_OK;
     const char *p = jsonl, *end = jsonl + jsonl_len;

@@ -22,19 +22,31 @@
 /* A frame lives in one block: the struct, then line, message and
  * correlation id, each NUL-terminated (see frame.c). The block comes from
  * malloc, or from its tape's arena when the tape made the frame itself
- * (decode, clone): then the tape frees it. */
+ * (decode, clone): then the tape frees it.
+ *
+ * A decoded frame stores no copy of its message: `msg` points at the
+ * message's bytes inside `line` (msg_lazy), and tape_frame_message makes
+ * the NUL-terminated copy on first use. Writing that copy for every frame
+ * made decoding write 1.5x its input; most callers never ask for it. The
+ * copy is malloc'd, published with a compare-and-swap (frames are read by
+ * several threads at once) and freed with the frame (tape__frame_release
+ * for arena frames). Frames whose message is not a span of the line
+ * (built ones, a re-printed message) keep it NUL-terminated in the block
+ * and point `message` at it from the start. */
 struct tape_frame {
     uint64_t seq;
     int64_t ts;
     int dir;
     int is_error;
     int in_arena;
+    int msg_lazy;           /* message is malloc'd on demand, msg in line */
     size_t line_len;
     size_t message_len;
     size_t cid_len;
     char *line;
-    char *message;
-    char *correlation_id; /* NULL if none */
+    const char *msg;        /* message bytes (not NUL-terminated if lazy) */
+    _Atomic(char *) message; /* NUL-terminated copy; NULL until made */
+    char *correlation_id;   /* NULL if none */
 };
 
 /* Bump allocator for a tape's own frames. Decoding allocates one block
@@ -81,7 +93,6 @@ struct tape {
 
     tape_frame **frames;
     size_t nframes, cap_frames;
-    size_t heap_frames; /* frames not in the arena (each freed alone) */
     tape_chunk *arena;
     tape_corr *corrs;
     size_t ncorrs, cap_corrs;
@@ -148,6 +159,9 @@ void tape__arena_reserve(tape_chunk **arena, size_t n);
 /* malloc for blocks that will be filled at once (huge-page friendly);
  * released with free(). */
 void *tape__big_alloc(size_t n);
+/* Free what a frame owns outside its block (a lazily made message copy);
+ * for arena frames, whose block goes with the arena. */
+void tape__frame_release(tape_frame *f);
 /* Copy a frame; arena NULL: malloc. */
 tape_frame *tape__frame_copy(const tape_frame *f, tape_chunk **arena);
 /* Build a frame line from a caller's description. session_id may be NULL. */

@@ -122,12 +122,14 @@ void tape__arena_free(tape_chunk *arena)
 }
 
 /* One block: struct, line, message, correlation id (see the header),
- * laid out and NUL-terminated; the caller fills in the text. cid_len is
- * ignored without a correlation id. */
-static tape_frame *frame_block(tape_chunk **arena, size_t line_len, size_t msg_len, int has_cid,
-                               size_t cid_len)
+ * laid out and NUL-terminated; the caller fills in the text. With
+ * msg_in_line the message is a span of the line (at msg_off) and gets no
+ * room of its own. cid_len is ignored without a correlation id. */
+static tape_frame *frame_block(tape_chunk **arena, size_t line_len, int msg_in_line,
+                               size_t msg_off, size_t msg_len, int has_cid, size_t cid_len)
 {
-    size_t total = sizeof(tape_frame) + line_len + 1 + msg_len + 1 + (has_cid ? cid_len + 1 : 0);
+    size_t total = sizeof(tape_frame) + line_len + 1 + (msg_in_line ? 0 : msg_len + 1) +
+                   (has_cid ? cid_len + 1 : 0);
     tape_frame *f = arena != NULL ? tape__arena_alloc(arena, total) : malloc(total);
     if (f == NULL) {
         return NULL;
@@ -138,10 +140,17 @@ static tape_frame *frame_block(tape_chunk **arena, size_t line_len, size_t msg_l
     f->line_len = line_len;
     p[line_len] = '\0';
     p += line_len + 1;
-    f->message = p;
     f->message_len = msg_len;
-    p[msg_len] = '\0';
-    p += msg_len + 1;
+    f->msg_lazy = msg_in_line;
+    if (msg_in_line) {
+        f->msg = f->line + msg_off;
+        atomic_init(&f->message, NULL);
+    } else {
+        f->msg = p;
+        atomic_init(&f->message, p);
+        p[msg_len] = '\0';
+        p += msg_len + 1;
+    }
     f->correlation_id = NULL;
     f->cid_len = 0;
     if (has_cid) {
@@ -152,13 +161,19 @@ static tape_frame *frame_block(tape_chunk **arena, size_t line_len, size_t msg_l
     return f;
 }
 
+/* msg_in_line: msg points into line (the copy's message is the same span
+ * of its own line); otherwise msg is copied into the block. */
 static tape_frame *frame_alloc(tape_chunk **arena, const char *line, size_t line_len,
-                               const char *msg, size_t msg_len, const char *cid, size_t cid_len)
+                               const char *msg, size_t msg_len, int msg_in_line,
+                               const char *cid, size_t cid_len)
 {
-    tape_frame *f = frame_block(arena, line_len, msg_len, cid != NULL, cid_len);
+    size_t off = msg_in_line ? (size_t)(msg - line) : 0;
+    tape_frame *f = frame_block(arena, line_len, msg_in_line, off, msg_len, cid != NULL, cid_len);
     if (f != NULL) {
         memcpy(f->line, line, line_len);
-        memcpy(f->message, msg, msg_len);
+        if (!msg_in_line) {
+            memcpy((char *)f->msg, msg, msg_len);
+        }
         if (cid != NULL) {
             memcpy(f->correlation_id, cid, cid_len);
         }
@@ -166,18 +181,27 @@ static tape_frame *frame_alloc(tape_chunk **arena, const char *line, size_t line
     return f;
 }
 
+void tape__frame_release(tape_frame *f)
+{
+    if (f->msg_lazy) {
+        free(atomic_load_explicit(&f->message, memory_order_acquire));
+        atomic_store_explicit(&f->message, NULL, memory_order_relaxed);
+    }
+}
+
 void tape_frame_free(tape_frame *f)
 {
-    /* A frame in its tape's arena goes with the tape. */
+    /* A frame in its tape's arena goes with the tape (which releases it). */
     if (f != NULL && !f->in_arena) {
+        tape__frame_release(f);
         free(f);
     }
 }
 
 tape_frame *tape__frame_copy(const tape_frame *f, tape_chunk **arena)
 {
-    tape_frame *c = frame_alloc(arena, f->line, f->line_len, f->message, f->message_len,
-                                f->correlation_id, f->cid_len);
+    tape_frame *c = frame_alloc(arena, f->line, f->line_len, f->msg, f->message_len,
+                                f->msg_lazy, f->correlation_id, f->cid_len);
     if (c != NULL) {
         c->seq = f->seq;
         c->ts = f->ts;
@@ -219,12 +243,51 @@ int tape_frame_direction(const tape_frame *f)
     return f == NULL ? 0 : f->dir;
 }
 
+/*
+ * The first call on a decoded frame makes the NUL-terminated copy. Frames
+ * are const and shared between threads, so the copy is published with a
+ * compare-and-swap: racing callers may each make one, the first to land
+ * wins, the others free theirs and return the winner's. The slot is the
+ * only thing written; `msg` and the line never change.
+ */
 const char *tape_frame_message(const tape_frame *f, size_t *out_len)
 {
     if (out_len != NULL) {
-        *out_len = f == NULL ? 0 : f->message_len;
+        *out_len = 0;
     }
-    return f == NULL ? NULL : f->message;
+    if (f == NULL) {
+        return NULL;
+    }
+    /* Frames are never const objects: the cast only reaches the cache. */
+    _Atomic(char *) *slot = &((tape_frame *)f)->message;
+    char *m = atomic_load_explicit(slot, memory_order_acquire);
+    if (m == NULL) {
+        char *copy = malloc(f->message_len + 1);
+        if (copy == NULL) {
+            tape__oom();
+            return NULL;
+        }
+        memcpy(copy, f->msg, f->message_len);
+        copy[f->message_len] = '\0';
+        char *expected = NULL;
+        if (atomic_compare_exchange_strong_explicit(slot, &expected, copy, memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            m = copy;
+        } else {
+            free(copy);
+            m = expected;
+        }
+    }
+    if (out_len != NULL) {
+        *out_len = f->message_len;
+    }
+    return m;
+}
+
+void tape__frame_message_span(const tape_frame *f, const char **out_ptr, size_t *out_len)
+{
+    *out_ptr = f != NULL ? f->msg : NULL;
+    *out_len = f != NULL ? f->message_len : 0;
 }
 
 const char *tape_frame_correlation_id(const tape_frame *f)
@@ -532,7 +595,7 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
                             "limit", line_len, TAPE_MAX_LINE_DEFAULT);
         goto done;
     }
-    tape_frame *f = frame_block(NULL, line_len, len, cid != NULL, cid_len);
+    tape_frame *f = frame_block(NULL, line_len, 0, 0, len, cid != NULL, cid_len);
     if (f == NULL) {
         rc = tape__oom();
         goto done;
@@ -568,7 +631,7 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
     }
     p = PUT_LIT(p, "}");
     assert((size_t)(p - f->line) == line_len);
-    memcpy(f->message, msg, len);
+    memcpy((char *)f->msg, msg, len);
     if (cid != NULL) {
         memcpy(f->correlation_id, cid, cid_len);
     }
@@ -930,7 +993,8 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
 
     const char *ms, *me;
     char *printed = NULL;
-    if (!message_span(&ms, &me, root, env, msg, line, len)) {
+    int in_line = message_span(&ms, &me, root, env, msg, line, len);
+    if (!in_line) {
         if ((printed = cJSON_PrintUnformatted(msg)) == NULL) {
             return tape__oom();
         }
@@ -938,7 +1002,8 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
         me = printed + strlen(printed);
     }
     const char *cs = cJSON_IsString(cid) ? cid->valuestring : NULL;
-    tape_frame *f = frame_alloc(arena, line, len, ms, (size_t)(me - ms), cs, cs ? strlen(cs) : 0);
+    tape_frame *f = frame_alloc(arena, line, len, ms, (size_t)(me - ms), in_line, cs,
+                                cs ? strlen(cs) : 0);
     free(printed);
     if (f == NULL) {
         return tape__oom();

@@ -159,11 +159,16 @@ int tape_new(tape **out, const char *id)
 
 static void free_bodies(tape *t)
 {
-    /* Arena frames go with the arena: no need to visit each of them. */
-    for (size_t i = 0; t->heap_frames > 0 && i < t->nframes; i++) {
-        tape_frame_free(t->frames[i]);
+    /* Arena frames go with the arena, but a message copy made on demand
+     * (tape_frame_message) is each frame's own. */
+    for (size_t i = 0; i < t->nframes; i++) {
+        tape_frame *f = t->frames[i];
+        if (f->in_arena) {
+            tape__frame_release(f);
+        } else {
+            tape_frame_free(f);
+        }
     }
-    t->heap_frames = 0;
     free(t->frames);
     t->frames = NULL;
     t->nframes = t->cap_frames = 0;
@@ -694,7 +699,6 @@ int tape__store_frame(tape *t, tape_frame *f)
         t->cap_frames = cap;
     }
     t->frames[t->nframes++] = f;
-    t->heap_frames += !f->in_arena;
     t->stored_bytes += f->line_len + 1;
     tape__count_frame(t, f);
     return TAPE_OK;
