@@ -424,10 +424,39 @@ typedef struct corr_fields {
 
 static int corr_parse(corr_fields *k, const cJSON *root)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
-    const cJSON *rq = cJSON_GetObjectItemCaseSensitive(root, "request_seq");
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "response_seq");
-    const cJSON *rtt = cJSON_GetObjectItemCaseSensitive(root, "rtt_ms");
+    /* One pass over the members (first of a duplicated key wins, as with
+     * cJSON_GetObjectItem): a correlation line follows most requests. */
+    const cJSON *id = NULL, *rq = NULL, *rs = NULL, *rtt = NULL, *st = NULL;
+    for (const cJSON *c = root->child; c != NULL; c = c->next) {
+        const char *n = c->string;
+        const cJSON **slot = NULL;
+        const char *name = NULL;
+        if (n == NULL) {
+            continue;
+        }
+        switch (n[0]) {
+        case 'i':
+            slot = &id, name = "id";
+            break;
+        case 'r':
+            if (n[1] == 'e' && n[2] == 'q') {
+                slot = &rq, name = "request_seq";
+            } else if (n[1] == 'e') {
+                slot = &rs, name = "response_seq";
+            } else {
+                slot = &rtt, name = "rtt_ms";
+            }
+            break;
+        case 's':
+            slot = &st, name = "status";
+            break;
+        default:
+            continue;
+        }
+        if (*slot == NULL && strcmp(n, name) == 0) {
+            *slot = c;
+        }
+    }
     int64_t v;
     if (!cJSON_IsString(id)) {
         return tape_error_set(TAPE_ECORRUPT, "malformed correlation: id is %s, expected a string",
@@ -449,7 +478,7 @@ static int corr_parse(corr_fields *k, const cJSON *root)
     if (rtt != NULL && !cJSON_IsNull(rtt) && !json_int(rtt, &k->rtt_ms, 1)) {
         return tape_error_set(TAPE_ECORRUPT, "malformed correlation: rtt_ms must be an integer");
     }
-    if (!opt_string(&k->status, cJSON_GetObjectItemCaseSensitive(root, "status"))) {
+    if (!opt_string(&k->status, st)) {
         return tape_error_set(TAPE_ECORRUPT,
                               "malformed correlation: status must be a string or null");
     }
@@ -1018,14 +1047,15 @@ static int decode_body_line(decoder *d, cJSON *root, int type, const char *line,
         if (corr_parse(&k, root) != TAPE_OK) {
             return bad_line(d);
         }
-        rc = tape__store_xline(t, type, line, len);
+        rc = tape__store_xline(t, type, line, len, &t->arena);
         if (rc == TAPE_OK) {
-            rc = tape__store_corr(t, k.id, k.request_seq, k.response_seq, k.rtt_ms, k.status);
+            rc = tape__store_corr(t, k.id, k.request_seq, k.response_seq, k.rtt_ms, k.status,
+                                  &t->arena);
         }
         return rc;
     }
     default:
-        return tape__store_xline(t, type, line, len);
+        return tape__store_xline(t, type, line, len, &t->arena);
     }
 }
 

@@ -64,6 +64,7 @@ typedef struct tape_xline {
     int type;       /* TAPE_LINE_CORRELATION / _CHECKPOINT / _UNKNOWN */
     size_t len;     /* without the newline */
     char *text;     /* NUL-terminated */
+    int in_arena;   /* text is in the tape's arena (decoded) */
 } tape_xline;
 
 typedef struct tape_corr {
@@ -73,6 +74,7 @@ typedef struct tape_corr {
     uint64_t response_seq;
     int64_t rtt_ms;
     size_t xline;   /* index of its line in xlines */
+    int in_arena;   /* id and status are in the tape's arena (decoded) */
 } tape_corr;
 
 struct tape {
@@ -135,12 +137,12 @@ tape *tape__alloc(void);
 int tape__store_frame(tape *t, tape_frame *f);
 /* Count a frame into the stats (no ownership change). */
 void tape__count_frame(tape *t, const tape_frame *f);
-/* Store a non-frame line (text copied). */
-int tape__store_xline(tape *t, int type, const char *text, size_t len);
+/* Store a non-frame line (text copied into arena, or malloc'd if NULL). */
+int tape__store_xline(tape *t, int type, const char *text, size_t len, tape_chunk **arena);
 /* Store a decoded correlation whose line is the last stored xline;
- * id and status are copied. */
+ * id and status are copied (into arena, or malloc'd if NULL). */
 int tape__store_corr(tape *t, const char *id, uint64_t req, uint64_t resp, int64_t rtt,
-                     const char *status);
+                     const char *status, tape_chunk **arena);
 /* Replace a string field with a copy of s (NULL clears). */
 int tape__set_str(char **field, const char *s);
 /* Drop the verbatim init line (an init field changed). */
