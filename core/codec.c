@@ -282,21 +282,21 @@ static const char *json_type_name(const cJSON *v)
  * is an unknown line, kept as it is. */
 static int line_type(const cJSON *root)
 {
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "type");
+    const cJSON *type = tape__member(root, "type");
     if (!cJSON_IsString(type)) {
         return TAPE_LINE_UNKNOWN;
     }
     const char *s = type->valuestring;
-    if (strcmp(s, "frame") == 0) {
+    if (tape__streq(s, "frame")) {
         return TAPE_LINE_FRAME;
     }
-    if (strcmp(s, "init") == 0) {
+    if (tape__streq(s, "init")) {
         return TAPE_LINE_INIT;
     }
-    if (strcmp(s, "correlation") == 0) {
+    if (tape__streq(s, "correlation")) {
         return TAPE_LINE_CORRELATION;
     }
-    if (strcmp(s, "checkpoint") == 0) {
+    if (tape__streq(s, "checkpoint")) {
         return TAPE_LINE_CHECKPOINT;
     }
     return TAPE_LINE_UNKNOWN;
@@ -453,7 +453,7 @@ static int corr_parse(corr_fields *k, const cJSON *root)
         default:
             continue;
         }
-        if (*slot == NULL && strcmp(n, name) == 0) {
+        if (*slot == NULL && tape__streq(n, name)) {
             *slot = c;
         }
     }
@@ -1061,7 +1061,9 @@ static int decode_body_line(decoder *d, cJSON *root, int type, const char *line,
 
 static int decode_line(decoder *d, const char *line, size_t len, int last_without_newline)
 {
-    cJSON *root = json_parse_line(line, len);
+    /* tape_decode cut the line at its '\n': json_parse_line's scan for
+     * one would find nothing. */
+    cJSON *root = tape__json_parse(line, len);
     if (root == NULL && last_without_newline) {
         /* A crash mid-append leaves a partial last line: not an error. */
         d->report->torn_tail = 1;

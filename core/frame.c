@@ -317,16 +317,7 @@ static int is_ws(char c)
 
 static int has_member(const cJSON *obj, const char *key)
 {
-    if (!cJSON_IsObject(obj)) {
-        return 0;
-    }
-    /* The first byte rules out most keys without a call. */
-    for (const cJSON *c = obj->child; c != NULL; c = c->next) {
-        if (c->string != NULL && c->string[0] == key[0] && strcmp(c->string, key) == 0) {
-            return 1;
-        }
-    }
-    return 0;
+    return tape__member(obj, key) != NULL;
 }
 
 /*
@@ -971,7 +962,7 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
         default:
             continue;
         }
-        if (*slot == NULL && strcmp(k, name) == 0) {
+        if (*slot == NULL && tape__streq(k, name)) {
             *slot = c;
         }
     }
@@ -992,9 +983,9 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
     if (!cJSON_IsString(dir)) {
         return frame_bad("dir is missing or not a string");
     }
-    if (strcmp(dir->valuestring, "client_to_server") == 0) {
+    if (tape__streq(dir->valuestring, "client_to_server")) {
         d = TAPE_DIR_CLIENT_TO_SERVER;
-    } else if (strcmp(dir->valuestring, "server_to_client") == 0) {
+    } else if (tape__streq(dir->valuestring, "server_to_client")) {
         d = TAPE_DIR_SERVER_TO_CLIENT;
     } else {
         return frame_bad("dir must be \"client_to_server\" or \"server_to_client\"");
@@ -1002,7 +993,7 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
     if (!cJSON_IsObject(env)) {
         return frame_bad("env is missing or not an object");
     }
-    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(env, "message");
+    const cJSON *msg = tape__member(env, "message");
     if (msg == NULL) {
         return frame_bad("env.message is missing");
     }
@@ -1013,7 +1004,7 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
         return frame_bad("flags must be an object");
     }
     int is_error = has_member(msg, "error") ||
-                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(flags, "is_error"));
+                   cJSON_IsTrue(tape__member(flags, "is_error"));
 
     const char *ms, *me;
     char *printed = NULL;
