@@ -282,21 +282,21 @@ static const char *json_type_name(const cJSON *v)
  * is an unknown line, kept as it is. */
 static int line_type(const cJSON *root)
 {
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "type");
+    const cJSON *type = tape__member(root, "type");
     if (!cJSON_IsString(type)) {
         return TAPE_LINE_UNKNOWN;
     }
     const char *s = type->valuestring;
-    if (strcmp(s, "frame") == 0) {
+    if (tape__streq(s, "frame")) {
         return TAPE_LINE_FRAME;
     }
-    if (strcmp(s, "init") == 0) {
+    if (tape__streq(s, "init")) {
         return TAPE_LINE_INIT;
     }
-    if (strcmp(s, "correlation") == 0) {
+    if (tape__streq(s, "correlation")) {
         return TAPE_LINE_CORRELATION;
     }
-    if (strcmp(s, "checkpoint") == 0) {
+    if (tape__streq(s, "checkpoint")) {
         return TAPE_LINE_CHECKPOINT;
     }
     return TAPE_LINE_UNKNOWN;
@@ -424,10 +424,39 @@ typedef struct corr_fields {
 
 static int corr_parse(corr_fields *k, const cJSON *root)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
-    const cJSON *rq = cJSON_GetObjectItemCaseSensitive(root, "request_seq");
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "response_seq");
-    const cJSON *rtt = cJSON_GetObjectItemCaseSensitive(root, "rtt_ms");
+    /* One pass over the members (first of a duplicated key wins, as with
+     * cJSON_GetObjectItem): a correlation line follows most requests. */
+    const cJSON *id = NULL, *rq = NULL, *rs = NULL, *rtt = NULL, *st = NULL;
+    for (const cJSON *c = root->child; c != NULL; c = c->next) {
+        const char *n = c->string;
+        const cJSON **slot = NULL;
+        const char *name = NULL;
+        if (n == NULL) {
+            continue;
+        }
+        switch (n[0]) {
+        case 'i':
+            slot = &id, name = "id";
+            break;
+        case 'r':
+            if (n[1] == 'e' && n[2] == 'q') {
+                slot = &rq, name = "request_seq";
+            } else if (n[1] == 'e') {
+                slot = &rs, name = "response_seq";
+            } else {
+                slot = &rtt, name = "rtt_ms";
+            }
+            break;
+        case 's':
+            slot = &st, name = "status";
+            break;
+        default:
+            continue;
+        }
+        if (*slot == NULL && tape__streq(n, name)) {
+            *slot = c;
+        }
+    }
     int64_t v;
     if (!cJSON_IsString(id)) {
         return tape_error_set(TAPE_ECORRUPT, "malformed correlation: id is %s, expected a string",
@@ -449,7 +478,7 @@ static int corr_parse(corr_fields *k, const cJSON *root)
     if (rtt != NULL && !cJSON_IsNull(rtt) && !json_int(rtt, &k->rtt_ms, 1)) {
         return tape_error_set(TAPE_ECORRUPT, "malformed correlation: rtt_ms must be an integer");
     }
-    if (!opt_string(&k->status, cJSON_GetObjectItemCaseSensitive(root, "status"))) {
+    if (!opt_string(&k->status, st)) {
         return tape_error_set(TAPE_ECORRUPT,
                               "malformed correlation: status must be a string or null");
     }
@@ -1018,20 +1047,23 @@ static int decode_body_line(decoder *d, cJSON *root, int type, const char *line,
         if (corr_parse(&k, root) != TAPE_OK) {
             return bad_line(d);
         }
-        rc = tape__store_xline(t, type, line, len);
+        rc = tape__store_xline(t, type, line, len, &t->arena);
         if (rc == TAPE_OK) {
-            rc = tape__store_corr(t, k.id, k.request_seq, k.response_seq, k.rtt_ms, k.status);
+            rc = tape__store_corr(t, k.id, k.request_seq, k.response_seq, k.rtt_ms, k.status,
+                                  &t->arena);
         }
         return rc;
     }
     default:
-        return tape__store_xline(t, type, line, len);
+        return tape__store_xline(t, type, line, len, &t->arena);
     }
 }
 
 static int decode_line(decoder *d, const char *line, size_t len, int last_without_newline)
 {
-    cJSON *root = json_parse_line(line, len);
+    /* tape_decode cut the line at its '\n': json_parse_line's scan for
+     * one would find nothing. */
+    cJSON *root = tape__json_parse(line, len);
     if (root == NULL && last_without_newline) {
         /* A crash mid-append leaves a partial last line: not an error. */
         d->report->torn_tail = 1;
@@ -1126,10 +1158,11 @@ int tape_decode(tape **out, const char *jsonl, size_t jsonl_len, const char *met
         cJSON_Delete(m);
         return tape__oom();
     }
-    /* A frame keeps its line and a copy of its message: about twice the
-     * text, in one chunk when the size is known up front. */
+    /* A frame keeps its line (its message is a span of it) and a small
+     * struct: the text plus a margin, in one chunk when the size is known
+     * up front. Only touched pages cost memory. */
     if (jsonl_len <= SIZE_MAX / 2) {
-        tape__arena_reserve(&d.t->arena, jsonl_len * 2);
+        tape__arena_reserve(&d.t->arena, jsonl_len + jsonl_len / 2);
     }
     int rc = TAPE_OK;
     const char *p = jsonl, *end = jsonl + jsonl_len;

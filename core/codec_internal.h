@@ -16,25 +16,63 @@
 #include <cjson/cJSON.h>
 #include <stdatomic.h>
 
+/* Key comparisons for the decode path. Keys are a few bytes long: an
+ * inline loop beats a call to strcmp, which showed in decode profiles. */
+static inline int tape__streq(const char *a, const char *b)
+{
+    while (*a != '\0' && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
+/* cJSON_GetObjectItemCaseSensitive with the inline compare: the first
+ * member named key, or NULL (also when obj is not an object). */
+static inline const cJSON *tape__member(const cJSON *obj, const char *key)
+{
+    if (!cJSON_IsObject(obj)) {
+        return NULL;
+    }
+    for (const cJSON *c = obj->child; c != NULL; c = c->next) {
+        if (c->string != NULL && c->string[0] == key[0] && tape__streq(c->string, key)) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
 /* Largest integer a JSON number (an IEEE double) holds exactly. */
 #define TAPE__JSON_INT_MAX 9007199254740992.0
 
 /* A frame lives in one block: the struct, then line, message and
  * correlation id, each NUL-terminated (see frame.c). The block comes from
  * malloc, or from its tape's arena when the tape made the frame itself
- * (decode, clone): then the tape frees it. */
+ * (decode, clone): then the tape frees it.
+ *
+ * A decoded frame stores no copy of its message: `msg` points at the
+ * message's bytes inside `line` (msg_lazy), and tape_frame_message makes
+ * the NUL-terminated copy on first use. Writing that copy for every frame
+ * made decoding write 1.5x its input; most callers never ask for it. The
+ * copy is malloc'd, published with a compare-and-swap (frames are read by
+ * several threads at once) and freed with the frame (tape__frame_release
+ * for arena frames). Frames whose message is not a span of the line
+ * (built ones, a re-printed message) keep it NUL-terminated in the block
+ * and point `message` at it from the start. */
 struct tape_frame {
     uint64_t seq;
     int64_t ts;
     int dir;
     int is_error;
     int in_arena;
+    int msg_lazy;           /* message is malloc'd on demand, msg in line */
     size_t line_len;
     size_t message_len;
     size_t cid_len;
     char *line;
-    char *message;
-    char *correlation_id; /* NULL if none */
+    const char *msg;        /* message bytes (not NUL-terminated if lazy) */
+    _Atomic(char *) message; /* NUL-terminated copy; NULL until made */
+    char *correlation_id;   /* NULL if none */
 };
 
 /* Bump allocator for a tape's own frames. Decoding allocates one block
@@ -52,6 +90,7 @@ typedef struct tape_xline {
     int type;       /* TAPE_LINE_CORRELATION / _CHECKPOINT / _UNKNOWN */
     size_t len;     /* without the newline */
     char *text;     /* NUL-terminated */
+    int in_arena;   /* text is in the tape's arena (decoded) */
 } tape_xline;
 
 typedef struct tape_corr {
@@ -61,6 +100,7 @@ typedef struct tape_corr {
     uint64_t response_seq;
     int64_t rtt_ms;
     size_t xline;   /* index of its line in xlines */
+    int in_arena;   /* id and status are in the tape's arena (decoded) */
 } tape_corr;
 
 struct tape {
@@ -81,7 +121,6 @@ struct tape {
 
     tape_frame **frames;
     size_t nframes, cap_frames;
-    size_t heap_frames; /* frames not in the arena (each freed alone) */
     tape_chunk *arena;
     tape_corr *corrs;
     size_t ncorrs, cap_corrs;
@@ -124,12 +163,12 @@ tape *tape__alloc(void);
 int tape__store_frame(tape *t, tape_frame *f);
 /* Count a frame into the stats (no ownership change). */
 void tape__count_frame(tape *t, const tape_frame *f);
-/* Store a non-frame line (text copied). */
-int tape__store_xline(tape *t, int type, const char *text, size_t len);
+/* Store a non-frame line (text copied into arena, or malloc'd if NULL). */
+int tape__store_xline(tape *t, int type, const char *text, size_t len, tape_chunk **arena);
 /* Store a decoded correlation whose line is the last stored xline;
- * id and status are copied. */
+ * id and status are copied (into arena, or malloc'd if NULL). */
 int tape__store_corr(tape *t, const char *id, uint64_t req, uint64_t resp, int64_t rtt,
-                     const char *status);
+                     const char *status, tape_chunk **arena);
 /* Replace a string field with a copy of s (NULL clears). */
 int tape__set_str(char **field, const char *s);
 /* Drop the verbatim init line (an init field changed). */
@@ -148,6 +187,9 @@ void tape__arena_reserve(tape_chunk **arena, size_t n);
 /* malloc for blocks that will be filled at once (huge-page friendly);
  * released with free(). */
 void *tape__big_alloc(size_t n);
+/* Free what a frame owns outside its block (a lazily made message copy);
+ * for arena frames, whose block goes with the arena. */
+void tape__frame_release(tape_frame *f);
 /* Copy a frame; arena NULL: malloc. */
 tape_frame *tape__frame_copy(const tape_frame *f, tape_chunk **arena);
 /* Build a frame line from a caller's description. session_id may be NULL. */

@@ -122,12 +122,14 @@ void tape__arena_free(tape_chunk *arena)
 }
 
 /* One block: struct, line, message, correlation id (see the header),
- * laid out and NUL-terminated; the caller fills in the text. cid_len is
- * ignored without a correlation id. */
-static tape_frame *frame_block(tape_chunk **arena, size_t line_len, size_t msg_len, int has_cid,
-                               size_t cid_len)
+ * laid out and NUL-terminated; the caller fills in the text. With
+ * msg_in_line the message is a span of the line (at msg_off) and gets no
+ * room of its own. cid_len is ignored without a correlation id. */
+static tape_frame *frame_block(tape_chunk **arena, size_t line_len, int msg_in_line,
+                               size_t msg_off, size_t msg_len, int has_cid, size_t cid_len)
 {
-    size_t total = sizeof(tape_frame) + line_len + 1 + msg_len + 1 + (has_cid ? cid_len + 1 : 0);
+    size_t total = sizeof(tape_frame) + line_len + 1 + (msg_in_line ? 0 : msg_len + 1) +
+                   (has_cid ? cid_len + 1 : 0);
     tape_frame *f = arena != NULL ? tape__arena_alloc(arena, total) : malloc(total);
     if (f == NULL) {
         return NULL;
@@ -138,10 +140,17 @@ static tape_frame *frame_block(tape_chunk **arena, size_t line_len, size_t msg_l
     f->line_len = line_len;
     p[line_len] = '\0';
     p += line_len + 1;
-    f->message = p;
     f->message_len = msg_len;
-    p[msg_len] = '\0';
-    p += msg_len + 1;
+    f->msg_lazy = msg_in_line;
+    if (msg_in_line) {
+        f->msg = f->line + msg_off;
+        atomic_init(&f->message, NULL);
+    } else {
+        f->msg = p;
+        atomic_init(&f->message, p);
+        p[msg_len] = '\0';
+        p += msg_len + 1;
+    }
     f->correlation_id = NULL;
     f->cid_len = 0;
     if (has_cid) {
@@ -152,13 +161,19 @@ static tape_frame *frame_block(tape_chunk **arena, size_t line_len, size_t msg_l
     return f;
 }
 
+/* msg_in_line: msg points into line (the copy's message is the same span
+ * of its own line); otherwise msg is copied into the block. */
 static tape_frame *frame_alloc(tape_chunk **arena, const char *line, size_t line_len,
-                               const char *msg, size_t msg_len, const char *cid, size_t cid_len)
+                               const char *msg, size_t msg_len, int msg_in_line,
+                               const char *cid, size_t cid_len)
 {
-    tape_frame *f = frame_block(arena, line_len, msg_len, cid != NULL, cid_len);
+    size_t off = msg_in_line ? (size_t)(msg - line) : 0;
+    tape_frame *f = frame_block(arena, line_len, msg_in_line, off, msg_len, cid != NULL, cid_len);
     if (f != NULL) {
         memcpy(f->line, line, line_len);
-        memcpy(f->message, msg, msg_len);
+        if (!msg_in_line) {
+            memcpy((char *)f->msg, msg, msg_len);
+        }
         if (cid != NULL) {
             memcpy(f->correlation_id, cid, cid_len);
         }
@@ -166,18 +181,27 @@ static tape_frame *frame_alloc(tape_chunk **arena, const char *line, size_t line
     return f;
 }
 
+void tape__frame_release(tape_frame *f)
+{
+    if (f->msg_lazy) {
+        free(atomic_load_explicit(&f->message, memory_order_acquire));
+        atomic_store_explicit(&f->message, NULL, memory_order_relaxed);
+    }
+}
+
 void tape_frame_free(tape_frame *f)
 {
-    /* A frame in its tape's arena goes with the tape. */
+    /* A frame in its tape's arena goes with the tape (which releases it). */
     if (f != NULL && !f->in_arena) {
+        tape__frame_release(f);
         free(f);
     }
 }
 
 tape_frame *tape__frame_copy(const tape_frame *f, tape_chunk **arena)
 {
-    tape_frame *c = frame_alloc(arena, f->line, f->line_len, f->message, f->message_len,
-                                f->correlation_id, f->cid_len);
+    tape_frame *c = frame_alloc(arena, f->line, f->line_len, f->msg, f->message_len,
+                                f->msg_lazy, f->correlation_id, f->cid_len);
     if (c != NULL) {
         c->seq = f->seq;
         c->ts = f->ts;
@@ -219,12 +243,51 @@ int tape_frame_direction(const tape_frame *f)
     return f == NULL ? 0 : f->dir;
 }
 
+/*
+ * The first call on a decoded frame makes the NUL-terminated copy. Frames
+ * are const and shared between threads, so the copy is published with a
+ * compare-and-swap: racing callers may each make one, the first to land
+ * wins, the others free theirs and return the winner's. The slot is the
+ * only thing written; `msg` and the line never change.
+ */
 const char *tape_frame_message(const tape_frame *f, size_t *out_len)
 {
     if (out_len != NULL) {
-        *out_len = f == NULL ? 0 : f->message_len;
+        *out_len = 0;
     }
-    return f == NULL ? NULL : f->message;
+    if (f == NULL) {
+        return NULL;
+    }
+    /* Frames are never const objects: the cast only reaches the cache. */
+    _Atomic(char *) *slot = &((tape_frame *)f)->message;
+    char *m = atomic_load_explicit(slot, memory_order_acquire);
+    if (m == NULL) {
+        char *copy = malloc(f->message_len + 1);
+        if (copy == NULL) {
+            tape__oom();
+            return NULL;
+        }
+        memcpy(copy, f->msg, f->message_len);
+        copy[f->message_len] = '\0';
+        char *expected = NULL;
+        if (atomic_compare_exchange_strong_explicit(slot, &expected, copy, memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            m = copy;
+        } else {
+            free(copy);
+            m = expected;
+        }
+    }
+    if (out_len != NULL) {
+        *out_len = f->message_len;
+    }
+    return m;
+}
+
+void tape__frame_message_span(const tape_frame *f, const char **out_ptr, size_t *out_len)
+{
+    *out_ptr = f != NULL ? f->msg : NULL;
+    *out_len = f != NULL ? f->message_len : 0;
 }
 
 const char *tape_frame_correlation_id(const tape_frame *f)
@@ -254,7 +317,7 @@ static int is_ws(char c)
 
 static int has_member(const cJSON *obj, const char *key)
 {
-    return cJSON_IsObject(obj) && cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
+    return tape__member(obj, key) != NULL;
 }
 
 /*
@@ -532,7 +595,7 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
                             "limit", line_len, TAPE_MAX_LINE_DEFAULT);
         goto done;
     }
-    tape_frame *f = frame_block(NULL, line_len, len, cid != NULL, cid_len);
+    tape_frame *f = frame_block(NULL, line_len, 0, 0, len, cid != NULL, cid_len);
     if (f == NULL) {
         rc = tape__oom();
         goto done;
@@ -568,7 +631,7 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
     }
     p = PUT_LIT(p, "}");
     assert((size_t)(p - f->line) == line_len);
-    memcpy(f->message, msg, len);
+    memcpy((char *)f->msg, msg, len);
     if (cid != NULL) {
         memcpy(f->correlation_id, cid, cid_len);
     }
@@ -868,24 +931,39 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
     *out = NULL;
     const cJSON *seq = NULL, *ts = NULL, *dir = NULL, *env = NULL, *cid = NULL, *flags = NULL;
     /* One pass over the members; the first of a duplicated key wins, as
-     * with cJSON_GetObjectItem. */
+     * with cJSON_GetObjectItem. The first byte picks the one candidate to
+     * compare (these lookups were a visible share of decoding). */
     for (const cJSON *c = root->child; c != NULL; c = c->next) {
         const char *k = c->string;
+        const cJSON **slot = NULL;
+        const char *name = NULL;
         if (k == NULL) {
             continue;
         }
-        if (seq == NULL && strcmp(k, "seq") == 0) {
-            seq = c;
-        } else if (ts == NULL && strcmp(k, "ts") == 0) {
-            ts = c;
-        } else if (dir == NULL && strcmp(k, "dir") == 0) {
-            dir = c;
-        } else if (env == NULL && strcmp(k, "env") == 0) {
-            env = c;
-        } else if (cid == NULL && strcmp(k, "correlation_id") == 0) {
-            cid = c;
-        } else if (flags == NULL && strcmp(k, "flags") == 0) {
-            flags = c;
+        switch (k[0]) {
+        case 's':
+            slot = &seq, name = "seq";
+            break;
+        case 't':
+            slot = &ts, name = "ts";
+            break;
+        case 'd':
+            slot = &dir, name = "dir";
+            break;
+        case 'e':
+            slot = &env, name = "env";
+            break;
+        case 'c':
+            slot = &cid, name = "correlation_id";
+            break;
+        case 'f':
+            slot = &flags, name = "flags";
+            break;
+        default:
+            continue;
+        }
+        if (*slot == NULL && tape__streq(k, name)) {
+            *slot = c;
         }
     }
     uint64_t useq, uts;
@@ -905,9 +983,9 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
     if (!cJSON_IsString(dir)) {
         return frame_bad("dir is missing or not a string");
     }
-    if (strcmp(dir->valuestring, "client_to_server") == 0) {
+    if (tape__streq(dir->valuestring, "client_to_server")) {
         d = TAPE_DIR_CLIENT_TO_SERVER;
-    } else if (strcmp(dir->valuestring, "server_to_client") == 0) {
+    } else if (tape__streq(dir->valuestring, "server_to_client")) {
         d = TAPE_DIR_SERVER_TO_CLIENT;
     } else {
         return frame_bad("dir must be \"client_to_server\" or \"server_to_client\"");
@@ -915,7 +993,7 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
     if (!cJSON_IsObject(env)) {
         return frame_bad("env is missing or not an object");
     }
-    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(env, "message");
+    const cJSON *msg = tape__member(env, "message");
     if (msg == NULL) {
         return frame_bad("env.message is missing");
     }
@@ -926,11 +1004,12 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
         return frame_bad("flags must be an object");
     }
     int is_error = has_member(msg, "error") ||
-                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(flags, "is_error"));
+                   cJSON_IsTrue(tape__member(flags, "is_error"));
 
     const char *ms, *me;
     char *printed = NULL;
-    if (!message_span(&ms, &me, root, env, msg, line, len)) {
+    int in_line = message_span(&ms, &me, root, env, msg, line, len);
+    if (!in_line) {
         if ((printed = cJSON_PrintUnformatted(msg)) == NULL) {
             return tape__oom();
         }
@@ -938,7 +1017,8 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
         me = printed + strlen(printed);
     }
     const char *cs = cJSON_IsString(cid) ? cid->valuestring : NULL;
-    tape_frame *f = frame_alloc(arena, line, len, ms, (size_t)(me - ms), cs, cs ? strlen(cs) : 0);
+    tape_frame *f = frame_alloc(arena, line, len, ms, (size_t)(me - ms), in_line, cs,
+                                cs ? strlen(cs) : 0);
     free(printed);
     if (f == NULL) {
         return tape__oom();

@@ -159,25 +159,34 @@ int tape_new(tape **out, const char *id)
 
 static void free_bodies(tape *t)
 {
-    /* Arena frames go with the arena: no need to visit each of them. */
-    for (size_t i = 0; t->heap_frames > 0 && i < t->nframes; i++) {
-        tape_frame_free(t->frames[i]);
+    /* Arena frames go with the arena, but a message copy made on demand
+     * (tape_frame_message) is each frame's own. */
+    for (size_t i = 0; i < t->nframes; i++) {
+        tape_frame *f = t->frames[i];
+        if (f->in_arena) {
+            tape__frame_release(f);
+        } else {
+            tape_frame_free(f);
+        }
     }
-    t->heap_frames = 0;
     free(t->frames);
     t->frames = NULL;
     t->nframes = t->cap_frames = 0;
     tape__arena_free(t->arena);
     t->arena = NULL;
     for (size_t i = 0; i < t->ncorrs; i++) {
-        free(t->corrs[i].id);
-        free(t->corrs[i].status);
+        if (!t->corrs[i].in_arena) {
+            free(t->corrs[i].id);
+            free(t->corrs[i].status);
+        }
     }
     free(t->corrs);
     t->corrs = NULL;
     t->ncorrs = t->cap_corrs = 0;
     for (size_t i = 0; i < t->nxlines; i++) {
-        free(t->xlines[i].text);
+        if (!t->xlines[i].in_arena) {
+            free(t->xlines[i].text);
+        }
     }
     free(t->xlines);
     t->xlines = NULL;
@@ -310,6 +319,7 @@ int tape_clone(tape **out, const tape *t)
         c->cap_xlines = t->nxlines;
         for (size_t i = 0; i < t->nxlines; i++) {
             tape_xline x = t->xlines[i];
+            x.in_arena = 0;
             if ((x.text = tape__strndup(x.text, x.len)) == NULL) {
                 goto oom;
             }
@@ -323,6 +333,7 @@ int tape_clone(tape **out, const tape *t)
         c->cap_corrs = t->ncorrs;
         for (size_t i = 0; i < t->ncorrs; i++) {
             tape_corr k = t->corrs[i];
+            k.in_arena = 0;
             k.id = tape__strdup(k.id);
             k.status = tape__strdup(k.status);
             if (k.id == NULL || (t->corrs[i].status != NULL && k.status == NULL)) {
@@ -694,7 +705,6 @@ int tape__store_frame(tape *t, tape_frame *f)
         t->cap_frames = cap;
     }
     t->frames[t->nframes++] = f;
-    t->heap_frames += !f->in_arena;
     t->stored_bytes += f->line_len + 1;
     tape__count_frame(t, f);
     return TAPE_OK;
@@ -759,7 +769,18 @@ const tape_frame *tape_frame_at(const tape *t, size_t index)
 
 /* ------------------------------------------------------ non-frame lines */
 
-int tape__store_xline(tape *t, int type, const char *text, size_t len)
+/* A NUL-terminated copy from the arena (decoding: no malloc per line). */
+static char *arena_strndup(tape_chunk **arena, const char *s, size_t n)
+{
+    char *p = tape__arena_alloc(arena, n + 1);
+    if (p != NULL) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+int tape__store_xline(tape *t, int type, const char *text, size_t len, tape_chunk **arena)
 {
     if (t->nxlines == t->cap_xlines) {
         size_t cap = t->cap_xlines ? t->cap_xlines * 2 : 8;
@@ -770,13 +791,14 @@ int tape__store_xline(tape *t, int type, const char *text, size_t len)
         t->xlines = n;
         t->cap_xlines = cap;
     }
-    char *copy = tape__strndup(text, len);
+    char *copy = arena != NULL ? arena_strndup(arena, text, len) : tape__strndup(text, len);
     if (copy == NULL) {
         return tape__oom();
     }
     tape_xline *x = &t->xlines[t->nxlines++];
     x->before = t->nframes;
     x->type = type;
+    x->in_arena = arena != NULL;
     x->len = len;
     x->text = copy;
     t->stored_bytes += len + 1;
@@ -784,7 +806,7 @@ int tape__store_xline(tape *t, int type, const char *text, size_t len)
 }
 
 int tape__store_corr(tape *t, const char *id, uint64_t req, uint64_t resp, int64_t rtt,
-                     const char *status)
+                     const char *status, tape_chunk **arena)
 {
     if (t->ncorrs == t->cap_corrs) {
         size_t cap = t->cap_corrs ? t->cap_corrs * 2 : 8;
@@ -796,12 +818,21 @@ int tape__store_corr(tape *t, const char *id, uint64_t req, uint64_t resp, int64
         t->cap_corrs = cap;
     }
     tape_corr k = { 0 };
-    k.id = tape__strdup(id);
-    k.status = tape__strdup(status);
-    if (k.id == NULL || (status != NULL && k.status == NULL)) {
-        free(k.id);
-        free(k.status);
-        return tape__oom();
+    if (arena != NULL) {
+        k.in_arena = 1;
+        k.id = arena_strndup(arena, id, strlen(id));
+        k.status = status != NULL ? arena_strndup(arena, status, strlen(status)) : NULL;
+        if (k.id == NULL || (status != NULL && k.status == NULL)) {
+            return tape__oom(); /* what was taken goes with the arena */
+        }
+    } else {
+        k.id = tape__strdup(id);
+        k.status = tape__strdup(status);
+        if (k.id == NULL || (status != NULL && k.status == NULL)) {
+            free(k.id);
+            free(k.status);
+            return tape__oom();
+        }
     }
     k.request_seq = req;
     k.response_seq = resp;
@@ -829,12 +860,12 @@ int tape_add_correlation(tape *t, const char *id, uint64_t request_seq, uint64_t
     if (line == NULL) {
         return tape__oom();
     }
-    int rc = tape__store_xline(t, TAPE_LINE_CORRELATION, line, len);
+    int rc = tape__store_xline(t, TAPE_LINE_CORRELATION, line, len, NULL);
     free(line);
     if (rc != TAPE_OK) {
         return rc;
     }
-    rc = tape__store_corr(t, id, request_seq, response_seq, rtt_ms, status);
+    rc = tape__store_corr(t, id, request_seq, response_seq, rtt_ms, status, NULL);
     if (rc != TAPE_OK) {
         /* Undo the line so the tape is as before. */
         tape_xline *x = &t->xlines[--t->nxlines];

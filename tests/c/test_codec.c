@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -578,6 +580,110 @@ static void test_message_bytes_exact(void **state)
     tape_free(t);
 }
 
+/* -------------------------------------------- lazy message, threads */
+
+#define LAZY_FRAMES 300
+#define LAZY_THREADS 8
+
+typedef struct lazy_ctx {
+    const tape *t;
+    atomic_int *go;
+    int start;                      /* each thread walks from its own frame */
+    const char *got[LAZY_FRAMES];   /* what tape_frame_message returned */
+    size_t len[LAZY_FRAMES];
+} lazy_ctx;
+
+static void *lazy_reader(void *p)
+{
+    lazy_ctx *c = p;
+    while (!atomic_load(c->go)) {
+        /* start together: the first calls race for the same frames */
+    }
+    for (int k = 0; k < LAZY_FRAMES; k++) {
+        int i = (c->start + k) % LAZY_FRAMES;
+        c->got[i] = tape_frame_message(tape_frame_at(c->t, (size_t)i), &c->len[i]);
+    }
+    return NULL;
+}
+
+static void lazy_expected(char *buf, size_t cap, int i)
+{
+    snprintf(buf, cap, "{\"id\":%d,\"s\":\"q\\\"%d}\",\"v\":%d.50}", i, i * 7, i);
+}
+
+/* A decoded frame makes its NUL-terminated message on first use; threads
+ * reading one shared tape at once all get the same, correct text. */
+static void test_message_concurrent(void **state)
+{
+    (void)state;
+    size_t cap = 256 + (size_t)LAZY_FRAMES * 256;
+    char *jsonl = malloc(cap);
+    assert_non_null(jsonl);
+    size_t n = (size_t)snprintf(jsonl, cap, "{\"type\":\"init\",\"version\":\"2.0\","
+                                "\"tape_id\":\"lazy\",\"created_at\":\"2025-08-14T10:30:00Z\"}\n");
+    for (int i = 0; i < LAZY_FRAMES; i++) {
+        char msg[128];
+        lazy_expected(msg, sizeof msg, i);
+        /* Members after the message in env and in the line: the span must
+         * end at the message's own last byte. */
+        n += (size_t)snprintf(jsonl + n, cap - n,
+                              "{\"type\":\"frame\",\"seq\":%d,\"ts\":%d,\"dir\":\"%s\",\"env\":{"
+                              "\"message\":%s,\"direction\":\"x\"},\"correlation_id\":\"c-%d\"}\n",
+                              i, i, i % 2 ? "server_to_client" : "client_to_server", msg, i);
+    }
+    tape *t = NULL;
+    EXPECT_OK(tape_decode(&t, jsonl, n, NULL, 0, NULL, NULL));
+    assert_int_equal(tape_frame_count(t), LAZY_FRAMES);
+
+    atomic_int go = 0;
+    static lazy_ctx ctx[LAZY_THREADS];
+    pthread_t th[LAZY_THREADS];
+    for (int k = 0; k < LAZY_THREADS; k++) {
+        memset(&ctx[k], 0, sizeof ctx[k]);
+        ctx[k].t = t;
+        ctx[k].go = &go;
+        ctx[k].start = (k * LAZY_FRAMES) / LAZY_THREADS;
+        assert_int_equal(pthread_create(&th[k], NULL, lazy_reader, &ctx[k]), 0);
+    }
+    atomic_store(&go, 1);
+    for (int k = 0; k < LAZY_THREADS; k++) {
+        assert_int_equal(pthread_join(th[k], NULL), 0);
+    }
+    for (int i = 0; i < LAZY_FRAMES; i++) {
+        char want[128];
+        lazy_expected(want, sizeof want, i);
+        for (int k = 0; k < LAZY_THREADS; k++) {
+            assert_non_null(ctx[k].got[i]);
+            assert_string_equal(ctx[k].got[i], want);
+            assert_int_equal(ctx[k].len[i], strlen(want));
+            /* One copy per frame: the losers of a race return the winner's. */
+            assert_ptr_equal(ctx[k].got[i], ctx[0].got[i]);
+        }
+        size_t len = 0;
+        assert_ptr_equal(tape_frame_message(tape_frame_at(t, (size_t)i), &len), ctx[0].got[i]);
+        assert_int_equal(len, strlen(want));
+    }
+
+    /* Copies of a frame whose message was made, and of one whose message
+     * was not, both have the message; the line is unchanged. */
+    tape *c = NULL;
+    EXPECT_OK(tape_clone(&c, t));
+    tape_frame *f = NULL;
+    EXPECT_OK(tape_frame_clone(&f, tape_frame_at(t, 5)));
+    char want[128];
+    lazy_expected(want, sizeof want, 5);
+    assert_string_equal(tape_frame_message(f, NULL), want);
+    tape_frame_free(f);
+    lazy_expected(want, sizeof want, 7);
+    assert_string_equal(tape_frame_message(tape_frame_at(c, 7), NULL), want);
+    char *out = encode(c, NULL);
+    assert_memory_equal(out, jsonl, n);
+    tape_string_free(out);
+    tape_free(c);
+    tape_free(t);
+    free(jsonl);
+}
+
 /* ------------------------------------------------------- damaged files */
 
 static void test_torn_tail(void **state)
@@ -1095,6 +1201,7 @@ int main(void)
         cmocka_unit_test(test_unknown_preserved),
         cmocka_unit_test(test_fixture_shadowcat),
         cmocka_unit_test(test_message_bytes_exact),
+        cmocka_unit_test(test_message_concurrent),
         cmocka_unit_test(test_torn_tail),
         cmocka_unit_test(test_garbage_strict_vs_recover),
         cmocka_unit_test(test_blank_lines_and_crlf),

@@ -932,6 +932,39 @@ static void test_time_format(void **state)
     }
 }
 
+/* The text term of a query reads a decoded frame's message where it lies
+ * in the line: its whole span and nothing around it (other members of the
+ * line do not match). */
+static int text_matches(const tape *t, const char *text)
+{
+    char json[128];
+    snprintf(json, sizeof json, "{\"text\":\"%s\"}", text);
+    tape_query *q = NULL;
+    EXPECT_OK(tape_query_parse(&q, json));
+    int m = tape_query_match_tape(q, t);
+    tape_query_free(q);
+    return m;
+}
+
+static void test_text_search_decoded(void **state)
+{
+    (void)state;
+    const char *jsonl =
+        "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"s\",\"created_at\":"
+        "\"2025-08-14T10:30:00Z\"}\n"
+        "{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\",\"env\":{"
+        "\"message\":{\"method\":\"Tools/Call\",\"id\":41},\"direction\":\"elsewhere\"},"
+        "\"correlation_id\":\"corr-zz\"}\n";
+    tape *t = NULL;
+    EXPECT_OK(tape_decode(&t, jsonl, strlen(jsonl), NULL, 0, NULL, NULL));
+    assert_true(text_matches(t, "tools/call"));  /* case-insensitive */
+    assert_true(text_matches(t, "\\\"id\\\":41}")); /* the message's last byte */
+    assert_false(text_matches(t, "41},"));      /* one byte past it */
+    assert_false(text_matches(t, "elsewhere")); /* env member after it */
+    assert_false(text_matches(t, "corr-zz"));   /* line member */
+    tape_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -954,6 +987,7 @@ int main(void)
         cmocka_unit_test(test_clone_meta_and_account),
         cmocka_unit_test(test_time_parse),
         cmocka_unit_test(test_time_format),
+        cmocka_unit_test(test_text_search_decoded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
