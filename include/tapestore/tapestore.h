@@ -203,7 +203,10 @@ TAPE_API const tape_frame *tape_frame_at(const tape *t, size_t index);
 TAPE_API uint64_t tape_frame_seq(const tape_frame *f);
 TAPE_API int64_t tape_frame_ts(const tape_frame *f);
 TAPE_API int tape_frame_direction(const tape_frame *f);
-/** The message JSON text, NUL-terminated, borrowed. *out_len may be NULL. */
+/** The message JSON text, NUL-terminated, borrowed (valid until the frame
+ *  or its tape is freed). *out_len may be NULL. A decoded frame makes its
+ *  copy on the first call, so this can return NULL when out of memory
+ *  (tape_errmsg() says so). Safe to call from several threads at once. */
 TAPE_API const char *tape_frame_message(const tape_frame *f, size_t *out_len);
 TAPE_API const char *tape_frame_correlation_id(const tape_frame *f); /* NULL if none */
 /** 1 if the frame is an error (JSON-RPC "error" member or flags.is_error). */
