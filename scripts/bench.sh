@@ -9,10 +9,9 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build-release
 mkdir -p "$build"
-# Warnings are not errors here: -O3 turns on gcc's flow analysis warnings
-# (maybe-uninitialized), whose false positives must not stop a measurement;
-# the normal build (scripts/test-all.sh) is where warnings fail.
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTAPE_WERROR=OFF -DTAPE_BUILD_BENCH=ON \
+# Warnings are errors in the Release (-O3) build too: its flow analysis has
+# found real bugs here before.
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTAPE_WERROR=ON -DTAPE_BUILD_BENCH=ON \
     -DTAPE_BUILD_EXAMPLES=OFF >"$build/configure.log" 2>&1 ||
     { cat "$build/configure.log" >&2; echo "bench.sh: configure failed" >&2; exit 2; }
 cmake --build "$build" -j"${BENCH_JOBS:-2}" --target tape-bench >&2 ||

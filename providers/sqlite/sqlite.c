@@ -165,7 +165,9 @@ typedef struct sq_iter {
 
 void sq_buf_put(sq_buf *b, const char *s, size_t n)
 {
-    if (b->oom) {
+    /* A length near SIZE_MAX would wrap the size sums below. */
+    if (b->oom || n > SIZE_MAX / 4 || b->len > SIZE_MAX / 4) {
+        b->oom = 1;
         return;
     }
     if (b->len + n + 1 > b->cap) {
