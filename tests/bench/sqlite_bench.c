@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rm_rf.h"
+
 static void die(const char *fmt, ...)
 {
     va_list ap;
@@ -44,24 +46,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d == NULL) {
-        unlink(path);
-        return;
-    }
-    struct dirent *de;
-    char p[1024];
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-        struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) rm_rf(p); else unlink(p);
-    }
-    closedir(d);
-    rmdir(path);
-}
 
 static char base[512];
 static int counter;

@@ -21,27 +21,11 @@
 
 #include "tapestore/provider.h"
 
+#include "rm_rf.h"
+
 static char dir[256];
 static char cfg[512];
 
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d == NULL) {
-        unlink(path);
-        return;
-    }
-    struct dirent *de;
-    char p[1024];
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-        struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) rm_rf(p); else unlink(p);
-    }
-    closedir(d);
-    rmdir(path);
-}
 
 static int setup(void **state)
 {

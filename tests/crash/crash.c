@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rm_rf.h"
+
 /* One acknowledgement from the child: kind 'f' = frame seq of recording
  * rec-<n>, 's' = saved tape save-<n> with `seq` frames. */
 typedef struct ack {
@@ -189,20 +191,6 @@ static void verify(int trial, const char *path, const ack *acks, size_t nacks)
     tape_store_free(s);
 }
 
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d == NULL) return;
-    struct dirent *de;
-    char p[2048];
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' && (de->d_name[1] == '\0' || strcmp(de->d_name, "..") == 0)) continue;
-        snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(path);
-}
 
 int main(int argc, char **argv)
 {
