@@ -976,6 +976,66 @@ int tape_encode_jsonl(char **out, size_t *out_len, const tape *t)
     return TAPE_OK;
 }
 
+/* The rule "a store refuses what it could not read back": every line the
+ * encoder would write, measured without its newline (what the decoder
+ * compares with max_line_bytes). */
+int tape_check_line_limit(const tape *t, size_t max_line_bytes)
+{
+    if (t == NULL) {
+        return tape_error_set(TAPE_EINVAL, "tape_check_line_limit: tape is NULL");
+    }
+    if (max_line_bytes == 0) {
+        max_line_bytes = TAPE_MAX_LINE_DEFAULT;
+    }
+    size_t init_len = 0;
+    int rc = tape__init_line_len(&init_len, t);
+    if (rc != TAPE_OK) {
+        return rc;
+    }
+    if (init_len - 1 > max_line_bytes) {
+        return tape_error_set(TAPE_ELIMIT,
+                              "tape \"%s\": the init line is %zu bytes, longer than the "
+                              "store's max_line_bytes of %zu",
+                              t->id, init_len - 1, max_line_bytes);
+    }
+    for (size_t i = 0; i < t->nframes; i++) {
+        rc = tape_frame_check_line_limit(t->frames[i], max_line_bytes);
+        if (rc != TAPE_OK) {
+            return rc;
+        }
+    }
+    for (size_t x = 0; x < t->nxlines; x++) {
+        if (t->xlines[x].len > max_line_bytes) {
+            return tape_error_set(TAPE_ELIMIT,
+                                  "tape \"%s\": a %s line is %zu bytes, longer than the "
+                                  "store's max_line_bytes of %zu",
+                                  t->id,
+                                  t->xlines[x].type == TAPE_LINE_CORRELATION ? "correlation"
+                                  : t->xlines[x].type == TAPE_LINE_CHECKPOINT ? "checkpoint"
+                                                                               : "preserved",
+                                  t->xlines[x].len, max_line_bytes);
+        }
+    }
+    return TAPE_OK;
+}
+
+int tape_frame_check_line_limit(const tape_frame *f, size_t max_line_bytes)
+{
+    if (f == NULL) {
+        return tape_error_set(TAPE_EINVAL, "tape_frame_check_line_limit: frame is NULL");
+    }
+    if (max_line_bytes == 0) {
+        max_line_bytes = TAPE_MAX_LINE_DEFAULT;
+    }
+    if (f->line_len > max_line_bytes) {
+        return tape_error_set(TAPE_ELIMIT,
+                              "frame %llu is a %zu-byte line, longer than the store's "
+                              "max_line_bytes of %zu",
+                              (unsigned long long)f->seq, f->line_len, max_line_bytes);
+    }
+    return TAPE_OK;
+}
+
 /* ----------------------------------------------------------- decoding */
 
 typedef struct decoder {

@@ -152,6 +152,14 @@ TAPE_API int tape_clone_meta(tape **out, const tape *t);
 /** Count a frame into the tape's stats without storing it (writers that
  *  stream frames to storage keep a frameless header tape this way). */
 TAPE_API int tape_account_frame(tape *t, const tape_frame *f);
+/** TAPE_ELIMIT, with a message naming the frame (or line) and its length,
+ *  if any line the encoder would write for t is longer than
+ *  max_line_bytes (0: TAPE_MAX_LINE_DEFAULT); else TAPE_OK. A store calls
+ *  this at save with its own configured limit, so that everything it
+ *  accepts reads back with the config it was written with. */
+TAPE_API int tape_check_line_limit(const tape *t, size_t max_line_bytes);
+/** The same check for one frame (streaming writers, at append). */
+TAPE_API int tape_frame_check_line_limit(const tape_frame *f, size_t max_line_bytes);
 /** Encode the init line (with '\n'). Free with tape_string_free. */
 TAPE_API int tape_encode_init_line(char **out, size_t *out_len, const tape *t);
 /** Encode a checkpoint line for the tape's current stats (with '\n'). */

@@ -1190,6 +1190,54 @@ static void test_fuzz_regressions(void **state)
     tape_string_free(twice);
 }
 
+
+/* A store checks every line against its own limit at save, so that what
+ * it accepted decodes with that limit (issue 7). */
+static void test_check_line_limit(void **state)
+{
+    (void)state;
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "limit-1"));
+    append(t, TAPE_DIR_CLIENT_TO_SERVER, 0, "{\"jsonrpc\":\"2.0\",\"method\":\"a\"}");
+    char big[3000];
+    memset(big, 'x', sizeof big);
+    int n = snprintf(big, sizeof big, "{\"jsonrpc\":\"2.0\",\"method\":\"b\",\"p\":\"");
+    memset(big + n, 'y', 2000);
+    memcpy(big + n + 2000, "\"}", 3);
+    append(t, TAPE_DIR_CLIENT_TO_SERVER, 1, big);
+    EXPECT_OK(tape_check_line_limit(t, 0));
+    EXPECT_OK(tape_check_line_limit(t, 4096));
+    EXPECT_ERR(tape_check_line_limit(t, 1024), TAPE_ELIMIT, "frame 1");
+    EXPECT_ERR(tape_frame_check_line_limit(tape_frame_at(t, 1), 1024), TAPE_ELIMIT,
+               "max_line_bytes of 1024");
+    EXPECT_OK(tape_frame_check_line_limit(tape_frame_at(t, 0), 1024));
+
+    /* The limit is the decoder's: a tape that passes decodes with it. */
+    char *text = NULL;
+    size_t len = 0;
+    EXPECT_OK(tape_encode_jsonl(&text, &len, t));
+    tape_decode_options o = TAPE_DECODE_OPTIONS_INIT;
+    o.max_line_bytes = 1024;
+    tape *back = NULL;
+    EXPECT_ERR(tape_decode(&back, text, len, NULL, 0, &o, NULL), TAPE_ECORRUPT, "longer");
+    o.max_line_bytes = 4096;
+    EXPECT_OK(tape_decode(&back, text, len, NULL, 0, &o, NULL));
+    tape_free(back);
+    tape_string_free(text);
+
+    /* Non-frame lines count too. */
+    EXPECT_OK(tape_add_correlation(t, big + n, 0, 1, 5, "ok"));
+    EXPECT_ERR(tape_check_line_limit(t, 2000), TAPE_ELIMIT, "frame 1");
+    tape_free(t);
+    EXPECT_OK(tape_new(&t, "limit-2"));
+    EXPECT_OK(tape_add_correlation(t, big + n, 0, 1, 5, "ok"));
+    EXPECT_ERR(tape_check_line_limit(t, 1500), TAPE_ELIMIT, "correlation line");
+    EXPECT_OK(tape_set_name(t, big + n));
+    EXPECT_OK(tape_check_line_limit(t, 4096)); /* the name lives in the meta file */
+    EXPECT_ERR(tape_check_line_limit(NULL, 10), TAPE_EINVAL, "NULL");
+    tape_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1211,6 +1259,7 @@ int main(void)
         cmocka_unit_test(test_meta_rules),
         cmocka_unit_test(test_line_parse),
         cmocka_unit_test(test_null_arguments),
+        cmocka_unit_test(test_check_line_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
