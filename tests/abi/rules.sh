@@ -18,8 +18,8 @@ mkdir -p "$work"
 build() { # build OUT [CFLAGS...]: the toy library, plain (no sanitizers)
     local out="$1"
     shift
-    "$cc" -g -O0 -shared -fPIC -Wall -Wextra -Werror -I"$here/rules" "$@" \
-        "$here/rules/toy.c" -o "$out" -Wl,-soname,libtoy.so.0
+    "$cc" -g -O0 -shared -fPIC -Wall -Wextra -Werror -I"$here/rules" \
+        "$here/rules/toy.c" -o "$out" -Wl,-soname,libtoy.so.0 "$@"
 }
 
 build "$work/libtoy-base.so"
@@ -62,6 +62,7 @@ expect fail changed_signature -DCHANGE_SIG
 expect fail member_inserted_mid_struct -DINSERT_MID
 expect fail appended_but_member_retyped -DRETYPE_AND_APPEND
 expect fail added_function_without_tape_prefix -DADD_UNPREFIXED_FUNC
+expect fail soname_changed -Wl,-soname,libtoy.so.1
 
 # A library without debug information cannot be checked: a clear error
 # (exit 2), not a pass on symbols alone.
