@@ -94,7 +94,8 @@ static int parse_config(fs_config *out, const tape_config *c)
         } else if (tape_config_get_int(&m, c, "file_mode", 0600) != TAPE_OK) {
             m = -1;
         }
-        if (m < 0 || m > 0777 || !(m & 0600)) {
+        /* Owner read+write both: the store rewrites its own files. */
+        if (m < 0 || m > 0777 || (m & 0600) != 0600) {
             return tape_error_set(TAPE_ECONFIG,
                                   "config key \"file_mode\": expected permission bits like "
                                   "\"0600\" (octal string) or 384, including owner read+write");
@@ -186,8 +187,10 @@ static int fs_save(void *self, const tape *t)
     const char *id = tape_id(t);
     char *body = NULL, *meta = NULL;
     size_t body_len = 0, meta_len = 0;
+    /* What this store accepts it must read back with its own config. */
+    int rc = tape_check_line_limit(t, st->cfg.max_line_bytes);
     /* Encode before taking any lock: it may be large. */
-    int rc = tape_encode_jsonl(&body, &body_len, t);
+    if (rc == TAPE_OK) rc = tape_encode_jsonl(&body, &body_len, t);
     if (rc == TAPE_OK) rc = tape_encode_meta(&meta, &meta_len, t);
     char *jname = rc == TAPE_OK ? fs_name(id, JSONL_SUFFIX) : NULL;
     char *mname = rc == TAPE_OK ? fs_name(id, META_SUFFIX) : NULL;
@@ -438,8 +441,9 @@ static int fs_writer_begin(void **out, void *self, const tape *header)
     char *jname = fs_name(id, JSONL_SUFFIX), *init = NULL;
     size_t init_len = 0;
     int rc = w != NULL && jname != NULL && (w->id = strdup(id)) != NULL
-                 ? tape_encode_init_line(&init, &init_len, header)
+                 ? tape_check_line_limit(header, st->cfg.max_line_bytes)
                  : tape_error_set(TAPE_ENOMEM, "out of memory");
+    if (rc == TAPE_OK) rc = tape_encode_init_line(&init, &init_len, header);
     if (rc != TAPE_OK) {
         if (w != NULL) free(w->id);
         free(w);
@@ -506,7 +510,11 @@ static int fs_writer_append(void *writer, const tape_frame *f, const tape *heade
     fs_writer *w = writer;
     size_t len = 0;
     const char *line = tape_frame_line(f, &len);
-    int rc = writer_put(w, line, len, "\n", 1);
+    int rc = tape_frame_check_line_limit(f, w->st->cfg.max_line_bytes);
+    if (rc != TAPE_OK) {
+        return rc; /* refused before anything is written */
+    }
+    rc = writer_put(w, line, len, "\n", 1);
     if (rc == TAPE_OK && w->st->cfg.durability == FS_DURABILITY_ALWAYS) {
         rc = writer_sync(w);
     }
@@ -522,6 +530,12 @@ static int fs_writer_correlate(void *writer, const tape *header, size_t i)
     char *line = NULL;
     size_t len = 0;
     int rc = tape_encode_correlation_line(&line, &len, header, i);
+    if (rc == TAPE_OK && len - 1 > w->st->cfg.max_line_bytes) {
+        rc = tape_error_set(TAPE_ELIMIT,
+                            "tape \"%s\": correlation %zu is a %zu-byte line, longer than the "
+                            "store's max_line_bytes of %zu",
+                            w->id, i, len - 1, w->st->cfg.max_line_bytes);
+    }
     if (rc == TAPE_OK) rc = writer_put(w, line, len, NULL, 0);
     if (rc == TAPE_OK && w->st->cfg.durability == FS_DURABILITY_ALWAYS) rc = writer_sync(w);
     tape_string_free(line);

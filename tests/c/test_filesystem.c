@@ -22,6 +22,7 @@
 #include "tapestore/provider.h"
 
 #include "rm_rf.h"
+#include "tape_test.h"
 
 static char dir[256];
 static char cfg[512];
@@ -159,6 +160,9 @@ static void test_config_errors(void **state)
         { "{\"checkpoint_every\":0}", "\"checkpoint_every\"" },
         { "{\"file_mode\":\"0999\"}", "\"file_mode\"" },
         { "{\"file_mode\":\"0044\"}", "\"file_mode\"" },
+        { "{\"file_mode\":\"0444\"}", "\"file_mode\"" }, /* no owner write */
+        { "{\"file_mode\":\"0200\"}", "\"file_mode\"" }, /* no owner read */
+        { "{\"file_mode\":292}", "\"file_mode\"" },      /* 0444 as an integer */
         { "{\"max_line_bytes\":10}", "\"max_line_bytes\"" },
         { "{\"path\":\"\"}", "\"path\"" },
     };
@@ -588,6 +592,153 @@ static void test_shadowcat_files_load_unchanged(void **state)
     tape_store_free(s);
 }
 
+/* ------------------------------------------------------------ the vtable directly */
+
+/* A backend made straight from the provider, so a test can drive the
+ * writer ops the way the core does (and see what each op alone does). */
+typedef struct vt {
+    const tape_backend_ops *ops;
+    void *self;
+} vt;
+
+static vt vt_open(const char *config)
+{
+    vt b = { NULL, NULL };
+    tape_config *c = NULL;
+    EXPECT_OK(tape_config_parse(&c, config));
+    const tape_provider *p = tape_provider_filesystem();
+    EXPECT_OK(p->validate(p->userdata, c));
+    EXPECT_OK(p->create(&b.ops, &b.self, p->userdata, c));
+    tape_config_free(c);
+    EXPECT_OK(b.ops->open(b.self));
+    return b;
+}
+
+/* Append one frame as the core does: the header counts it only if the
+ * backend took it. */
+static int vt_append(vt *b, void *w, tape **header, uint64_t seq, const char *msg)
+{
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = seq % 2 ? TAPE_DIR_SERVER_TO_CLIENT : TAPE_DIR_CLIENT_TO_SERVER;
+    d.ts_ms = (int64_t)seq * 10;
+    d.message = msg;
+    tape_frame *f = NULL;
+    tape *next = NULL;
+    EXPECT_OK(tape_frame_new(&f, *header, seq, &d));
+    EXPECT_OK(tape_clone_meta(&next, *header));
+    EXPECT_OK(tape_account_frame(next, f));
+    int rc = b->ops->writer_append(w, f, next);
+    tape_frame_free(f);
+    if (rc == TAPE_OK) {
+        tape_free(*header);
+        *header = next;
+    } else {
+        tape_free(next);
+    }
+    return rc;
+}
+
+/* A JSON-RPC message of about n bytes. */
+static char *big_message(size_t n)
+{
+    char *m = malloc(n + 64);
+    assert_non_null(m);
+    int k = snprintf(m, 64, "{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"params\":\"");
+    memset(m + k, 'a', n);
+    strcpy(m + k + n, "\"}");
+    return m;
+}
+
+static int count_files(void)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strstr(de->d_name, ".jsonl") != NULL || strstr(de->d_name, ".meta.json") != NULL) {
+            n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* What a store accepts it can read back with its own config: a line over
+ * its max_line_bytes is refused at save and at append, nothing written. */
+static void test_line_limit_at_save_and_append(void **state)
+{
+    (void)state;
+    char c[600];
+    snprintf(c, sizeof c, "{\"path\":\"%s\",\"durability\":\"none\",\"max_line_bytes\":1024}",
+             dir);
+    /* A tape decoded with a raised limit holds a 3000-byte frame line. */
+    tape *t = make_tape("big", 2);
+    char *msg = big_message(3000);
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.ts_ms = 5;
+    d.message = msg;
+    EXPECT_OK(tape_append_frame(NULL, t, &d));
+    char *text = NULL;
+    size_t len = 0;
+    EXPECT_OK(tape_encode_jsonl(&text, &len, t));
+    tape_free(t);
+    tape_decode_options o = TAPE_DECODE_OPTIONS_INIT;
+    o.max_line_bytes = 8192;
+    t = NULL;
+    EXPECT_OK(tape_decode(&t, text, len, NULL, 0, &o, NULL));
+    tape_string_free(text);
+
+    tape_store *s = open_fs(c);
+    EXPECT_ERR(tape_store_save(s, t), TAPE_ELIMIT, "frame 2");
+    assert_non_null(strstr(tape_errmsg(), "max_line_bytes"));
+    assert_int_equal(count_files(), 0);
+    int e = 1;
+    EXPECT_OK(tape_store_exists(&e, s, "big"));
+    assert_int_equal(e, 0);
+    assert_int_equal(query_count(s, "{}"), 0);
+    tape_free(t);
+    tape_store_free(s);
+
+    /* A writer refuses the frame, keeps nothing of it, and goes on. */
+    vt b = vt_open(c);
+    tape *h = NULL;
+    EXPECT_OK(tape_new(&h, "rec"));
+    void *w = NULL;
+    EXPECT_OK(b.ops->writer_begin(&w, b.self, h));
+    EXPECT_OK(vt_append(&b, w, &h, 0, "{\"jsonrpc\":\"2.0\",\"method\":\"a\",\"id\":1}"));
+    struct stat before, after;
+    assert_int_equal(stat(path_of("rec.jsonl"), &before), 0);
+    EXPECT_ERR(vt_append(&b, w, &h, 1, msg), TAPE_ELIMIT, "frame 1");
+    assert_int_equal(stat(path_of("rec.jsonl"), &after), 0);
+    assert_int_equal(after.st_size, before.st_size);
+    EXPECT_OK(vt_append(&b, w, &h, 1, "{\"jsonrpc\":\"2.0\",\"result\":{},\"id\":1}"));
+    EXPECT_OK(tape_set_status(h, TAPE_STATUS_FINALIZED));
+    EXPECT_OK(b.ops->writer_end(w, h, 1));
+    tape *got = NULL;
+    EXPECT_OK(b.ops->load(&got, b.self, "rec"));
+    assert_int_equal(tape_frame_count(got), 2);
+    assert_int_equal(tape_status(got), TAPE_STATUS_FINALIZED);
+    tape_free(got);
+    tape_free(h);
+    b.ops->free(b.self);
+
+    /* Through the public API too: the append fails, nothing is stored. */
+    s = open_fs(c);
+    EXPECT_OK(tape_new(&h, "rec2"));
+    tape_writer *tw = NULL;
+    EXPECT_OK(tape_store_record(&tw, s, h));
+    EXPECT_ERR(tape_writer_append(NULL, tw, &d), TAPE_ELIMIT, "max_line_bytes");
+    tape_writer_free(tw);
+    EXPECT_OK(tape_store_load(&got, s, "rec2"));
+    assert_int_equal(tape_frame_count(got), 0);
+    tape_free(got);
+    tape_free(h);
+    tape_store_free(s);
+    free(msg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,6 +754,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persistence_and_default_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shadowcat_files_load_unchanged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_line_limit_at_save_and_append, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
