@@ -10,6 +10,8 @@
  */
 #include "fs.h"
 
+#include <cjson/cJSON.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -42,7 +44,8 @@ typedef struct fs_iter {
 /* ------------------------------------------------------------ config */
 
 static const char *const fs_keys[] = { "path",      "durability",     "checkpoint_every",
-                                       "file_mode", "max_line_bytes", "recover", NULL };
+                                       "file_mode", "max_line_bytes", "recover", "read_only",
+                                       NULL };
 
 static int parse_config(fs_config *out, const tape_config *c)
 {
@@ -56,6 +59,7 @@ static int parse_config(fs_config *out, const tape_config *c)
     if (rc == TAPE_OK) rc = tape_config_get_int(&maxline, c, "max_line_bytes",
                                                 (int64_t)TAPE_MAX_LINE_DEFAULT);
     if (rc == TAPE_OK) rc = tape_config_get_bool(&out->recover, c, "recover", 0);
+    if (rc == TAPE_OK) rc = tape_config_get_bool(&out->read_only, c, "read_only", 0);
     if (rc != TAPE_OK) {
         return rc;
     }
@@ -115,6 +119,15 @@ static int sync_data(const fs_store *st)
     return st->cfg.durability != FS_DURABILITY_NONE;
 }
 
+/* Every op that would write says so the same way on a read-only store. */
+static int read_only_refusal(const fs_store *st, const char *what, const char *id)
+{
+    return tape_error_set(TAPE_EUNSUPPORTED,
+                          "filesystem: cannot %s tape \"%s\": the store at %s is read-only "
+                          "(config key \"read_only\")",
+                          what, id, st->cfg.path);
+}
+
 static int not_found(const char *id)
 {
     return tape_error_set(TAPE_ENOTFOUND, "no tape \"%s\"", id);
@@ -122,7 +135,7 @@ static int not_found(const char *id)
 
 /* A recording holds an exclusive flock on its .jsonl; probing with a
  * shared non-blocking lock tells whether one is in progress. */
-static int check_not_busy(fs_store *st, const char *jsonl_name, const char *id)
+int fs_check_not_busy(fs_store *st, const char *jsonl_name, const char *id)
 {
     int fd = openat(st->dirfd, jsonl_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
@@ -139,11 +152,39 @@ static int check_not_busy(fs_store *st, const char *jsonl_name, const char *id)
     return rc;
 }
 
-static int write_meta(fs_store *st, const tape *t, int sync)
+/*
+ * A writer's header counts the init line and the frames, not the
+ * checkpoint lines between them, while a load counts every line of the
+ * file. The writer knows the file's real length: the meta says that, so
+ * a listing and a load agree on file_size_bytes too.
+ */
+static int meta_set_file_size(char **meta, size_t *len, int64_t file_size)
+{
+    cJSON *m = cJSON_ParseWithLength(*meta, *len);
+    cJSON *stats = cJSON_GetObjectItemCaseSensitive(m, "stats");
+    cJSON *size = cJSON_GetObjectItemCaseSensitive(stats, "file_size_bytes");
+    char *text = NULL;
+    if (cJSON_IsNumber(size)) {
+        cJSON_SetNumberValue(size, (double)file_size);
+        text = cJSON_Print(m);
+    }
+    cJSON_Delete(m);
+    if (text == NULL) {
+        return tape_error_set(TAPE_ENOMEM, "out of memory encoding a meta file");
+    }
+    tape_string_free(*meta);
+    *meta = text; /* cJSON allocates with malloc (default hooks), as fs_index.c assumes */
+    *len = strlen(text);
+    return TAPE_OK;
+}
+
+/* file_size: the .jsonl's length as written (a writer), or -1 (as encoded). */
+static int write_meta(fs_store *st, const tape *t, int64_t file_size, int sync)
 {
     char *meta = NULL;
     size_t len = 0;
     int rc = tape_encode_meta(&meta, &len, t);
+    if (rc == TAPE_OK && file_size >= 0) rc = meta_set_file_size(&meta, &len, file_size);
     char *name = rc == TAPE_OK ? fs_name(tape_id(t), META_SUFFIX) : NULL;
     if (rc == TAPE_OK && name == NULL) {
         rc = tape_error_set(TAPE_ENOMEM, "out of memory");
@@ -164,7 +205,8 @@ static int write_meta(fs_store *st, const tape *t, int sync)
 static int fs_open_backend(void *self)
 {
     fs_store *st = self;
-    if (mkdir(st->cfg.path, 0700) != 0 && errno != EEXIST) {
+    /* Read-only: the directory must be there already (nothing is made). */
+    if (!st->cfg.read_only && mkdir(st->cfg.path, 0700) != 0 && errno != EEXIST) {
         return fs_errno(errno, "cannot create directory", st->cfg.path);
     }
     st->dirfd = open(st->cfg.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -185,6 +227,9 @@ static int fs_save(void *self, const tape *t)
 {
     fs_store *st = self;
     const char *id = tape_id(t);
+    if (st->cfg.read_only) {
+        return read_only_refusal(st, "save", id);
+    }
     char *body = NULL, *meta = NULL;
     size_t body_len = 0, meta_len = 0;
     /* What this store accepts it must read back with its own config. */
@@ -202,7 +247,7 @@ static int fs_save(void *self, const tape *t)
         rc = fs_index_lock(st, 1);
         if (rc == TAPE_OK) {
             rc = fs_index_catch_up(st);
-            if (rc == TAPE_OK) rc = check_not_busy(st, jname, id);
+            if (rc == TAPE_OK) rc = fs_check_not_busy(st, jname, id);
             if (rc == TAPE_OK) {
                 /* .jsonl first: a crash between the renames leaves new frames
                  * with the old meta, which loads (stats come from frames). */
@@ -224,15 +269,145 @@ static int fs_save(void *self, const tape *t)
     return rc;
 }
 
-static int fs_load(tape **out, void *self, const char *id)
+/* --------------------------------------------------------- reading a tape */
+
+static size_t skip_string(const char *t, size_t len, size_t i)
 {
-    fs_store *st = self;
+    for (i++; i < len; i++) {
+        if (t[i] == '\\') {
+            i++;
+        } else if (t[i] == '"') {
+            return i + 1;
+        }
+    }
+    return len + 1; /* unterminated */
+}
+
+static int is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Find the string value of the top-level "tape_id" member of the JSON
+ * object text[0..len): *at, *n span it with its quotes. 0 if there is
+ * none (the decoder then says what is wrong with the document). */
+static int tape_id_span(size_t *at, size_t *n, const char *t, size_t len)
+{
+    int depth = 0;
+    char prev = 0; /* the last significant character outside strings */
+    for (size_t i = 0; i < len;) {
+        if (t[i] == '"') {
+            size_t end = skip_string(t, len, i);
+            if (end > len) {
+                return 0;
+            }
+            if (depth == 1 && (prev == '{' || prev == ',') && end - i == 9 &&
+                memcmp(t + i, "\"tape_id\"", 9) == 0) {
+                size_t j = end;
+                while (j < len && is_ws(t[j])) j++;
+                if (j >= len || t[j] != ':') return 0;
+                for (j++; j < len && is_ws(t[j]); j++) {
+                }
+                if (j >= len || t[j] != '"') return 0;
+                size_t vend = skip_string(t, len, j);
+                if (vend > len) return 0;
+                *at = j;
+                *n = vend - j;
+                return 1;
+            }
+            prev = '"';
+            i = end;
+            continue;
+        }
+        if (t[i] == '{' || t[i] == '[') {
+            depth++;
+        } else if (t[i] == '}' || t[i] == ']') {
+            depth--;
+        }
+        if (!is_ws(t[i])) prev = t[i];
+        i++;
+    }
+    return 0;
+}
+
+/*
+ * If the JSON object at the start of doc (up to the first newline if
+ * one_line: the init line of a .jsonl) names
+ * another tape_id than `id`, make *out a copy of doc with that value
+ * replaced by id and *old the id it held (both malloc'ed). Otherwise
+ * *out = NULL. A tape copied under another file name is thereby read as
+ * the tape its file name says, the only id the store can find it by.
+ */
+static int fix_tape_id(char **out, size_t *out_len, char **old, const char *doc, size_t len,
+                       int one_line, const char *id)
+{
+    *out = NULL;
+    const char *nl = one_line ? memchr(doc, '\n', len) : NULL;
+    size_t first = nl != NULL ? (size_t)(nl - doc) : len;
+    size_t at = 0, n = 0, idlen = strlen(id);
+    if (!tape_id_span(&at, &n, doc, first) ||
+        (n == idlen + 2 && memcmp(doc + at + 1, id, idlen) == 0)) {
+        return TAPE_OK;
+    }
+    size_t new_len = len - n + idlen + 2;
+    char *c = malloc(new_len + 1);
+    *old = strndup(doc + at + 1, n - 2);
+    if (c == NULL || *old == NULL) {
+        free(c);
+        free(*old);
+        *old = NULL;
+        return tape_error_set(TAPE_ENOMEM, "out of memory");
+    }
+    memcpy(c, doc, at);
+    c[at] = '"';
+    memcpy(c + at + 1, id, idlen);
+    c[at + 1 + idlen] = '"';
+    memcpy(c + at + idlen + 2, doc + at + n, len - at - n);
+    c[new_len] = '\0';
+    *out = c;
+    *out_len = new_len;
+    return TAPE_OK;
+}
+
+/* Fix the id of one document in place (*doc replaced); logs the mismatch. */
+static int fix_doc_id(char **doc, size_t *len, int *mismatch, const char *id, const char *file)
+{
+    char *fixed = NULL, *old = NULL;
+    size_t fixed_len = 0;
+    int rc = fix_tape_id(&fixed, &fixed_len, &old, *doc, *len,
+                         strcmp(file, JSONL_SUFFIX) == 0, id);
+    if (rc == TAPE_OK && fixed != NULL) {
+        tape_log(TAPE_LOG_WARN, "filesystem: %s%s holds tape_id \"%s\"; the store lists and "
+                 "loads it as \"%s\", its file name", id, file, old, id);
+        free(*doc);
+        *doc = fixed;
+        *len = fixed_len;
+        *mismatch = 1;
+    }
+    free(old);
+    return rc;
+}
+
+void fs_read_info_free(fs_read_info *info)
+{
+    free(info->meta);
+    info->meta = NULL;
+}
+
+int fs_read_tape(tape **out, fs_store *st, const char *id, int mode, fs_read_info *info)
+{
+    *out = NULL;
+    memset(info, 0, sizeof *info);
+    info->rep = (tape_decode_report)TAPE_DECODE_REPORT_INIT;
+    info->meta_state = FS_META_MISSING;
     char *jname = fs_name(id, JSONL_SUFFIX), *mname = fs_name(id, META_SUFFIX);
     char *body = NULL, *meta = NULL;
     size_t body_len = 0, meta_len = 0;
     int rc = jname != NULL && mname != NULL ? TAPE_OK
                                             : tape_error_set(TAPE_ENOMEM, "out of memory");
     if (rc == TAPE_OK) {
+        /* Stamped before reading: a file that grows meanwhile is stale. */
+        fs_stamp_of(&info->jsonl, st->dirfd, jname);
         rc = fs_read_file(&body, &body_len, st->dirfd, jname);
         if (rc == TAPE_ENOTFOUND) {
             rc = not_found(id);
@@ -240,46 +415,72 @@ static int fs_load(tape **out, void *self, const char *id)
     }
     if (rc == TAPE_OK) {
         int mrc = fs_read_file(&meta, &meta_len, st->dirfd, mname);
-        if (mrc != TAPE_OK) {
+        if (mrc == TAPE_OK) {
+            info->meta_state = FS_META_OK;
+        } else if (mrc != TAPE_ENOTFOUND) {
+            info->meta_state = FS_META_DAMAGED;
             tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": %s; using the .jsonl alone", id,
                      tape_errmsg());
         }
     }
+    if (rc == TAPE_OK) rc = fix_doc_id(&body, &body_len, &info->id_mismatch, id, JSONL_SUFFIX);
+    if (rc == TAPE_OK && meta != NULL) {
+        rc = fix_doc_id(&meta, &meta_len, &info->id_mismatch, id, META_SUFFIX);
+    }
     if (rc == TAPE_OK) {
         tape_decode_options o = TAPE_DECODE_OPTIONS_INIT;
-        o.mode = st->cfg.recover ? TAPE_DECODE_RECOVER : TAPE_DECODE_STRICT;
+        o.mode = mode;
         o.max_line_bytes = st->cfg.max_line_bytes;
-        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
-        rc = tape_decode(out, body, body_len, meta, meta_len, &o, &rep);
+        rc = tape_decode(out, body, body_len, meta, meta_len, &o, &info->rep);
         if (rc == TAPE_ECORRUPT && meta != NULL) {
             /* A damaged meta must not hide the frames. */
             char why[512];
             snprintf(why, sizeof why, "%s", tape_errmsg());
-            rc = tape_decode(out, body, body_len, NULL, 0, &o, &rep);
+            info->rep = (tape_decode_report)TAPE_DECODE_REPORT_INIT;
+            rc = tape_decode(out, body, body_len, NULL, 0, &o, &info->rep);
             if (rc == TAPE_OK) {
                 tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": meta ignored (%s)", id, why);
+                info->meta_state = FS_META_DAMAGED;
+                free(meta);
+                meta = NULL;
             } else {
                 rc = tape_error_set(TAPE_ECORRUPT, "tape \"%s\": %s", id, tape_errmsg());
             }
         } else if (rc != TAPE_OK) {
             rc = tape_error_set(rc, "tape \"%s\": %s", id, tape_errmsg());
         }
-        if (rc == TAPE_OK && rep.skipped_lines > 0) {
-            tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": skipped %llu invalid line(s), "
-                     "first at line %llu", id, (unsigned long long)rep.skipped_lines,
-                     (unsigned long long)rep.first_bad_line);
-        }
+    }
+    if (meta != NULL) {
+        info->meta = meta;
+        info->meta_len = meta_len;
     }
     free(jname);
     free(mname);
     free(body);
-    free(meta);
+    return rc;
+}
+
+static int fs_load(tape **out, void *self, const char *id)
+{
+    fs_store *st = self;
+    fs_read_info info;
+    int rc = fs_read_tape(out, st, id, st->cfg.recover ? TAPE_DECODE_RECOVER : TAPE_DECODE_STRICT,
+                          &info);
+    if (rc == TAPE_OK && info.rep.skipped_lines > 0) {
+        tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": skipped %llu invalid line(s), "
+                 "first at line %llu", id, (unsigned long long)info.rep.skipped_lines,
+                 (unsigned long long)info.rep.first_bad_line);
+    }
+    fs_read_info_free(&info);
     return rc;
 }
 
 static int fs_remove(void *self, const char *id)
 {
     fs_store *st = self;
+    if (st->cfg.read_only) {
+        return read_only_refusal(st, "delete", id);
+    }
     char *jname = fs_name(id, JSONL_SUFFIX), *mname = fs_name(id, META_SUFFIX);
     if (jname == NULL || mname == NULL) {
         free(jname);
@@ -290,7 +491,7 @@ static int fs_remove(void *self, const char *id)
     int rc = fs_index_lock(st, 1);
     if (rc == TAPE_OK) {
         rc = fs_index_catch_up(st);
-        if (rc == TAPE_OK) rc = check_not_busy(st, jname, id);
+        if (rc == TAPE_OK) rc = fs_check_not_busy(st, jname, id);
         if (rc == TAPE_OK) {
             /* Meta first: a crash in between leaves a .jsonl, which the
              * next open lists again (the delete is undone, nothing lost);
@@ -426,7 +627,7 @@ static int writer_meta(fs_writer *w, const tape *header)
     int rc = fs_index_lock(st, 1);
     if (rc == TAPE_OK) {
         rc = fs_index_catch_up(st);
-        if (rc == TAPE_OK) rc = write_meta(st, header, sync_data(st));
+        if (rc == TAPE_OK) rc = write_meta(st, header, (int64_t)w->size, sync_data(st));
         fs_index_unlock(st);
     }
     pthread_mutex_unlock(&st->lock);
@@ -437,6 +638,9 @@ static int fs_writer_begin(void **out, void *self, const tape *header)
 {
     fs_store *st = self;
     const char *id = tape_id(header);
+    if (st->cfg.read_only) {
+        return read_only_refusal(st, "record", id);
+    }
     fs_writer *w = calloc(1, sizeof *w);
     char *jname = fs_name(id, JSONL_SUFFIX), *init = NULL;
     size_t init_len = 0;
@@ -456,7 +660,7 @@ static int fs_writer_begin(void **out, void *self, const tape *header)
     rc = fs_index_lock(st, 1);
     if (rc == TAPE_OK) {
         rc = fs_index_catch_up(st);
-        if (rc == TAPE_OK) rc = check_not_busy(st, jname, id);
+        if (rc == TAPE_OK) rc = fs_check_not_busy(st, jname, id);
         if (rc == TAPE_OK) {
             w->fd = openat(st->dirfd, jname,
                            O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
@@ -473,7 +677,7 @@ static int fs_writer_begin(void **out, void *self, const tape *header)
         if (rc == TAPE_OK) rc = writer_put(w, init, init_len, NULL, 0);
         if (rc == TAPE_OK && sync_data(st)) rc = writer_sync(w);
         if (rc == TAPE_OK && sync_data(st)) rc = fs_sync_dir(st->dirfd);
-        if (rc == TAPE_OK) rc = write_meta(st, header, sync_data(st));
+        if (rc == TAPE_OK) rc = write_meta(st, header, (int64_t)w->size, sync_data(st));
         if (rc != TAPE_OK && w->fd >= 0) {
             unlinkat(st->dirfd, jname, 0); /* ours, half made: remove it */
         }

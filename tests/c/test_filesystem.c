@@ -739,6 +739,356 @@ static void test_line_limit_at_save_and_append(void **state)
     free(msg);
 }
 
+/* ------------------------------------------------------------ the log */
+
+static char logged[8192];
+
+static void capture_log(void *ud, int level, const char *msg)
+{
+    (void)ud;
+    (void)level;
+    size_t n = strlen(logged);
+    snprintf(logged + n, sizeof logged - n, "%s\n", msg);
+}
+
+/* A Shadowcat tape copied under another name: listed, loaded, found,
+ * read and deleted under its file name, the one id the store can find it
+ * by; the log says which id the files hold. */
+static void test_file_name_and_tape_id_differ(void **state)
+{
+    (void)state;
+    tape_store *s = NULL;
+    EXPECT_OK(tape_store_open(&s, NULL, "filesystem", cfg, TAPE_OPEN_EAGER));
+    tape_store_free(s);
+    copy_file(TAPE_TEST_DATA_DIR "/shadowcat-session.jsonl", "example-complete.jsonl");
+    copy_file(TAPE_TEST_DATA_DIR "/shadowcat-session.meta.json", "example-complete.meta.json");
+    char *meta_before = strdup(read_text("example-complete.meta.json"));
+    char *jsonl_before = strdup(read_text("example-complete.jsonl"));
+    logged[0] = '\0';
+    tape_log_set(capture_log, NULL);
+    for (int round = 0; round < 2; round++) { /* index built, then index fresh */
+        s = open_fs(cfg);
+        tape_result *r = NULL;
+        EXPECT_OK(tape_store_query(&r, s, NULL));
+        assert_int_equal(tape_result_count(r), 1);
+        assert_string_equal(tape_entry_id(tape_result_at(r, 0)), "example-complete");
+        assert_string_equal(tape_entry_name(tape_result_at(r, 0)), "Débogage — outil « add »");
+        tape_result_free(r);
+        assert_int_equal(query_count(s, "{\"tags_all\":[\"régression\"],\"min_frames\":10}"), 1);
+        int e = 0;
+        EXPECT_OK(tape_store_exists(&e, s, "example-complete"));
+        assert_int_equal(e, 1);
+        EXPECT_OK(tape_store_exists(&e, s, "shadowcat-7f3a"));
+        assert_int_equal(e, 0);
+        tape *t = NULL;
+        EXPECT_OK(tape_store_load(&t, s, "example-complete"));
+        assert_string_equal(tape_id(t), "example-complete");
+        assert_int_equal(tape_frame_count(t), 10);
+        assert_string_equal(tape_session_id(t), "sess-2f9c1e");
+        tape_free(t);
+        EXPECT_ERR(tape_store_load(&t, s, "shadowcat-7f3a"), TAPE_ENOTFOUND, "shadowcat-7f3a");
+        tape_frame_iter *it = NULL;
+        EXPECT_OK(tape_store_read_frames(&it, s, "example-complete", 2, 5));
+        const tape_frame *f;
+        int n = 0;
+        while (tape_frame_iter_next(&f, it) == TAPE_OK) n++;
+        assert_int_equal(n, 4);
+        tape_frame_iter_free(it);
+        tape_store_free(s);
+    }
+    /* The log names both ids; the foreign files are left as they were. */
+    assert_non_null(strstr(logged, "\"shadowcat-7f3a\""));
+    assert_non_null(strstr(logged, "\"example-complete\""));
+    assert_string_equal(read_text("example-complete.meta.json"), meta_before);
+    assert_string_equal(read_text("example-complete.jsonl"), jsonl_before);
+    tape_log_set(NULL, NULL);
+    s = open_fs(cfg);
+    EXPECT_OK(tape_store_delete(s, "example-complete"));
+    assert_int_equal(count_files(), 0);
+    assert_int_equal(query_count(s, "{}"), 0);
+    tape_store_free(s);
+    free(meta_before);
+    free(jsonl_before);
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+typedef struct file_snap {
+    char name[256];
+    off_t size;
+    struct timespec mtime;
+    uint64_t hash;
+} file_snap;
+
+/* Every file of the store: name, size, mtime and a hash of its bytes. */
+static size_t snapshot(file_snap *out, size_t cap)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        assert_true(n < cap);
+        file_snap *f = &out[n++];
+        memset(f, 0, sizeof *f);
+        snprintf(f->name, sizeof f->name, "%s", de->d_name);
+        struct stat sb;
+        assert_int_equal(lstat(path_of(de->d_name), &sb), 0);
+        f->size = sb.st_size;
+        f->mtime = sb.st_mtim;
+        f->hash = 1469598103934665603ull;
+        FILE *in = fopen(path_of(de->d_name), "rb");
+        assert_non_null(in);
+        int c;
+        while ((c = fgetc(in)) != EOF) f->hash = (f->hash ^ (uint64_t)c) * 1099511628211ull;
+        fclose(in);
+    }
+    closedir(d);
+    /* readdir order is not stable across changes: sort by name. */
+    for (size_t i = 1; i < n; i++) {
+        for (size_t j = i; j > 0 && strcmp(out[j - 1].name, out[j].name) > 0; j--) {
+            file_snap tmp = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = tmp;
+        }
+    }
+    return n;
+}
+
+static void expect_same_files(const file_snap *a, size_t na, const file_snap *b, size_t nb)
+{
+    for (size_t i = 0; i < na || i < nb; i++) {
+        if (i >= na || i >= nb || strcmp(a[i].name, b[i].name) != 0) {
+            fail_msg("files differ: %s vs %s", i < na ? a[i].name : "(none)",
+                     i < nb ? b[i].name : "(none)");
+        }
+        if (a[i].size != b[i].size || a[i].hash != b[i].hash ||
+            a[i].mtime.tv_sec != b[i].mtime.tv_sec || a[i].mtime.tv_nsec != b[i].mtime.tv_nsec) {
+            fail_msg("%s changed", a[i].name);
+        }
+    }
+}
+
+static void expect_entry_is_load(tape_store *s, const char *id)
+{
+    tape_query *q = NULL;
+    char json[160];
+    snprintf(json, sizeof json, "{\"order_by\":\"id\"}");
+    EXPECT_OK(tape_query_parse(&q, json));
+    tape_result *r = NULL;
+    EXPECT_OK(tape_store_query(&r, s, q));
+    const tape_entry *e = NULL;
+    for (size_t i = 0; i < tape_result_count(r); i++) {
+        if (strcmp(tape_entry_id(tape_result_at(r, i)), id) == 0) e = tape_result_at(r, i);
+    }
+    if (e == NULL) fail_msg("%s is not listed", id);
+    tape *t = NULL;
+    EXPECT_OK(tape_store_load(&t, s, id));
+    tape_stats listed = TAPE_STATS_INIT, loaded = TAPE_STATS_INIT;
+    EXPECT_OK(tape_entry_get_stats(&listed, e));
+    EXPECT_OK(tape_get_stats(&loaded, t));
+    if (listed.frame_count != loaded.frame_count || listed.duration_ms != loaded.duration_ms ||
+        listed.last_sequence != loaded.last_sequence ||
+        listed.client_to_server != loaded.client_to_server ||
+        listed.server_to_client != loaded.server_to_client ||
+        listed.error_count != loaded.error_count ||
+        listed.correlation_count != loaded.correlation_count ||
+        listed.file_size_bytes != loaded.file_size_bytes) {
+        fail_msg("%s: listed %llu frames %lld ms %llu bytes, loaded %llu frames %lld ms %llu "
+                 "bytes", id, (unsigned long long)listed.frame_count,
+                 (long long)listed.duration_ms, (unsigned long long)listed.file_size_bytes,
+                 (unsigned long long)loaded.frame_count, (long long)loaded.duration_ms,
+                 (unsigned long long)loaded.file_size_bytes);
+    }
+    assert_int_equal(tape_entry_status(e), tape_status(t));
+    tape_free(t);
+    tape_result_free(r);
+    tape_query_free(q);
+}
+
+static tape *timed_tape(const char *id, int frames, int step_ms)
+{
+    tape *t = make_tape(id, 0);
+    for (int i = 0; i < frames; i++) {
+        tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+        d.direction = i % 2 ? TAPE_DIR_SERVER_TO_CLIENT : TAPE_DIR_CLIENT_TO_SERVER;
+        d.ts_ms = (int64_t)i * step_ms;
+        d.message = "{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":7}";
+        EXPECT_OK(tape_append_frame(NULL, t, &d));
+    }
+    return t;
+}
+
+static void replace_in_file(const char *name, const char *from, const char *to)
+{
+    char *text = strdup(read_text(name));
+    char *at = strstr(text, from);
+    if (at == NULL) fail_msg("%s lacks %s", name, from);
+    FILE *f = fopen(path_of(name), "w");
+    fwrite(text, 1, (size_t)(at - text), f);
+    fputs(to, f);
+    fputs(at + strlen(from), f);
+    fclose(f);
+    free(text);
+}
+
+/* "The frames win": a listing says what a load says, for a meta with
+ * wrong stats and a torn tail; the meta is corrected on a writable store,
+ * never on a read-only one nor for a tape being recorded. */
+static void test_listing_agrees_with_load(void **state)
+{
+    (void)state;
+    tape_store *s = open_fs(cfg);
+    tape *t = timed_tape("wrong", 24, 25); /* 575 ms */
+    EXPECT_OK(tape_store_save(s, t));
+    tape_free(t);
+    t = timed_tape("torn", 24, 25);
+    EXPECT_OK(tape_store_save(s, t));
+    tape_free(t);
+    tape_store_free(s);
+    replace_in_file("wrong.meta.json", "\"duration_ms\":\t575", "\"duration_ms\":\t725");
+    struct stat sb;
+    assert_int_equal(stat(path_of("torn.jsonl"), &sb), 0);
+    assert_int_equal(truncate(path_of("torn.jsonl"), sb.st_size - 10), 0); /* frame 23 torn */
+
+    char ro[600];
+    snprintf(ro, sizeof ro, "{\"path\":\"%s\",\"read_only\":true}", dir);
+    for (int pass = 0; pass < 3; pass++) { /* read-only, writable, writable again */
+        file_snap before[32], after[32];
+        size_t nb = snapshot(before, 32);
+        s = open_fs(pass == 0 ? ro : cfg);
+        assert_int_equal(query_count(s, "{\"min_duration_ms\":576}"), 0);
+        assert_int_equal(query_count(s, "{\"min_duration_ms\":575}"), 1);
+        assert_int_equal(query_count(s, "{\"min_frames\":24}"), 1);
+        assert_int_equal(query_count(s, "{\"min_frames\":23,\"max_frames\":23}"), 1);
+        expect_entry_is_load(s, "wrong");
+        expect_entry_is_load(s, "torn");
+        tape_store_free(s);
+        if (pass == 0) {
+            expect_same_files(before, nb, after, snapshot(after, 32));
+        }
+    }
+    /* The writable open corrected both meta files. */
+    assert_non_null(strstr(read_text("wrong.meta.json"), "\"duration_ms\":\t575"));
+    assert_non_null(strstr(read_text("torn.meta.json"), "\"frame_count\":\t23"));
+
+    /* A recording: its meta is the writer's; a listing elsewhere still
+     * says what a load says, and the meta is left alone. */
+    tape_store *a = open_fs(cfg);
+    tape *h = NULL;
+    EXPECT_OK(tape_new(&h, "live"));
+    tape_writer *w = NULL;
+    EXPECT_OK(tape_store_record(&w, a, h));
+    for (int i = 0; i < 3; i++) {
+        tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+        d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+        d.ts_ms = i * 100;
+        d.message = "{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":1}";
+        EXPECT_OK(tape_writer_append(NULL, w, &d));
+    }
+    char *live_meta = strdup(read_text("live.meta.json"));
+    assert_non_null(strstr(live_meta, "\"frame_count\":\t0"));
+    s = open_fs(cfg);
+    assert_int_equal(query_count(s, "{\"min_frames\":3,\"max_frames\":3,\"min_duration_ms\":200}"), 1);
+    expect_entry_is_load(s, "live");
+    tape_store_free(s);
+    assert_string_equal(read_text("live.meta.json"), live_meta);
+    free(live_meta);
+    EXPECT_OK(tape_writer_finish(w));
+    tape_writer_free(w);
+    tape_free(h);
+    expect_entry_is_load(a, "live");
+    tape_store_free(a);
+    s = open_fs(cfg);
+    expect_entry_is_load(s, "live");
+    tape_store_free(s);
+}
+
+/* read_only: every read works, nothing in the directory changes, every
+ * write is refused saying why. */
+static void test_read_only(void **state)
+{
+    (void)state;
+    tape_store *s = open_fs(cfg);
+    save(s, "r1", 3);
+    save(s, "r2", 5);
+    save(s, "nometa", 2);
+    tape *h = NULL;
+    EXPECT_OK(tape_new(&h, "crashed"));
+    tape_writer *w = NULL;
+    EXPECT_OK(tape_store_record(&w, s, h));
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.message = "{\"jsonrpc\":\"2.0\",\"method\":\"needle\",\"id\":1}";
+    EXPECT_OK(tape_writer_append(NULL, w, &d));
+    tape_writer_free(w); /* abandoned: status recording */
+    tape_free(h);
+    tape_store_free(s);
+    /* Everything a writable open would repair or write. */
+    unlink(path_of("nometa.meta.json"));
+    unlink(path_of("index.json"));
+    write_file("index.log", "garbage\n");
+    write_file("r1.jsonl.tmp.999999999.0", "{");
+    FILE *f = fopen(path_of("crashed.jsonl"), "a");
+    fputs("{\"type\":\"frame\",\"seq\":1,\"ts\":", f); /* torn tail */
+    fclose(f);
+    replace_in_file("r2.meta.json", "\"frame_count\":\t5", "\"frame_count\":\t50");
+
+    file_snap before[32], after[32];
+    size_t nb = snapshot(before, 32);
+    char ro[600];
+    snprintf(ro, sizeof ro, "{\"path\":\"%s\",\"read_only\":true}", dir);
+    s = NULL;
+    EXPECT_OK(tape_store_open(&s, NULL, "filesystem", ro, TAPE_OPEN_EAGER));
+    assert_int_equal(query_count(s, "{}"), 4);
+    assert_int_equal(query_count(s, "{\"text\":\"needle\"}"), 1);
+    assert_int_equal(query_count(s, "{\"min_frames\":6}"), 0);
+    expect_entry_is_load(s, "nometa");
+    expect_entry_is_load(s, "r2");
+    expect_entry_is_load(s, "crashed");
+    int e = 0;
+    EXPECT_OK(tape_store_exists(&e, s, "r1"));
+    assert_int_equal(e, 1);
+    tape_store_stats ss = TAPE_STORE_STATS_INIT;
+    EXPECT_OK(tape_store_stats_get(&ss, s));
+    assert_int_equal(ss.tape_count, 4);
+    assert_int_equal(ss.frame_count, 3 + 5 + 2 + 1);
+    tape_frame_iter *it = NULL;
+    EXPECT_OK(tape_store_read_frames(&it, s, "r2", 1, 3));
+    const tape_frame *fr;
+    int n = 0;
+    while (tape_frame_iter_next(&fr, it) == TAPE_OK) n++;
+    assert_int_equal(n, 3);
+    tape_frame_iter_free(it);
+    tape *t = make_tape("new", 1);
+    EXPECT_ERR(tape_store_save(s, t), TAPE_EUNSUPPORTED, "read-only");
+    tape_free(t);
+    t = make_tape("r1", 1);
+    EXPECT_ERR(tape_store_save(s, t), TAPE_EUNSUPPORTED, "read-only");
+    tape_free(t);
+    EXPECT_ERR(tape_store_delete(s, "r1"), TAPE_EUNSUPPORTED, "read-only");
+    EXPECT_OK(tape_new(&h, "rec"));
+    w = NULL;
+    EXPECT_ERR(tape_store_record(&w, s, h), TAPE_EUNSUPPORTED, "read-only");
+    assert_null(w);
+    tape_free(h);
+    tape_store_free(s);
+    expect_same_files(before, nb, after, snapshot(after, 32));
+
+    /* A read-only store creates no directory. */
+    char missing[600];
+    snprintf(missing, sizeof missing, "{\"path\":\"%s/nope\",\"read_only\":true}", dir);
+    s = NULL;
+    assert_int_equal(tape_store_open(&s, NULL, "filesystem", missing, TAPE_OPEN_EAGER), TAPE_EIO);
+    assert_non_null(strstr(tape_errmsg(), "nope"));
+    struct stat sb;
+    assert_int_equal(stat(path_of("nope"), &sb), -1);
+    /* The key is a boolean. */
+    EXPECT_ERR(tape_store_open(&s, NULL, "filesystem", "{\"read_only\":\"yes\"}", 0),
+               TAPE_ECONFIG, "read_only");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -755,6 +1105,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_persistence_and_default_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shadowcat_files_load_unchanged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_line_limit_at_save_and_append, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_name_and_tape_id_differ, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listing_agrees_with_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
