@@ -30,6 +30,8 @@ typedef struct fs_writer {
     char *id;
     off_t size;             /* bytes known to be written */
     int64_t since_checkpoint;
+    uint64_t frames;        /* frames this writer stored */
+    int cut_pending;        /* a failed write could not be cut back yet */
 } fs_writer;
 
 typedef struct fs_iter {
@@ -178,8 +180,10 @@ static int meta_set_file_size(char **meta, size_t *len, int64_t file_size)
     return TAPE_OK;
 }
 
-/* file_size: the .jsonl's length as written (a writer), or -1 (as encoded). */
-static int write_meta(fs_store *st, const tape *t, int64_t file_size, int sync)
+/* file_size: the .jsonl's length as written (a writer), or -1 (as encoded).
+ * *replaced (may be NULL) says whether the meta file was replaced, even if
+ * the index (a cache) then failed to take the change. */
+static int write_meta(fs_store *st, const tape *t, int64_t file_size, int sync, int *replaced)
 {
     char *meta = NULL;
     size_t len = 0;
@@ -193,6 +197,7 @@ static int write_meta(fs_store *st, const tape *t, int64_t file_size, int sync)
         rc = fs_write_atomic(st->dirfd, name, meta, len, st->cfg.file_mode, sync);
     }
     if (rc == TAPE_OK) {
+        if (replaced != NULL) *replaced = 1;
         rc = fs_index_put(st, tape_id(t), meta, len);
     }
     free(name);
@@ -595,16 +600,30 @@ static int fs_stats(tape_store_stats *out, void *self)
 
 /* ------------------------------------------------------------ writer */
 
+/* Cut the recording back to `to` bytes (a failed append is not stored).
+ * If the cut itself fails, the next write tries again first, so no line
+ * is ever appended after half a line of ours. */
+static int writer_cut(fs_writer *w, off_t to)
+{
+    w->size = to;
+    w->cut_pending = ftruncate(w->fd, to) != 0;
+    if (w->cut_pending) {
+        tape_log(TAPE_LOG_ERROR, "filesystem: tape \"%s\": cannot cut a failed append (%s)",
+                 w->id, strerror(errno));
+    }
+    return w->cut_pending ? -1 : 0;
+}
+
 /* Append bytes (one or more whole lines) to the recording; a failed or
  * short write is cut back so the file never keeps half a line we own. */
 static int writer_put(fs_writer *w, const char *a, size_t alen, const char *b, size_t blen)
 {
+    if (w->cut_pending && writer_cut(w, w->size) != 0) {
+        return fs_errno(errno, "cannot cut a failed append from tape", w->id);
+    }
     if (fs_write_all(w->fd, a, alen, b, blen) != 0) {
         int err = errno;
-        if (ftruncate(w->fd, w->size) != 0) {
-            tape_log(TAPE_LOG_ERROR, "filesystem: tape \"%s\": cannot cut a failed append",
-                     w->id);
-        }
+        writer_cut(w, w->size);
         return fs_errno(err, "cannot append to tape", w->id);
     }
     w->size += (off_t)(alen + blen);
@@ -619,18 +638,54 @@ static int writer_sync(fs_writer *w)
     return TAPE_OK;
 }
 
-/* Rewrite meta + index entry from the writer's header. */
+/* Rewrite meta + index entry from the writer's header. Once the meta file
+ * is replaced the tape's state is on disk: a failure of the index (a cache
+ * the next open repairs) is logged, not returned. */
 static int writer_meta(fs_writer *w, const tape *header)
 {
     fs_store *st = w->st;
+    int replaced = 0;
     pthread_mutex_lock(&st->lock);
     int rc = fs_index_lock(st, 1);
     if (rc == TAPE_OK) {
         rc = fs_index_catch_up(st);
-        if (rc == TAPE_OK) rc = write_meta(st, header, (int64_t)w->size, sync_data(st));
+        if (rc == TAPE_OK) {
+            rc = write_meta(st, header, (int64_t)w->size, sync_data(st), &replaced);
+        }
         fs_index_unlock(st);
     }
     pthread_mutex_unlock(&st->lock);
+    if (rc != TAPE_OK && replaced) {
+        tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": meta written, index not updated "
+                 "(%s); the next open repairs it", w->id, tape_errmsg());
+        rc = TAPE_OK;
+    }
+    return rc;
+}
+
+/*
+ * The header counts a frame this writer did not store (a caller that
+ * went on after a failed append without taking it back out): the meta is
+ * rewritten from the file itself, so the stats say what a load says.
+ */
+static int writer_recount(fs_writer *w)
+{
+    fs_store *st = w->st;
+    tape *t = NULL;
+    fs_read_info info;
+    int rc = fs_read_tape(&t, st, w->id, TAPE_DECODE_RECOVER, &info);
+    fs_read_info_free(&info);
+    if (rc == TAPE_OK) {
+        pthread_mutex_lock(&st->lock);
+        rc = fs_index_lock(st, 1);
+        if (rc == TAPE_OK) {
+            rc = fs_index_catch_up(st);
+            if (rc == TAPE_OK) rc = write_meta(st, t, -1, sync_data(st), NULL);
+            fs_index_unlock(st);
+        }
+        pthread_mutex_unlock(&st->lock);
+    }
+    tape_free(t);
     return rc;
 }
 
@@ -677,7 +732,7 @@ static int fs_writer_begin(void **out, void *self, const tape *header)
         if (rc == TAPE_OK) rc = writer_put(w, init, init_len, NULL, 0);
         if (rc == TAPE_OK && sync_data(st)) rc = writer_sync(w);
         if (rc == TAPE_OK && sync_data(st)) rc = fs_sync_dir(st->dirfd);
-        if (rc == TAPE_OK) rc = write_meta(st, header, (int64_t)w->size, sync_data(st));
+        if (rc == TAPE_OK) rc = write_meta(st, header, (int64_t)w->size, sync_data(st), NULL);
         if (rc != TAPE_OK && w->fd >= 0) {
             unlinkat(st->dirfd, jname, 0); /* ours, half made: remove it */
         }
@@ -705,10 +760,12 @@ static int writer_checkpoint(fs_writer *w, const tape *header)
     tape_string_free(line);
     if (rc == TAPE_OK && w->st->cfg.durability == FS_DURABILITY_BATCH) rc = writer_sync(w);
     if (rc == TAPE_OK) rc = writer_meta(w, header);
-    w->since_checkpoint = 0;
     return rc;
 }
 
+/* A frame is stored when its line, the sync its durability asks for and
+ * any checkpoint it triggers all succeed; otherwise the file is cut back
+ * to where it was and the frame is not stored (the writer goes on). */
 static int fs_writer_append(void *writer, const tape_frame *f, const tape *header)
 {
     fs_writer *w = writer;
@@ -718,14 +775,22 @@ static int fs_writer_append(void *writer, const tape_frame *f, const tape *heade
     if (rc != TAPE_OK) {
         return rc; /* refused before anything is written */
     }
+    off_t before = w->size;
+    int checkpoint = w->since_checkpoint + 1 >= w->st->cfg.checkpoint_every;
     rc = writer_put(w, line, len, "\n", 1);
     if (rc == TAPE_OK && w->st->cfg.durability == FS_DURABILITY_ALWAYS) {
         rc = writer_sync(w);
     }
-    if (rc == TAPE_OK && ++w->since_checkpoint >= w->st->cfg.checkpoint_every) {
+    if (rc == TAPE_OK && checkpoint) {
         rc = writer_checkpoint(w, header);
     }
-    return rc;
+    if (rc != TAPE_OK) {
+        if (w->size != before) writer_cut(w, before);
+        return rc;
+    }
+    w->frames++;
+    w->since_checkpoint = checkpoint ? 0 : w->since_checkpoint + 1;
+    return TAPE_OK;
 }
 
 static int fs_writer_correlate(void *writer, const tape *header, size_t i)
@@ -746,10 +811,14 @@ static int fs_writer_correlate(void *writer, const tape *header, size_t i)
     return rc;
 }
 
+/* A failed finish keeps every acknowledged frame with status recording
+ * (the meta never says finalized unless the final checkpoint and its sync
+ * made it); the writer is freed and its lease released either way. */
 static int fs_writer_end(void *writer, const tape *header, int finalize)
 {
     fs_writer *w = writer;
     int rc = TAPE_OK;
+    off_t before = w->size;
     if (finalize) {
         char *line = NULL;
         size_t len = 0;
@@ -758,8 +827,38 @@ static int fs_writer_end(void *writer, const tape *header, int finalize)
         tape_string_free(line);
     }
     if (rc == TAPE_OK && sync_data(w->st)) rc = writer_sync(w);
-    int mrc = writer_meta(w, header);
-    if (rc == TAPE_OK) rc = mrc;
+    tape *kept = NULL;
+    const tape *meta_of = header;
+    if (rc != TAPE_OK && finalize) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", tape_errmsg());
+        if (w->size != before) writer_cut(w, before);
+        meta_of = NULL; /* the last meta written says recording: keep it... */
+        if (tape_clone_meta(&kept, header) == TAPE_OK &&
+            tape_set_status(kept, TAPE_STATUS_RECORDING) == TAPE_OK &&
+            tape_set_finalized_at(kept, TAPE_TIME_NONE) == TAPE_OK) {
+            meta_of = kept; /* ...or bring its stats up to date, still recording */
+        }
+        if (meta_of != NULL && writer_meta(w, meta_of) != TAPE_OK) {
+            tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": %s", w->id, tape_errmsg());
+        }
+        rc = tape_error_set(rc, "%s", why);
+    } else {
+        int mrc = writer_meta(w, header);
+        if (rc == TAPE_OK) rc = mrc;
+    }
+    tape_free(kept);
+    tape_stats hs = TAPE_STATS_INIT;
+    if (tape_get_stats(&hs, header) == TAPE_OK && hs.frame_count != w->frames) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", tape_errmsg());
+        int crc = writer_recount(w);
+        if (crc != TAPE_OK) {
+            tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": cannot recount its stats (%s)",
+                     w->id, tape_errmsg());
+        }
+        if (rc != TAPE_OK) tape_error_set(rc, "%s", why);
+    }
     close(w->fd); /* releases the flock */
     free(w->id);
     free(w);

@@ -23,7 +23,8 @@
 
 int fs_errno(int err, const char *what, const char *name)
 {
-    return tape_error_set(err == ENOSPC || err == EDQUOT ? TAPE_ELIMIT : TAPE_EIO,
+    /* Out of space, quota or file size: a limit the caller can act on. */
+    return tape_error_set(err == ENOSPC || err == EDQUOT || err == EFBIG ? TAPE_ELIMIT : TAPE_EIO,
                           "filesystem: %s %s: %s", what, name, strerror(err));
 }
 

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1089,6 +1091,183 @@ static void test_read_only(void **state)
                TAPE_ECONFIG, "read_only");
 }
 
+/* ------------------------------------------------------------ the writer rule */
+
+static off_t size_of(const char *name)
+{
+    struct stat sb;
+    return stat(path_of(name), &sb) == 0 ? sb.st_size : -1;
+}
+
+/* Let files grow to at most `bytes` (RLIMIT_FSIZE; RLIM_INFINITY lifts it).
+ * Works as root, where a read-only mode would not stop the writes. */
+static int limit_file_size(rlim_t bytes)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) != 0) return -1;
+    rl.rlim_cur = bytes == RLIM_INFINITY ? rl.rlim_max : bytes;
+    return setrlimit(RLIMIT_FSIZE, &rl);
+}
+
+#define CHILD_CHECK(cond)                                                              \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            fprintf(stderr, "child: line %d: %s (%s)\n", __LINE__, #cond, tape_errmsg()); \
+            _exit(__LINE__ % 200 + 10);                                                \
+        }                                                                              \
+    } while (0)
+
+/* In a child process (its file size limit is its own). Drives the ops
+ * directly: a failed append is not stored and the writer goes on; a
+ * failed checkpoint takes its frame back out; a failed finish keeps every
+ * acknowledged frame with status recording and releases the lease. */
+static void writer_rule_vtable(void)
+{
+    signal(SIGXFSZ, SIG_IGN); /* a write past the limit fails with EFBIG instead */
+    char c[600];
+    snprintf(c, sizeof c, "{\"path\":\"%s\",\"durability\":\"batch\",\"checkpoint_every\":4}",
+             dir);
+    vt b = vt_open(c);
+    tape *h = NULL;
+    CHILD_CHECK(tape_new(&h, "rule") == TAPE_OK);
+    void *w = NULL;
+    CHILD_CHECK(b.ops->writer_begin(&w, b.self, h) == TAPE_OK);
+    char *msg = big_message(2000);
+    uint64_t seq = 0;
+    for (; seq < 2; seq++) CHILD_CHECK(vt_append(&b, w, &h, seq, msg) == TAPE_OK);
+
+    /* 1. The frame's line does not fit: refused, nothing of it kept. */
+    off_t at = size_of("rule.jsonl");
+    CHILD_CHECK(limit_file_size((rlim_t)at + 500) == 0);
+    CHILD_CHECK(vt_append(&b, w, &h, seq, msg) == TAPE_ELIMIT);
+    CHILD_CHECK(limit_file_size(RLIM_INFINITY) == 0);
+    CHILD_CHECK(size_of("rule.jsonl") == at);
+    CHILD_CHECK(vt_append(&b, w, &h, seq++, msg) == TAPE_OK); /* the writer goes on */
+    off_t frame_bytes = size_of("rule.jsonl") - at;
+
+    /* 2. The line fits, the checkpoint it triggers (the 4th frame) does not. */
+    at = size_of("rule.jsonl");
+    CHILD_CHECK(limit_file_size((rlim_t)(at + frame_bytes + 20)) == 0);
+    CHILD_CHECK(vt_append(&b, w, &h, seq, msg) == TAPE_ELIMIT);
+    CHILD_CHECK(limit_file_size(RLIM_INFINITY) == 0);
+    CHILD_CHECK(size_of("rule.jsonl") == at);
+    CHILD_CHECK(vt_append(&b, w, &h, seq++, msg) == TAPE_OK); /* now with its checkpoint */
+    CHILD_CHECK(strstr(read_text("rule.meta.json"), "\"frame_count\":\t4") != NULL);
+    CHILD_CHECK(vt_append(&b, w, &h, seq++, msg) == TAPE_OK);
+
+    /* 3. The finish cannot write its checkpoint: it fails, the tape keeps
+     * its 5 acknowledged frames with status recording, the lease is gone. */
+    at = size_of("rule.jsonl");
+    CHILD_CHECK(limit_file_size((rlim_t)at) == 0);
+    CHILD_CHECK(tape_set_status(h, TAPE_STATUS_FINALIZED) == TAPE_OK);
+    CHILD_CHECK(b.ops->writer_end(w, h, 1) == TAPE_ELIMIT);
+    CHILD_CHECK(limit_file_size(RLIM_INFINITY) == 0);
+    CHILD_CHECK(size_of("rule.jsonl") == at);
+    tape *got = NULL;
+    CHILD_CHECK(b.ops->load(&got, b.self, "rule") == TAPE_OK);
+    CHILD_CHECK(tape_frame_count(got) == 5);
+    CHILD_CHECK(tape_status(got) == TAPE_STATUS_RECORDING);
+    CHILD_CHECK(strstr(read_text("rule.meta.json"), "\"recording\"") != NULL);
+    /* save, delete and record of that id work: nothing holds it. */
+    CHILD_CHECK(b.ops->save(b.self, got) == TAPE_OK);
+    CHILD_CHECK(b.ops->remove(b.self, "rule") == TAPE_OK);
+    tape_free(got);
+    tape *h2 = NULL;
+    CHILD_CHECK(tape_new(&h2, "rule") == TAPE_OK);
+    CHILD_CHECK(b.ops->writer_begin(&w, b.self, h2) == TAPE_OK);
+    CHILD_CHECK(b.ops->writer_end(w, h2, 0) == TAPE_OK);
+    tape_free(h2);
+    tape_free(h);
+    free(msg);
+    b.ops->free(b.self);
+}
+
+/* The same through the public API (the core's writer over this one). */
+static void writer_rule_public(void)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    char c[600];
+    snprintf(c, sizeof c, "{\"path\":\"%s\",\"durability\":\"none\"}", dir);
+    tape_store *s = NULL;
+    CHILD_CHECK(tape_store_open(&s, NULL, "filesystem", c, 0) == TAPE_OK);
+    tape *h = NULL;
+    CHILD_CHECK(tape_new(&h, "pub") == TAPE_OK);
+    tape_writer *w = NULL;
+    CHILD_CHECK(tape_store_record(&w, s, h) == TAPE_OK);
+    char *msg = big_message(2000);
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.message = msg;
+    for (int i = 0; i < 3; i++) CHILD_CHECK(tape_writer_append(NULL, w, &d) == TAPE_OK);
+    off_t at = size_of("pub.jsonl");
+    CHILD_CHECK(limit_file_size((rlim_t)at) == 0);
+    CHILD_CHECK(tape_writer_finish(w) == TAPE_ELIMIT);
+    CHILD_CHECK(limit_file_size(RLIM_INFINITY) == 0);
+    tape_writer_free(w);
+    tape *got = NULL;
+    CHILD_CHECK(tape_store_load(&got, s, "pub") == TAPE_OK);
+    CHILD_CHECK(tape_frame_count(got) == 3);
+    CHILD_CHECK(tape_status(got) == TAPE_STATUS_RECORDING);
+    CHILD_CHECK(tape_store_save(s, got) == TAPE_OK);
+    CHILD_CHECK(tape_store_delete(s, "pub") == TAPE_OK);
+    CHILD_CHECK(tape_store_record(&w, s, h) == TAPE_OK);
+    CHILD_CHECK(tape_writer_finish(w) == TAPE_OK);
+    tape_writer_free(w);
+    tape_free(got);
+
+    /* A failed append (the core stops the writer): not stored, and the
+     * meta written when the writer is freed counts only stored frames. */
+    tape_free(h);
+    CHILD_CHECK(tape_new(&h, "pub2") == TAPE_OK);
+    CHILD_CHECK(tape_store_record(&w, s, h) == TAPE_OK);
+    CHILD_CHECK(tape_writer_append(NULL, w, &d) == TAPE_OK);
+    at = size_of("pub2.jsonl");
+    CHILD_CHECK(limit_file_size((rlim_t)at + 100) == 0);
+    CHILD_CHECK(tape_writer_append(NULL, w, &d) == TAPE_ELIMIT);
+    CHILD_CHECK(limit_file_size(RLIM_INFINITY) == 0);
+    CHILD_CHECK(size_of("pub2.jsonl") == at);
+    tape_writer_free(w);
+    CHILD_CHECK(tape_store_load(&got, s, "pub2") == TAPE_OK);
+    CHILD_CHECK(tape_frame_count(got) == 1);
+    tape_free(got);
+    tape_result *r = NULL;
+    tape_query *q = NULL;
+    CHILD_CHECK(tape_query_parse(&q, "{\"min_frames\":2}") == TAPE_OK);
+    CHILD_CHECK(tape_store_query(&r, s, q) == TAPE_OK);
+    CHILD_CHECK(tape_result_count(r) == 0);
+    tape_result_free(r);
+    tape_query_free(q);
+    CHILD_CHECK(tape_store_delete(s, "pub2") == TAPE_OK);
+    tape_free(h);
+    free(msg);
+    tape_store_free(s);
+}
+
+static void run_child(void (*fn)(void))
+{
+    fflush(NULL);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        fn();
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_writer_rule(void **state)
+{
+    (void)state;
+    tape_store *s = NULL;
+    EXPECT_OK(tape_store_open(&s, NULL, "filesystem", cfg, TAPE_OPEN_EAGER));
+    tape_store_free(s);
+    run_child(writer_rule_vtable);
+    run_child(writer_rule_public);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1108,6 +1287,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_name_and_tape_id_differ, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listing_agrees_with_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_rule, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
