@@ -811,9 +811,14 @@ static int fs_writer_correlate(void *writer, const tape *header, size_t i)
     return rc;
 }
 
-/* A failed finish keeps every acknowledged frame with status recording
- * (the meta never says finalized unless the final checkpoint and its sync
- * made it); the writer is freed and its lease released either way. */
+/*
+ * finalize: the final checkpoint, its sync and the finalized meta. If any
+ * of them fails, the checkpoint is cut back, the meta says recording (with
+ * every acknowledged frame) and the writer stays, lease held
+ * (TAPE_CAP_WRITER_RETRY): the core retries the finish or abandons it.
+ * Abandon (finalize 0): the meta as the header says; the writer is freed
+ * and its lease released whatever happens.
+ */
 static int fs_writer_end(void *writer, const tape *header, int finalize)
 {
     fs_writer *w = writer;
@@ -827,33 +832,29 @@ static int fs_writer_end(void *writer, const tape *header, int finalize)
         tape_string_free(line);
     }
     if (rc == TAPE_OK && sync_data(w->st)) rc = writer_sync(w);
-    tape *kept = NULL;
-    const tape *meta_of = header;
+    if (rc == TAPE_OK || !finalize) {
+        int mrc = writer_meta(w, header);
+        if (rc == TAPE_OK) rc = mrc;
+    }
     if (rc != TAPE_OK && finalize) {
         char why[1024];
         snprintf(why, sizeof why, "%s", tape_errmsg());
         if (w->size != before) writer_cut(w, before);
-        meta_of = NULL; /* the last meta written says recording: keep it... */
+        tape *kept = NULL;
         if (tape_clone_meta(&kept, header) == TAPE_OK &&
             tape_set_status(kept, TAPE_STATUS_RECORDING) == TAPE_OK &&
-            tape_set_finalized_at(kept, TAPE_TIME_NONE) == TAPE_OK) {
-            meta_of = kept; /* ...or bring its stats up to date, still recording */
-        }
-        if (meta_of != NULL && writer_meta(w, meta_of) != TAPE_OK) {
+            tape_set_finalized_at(kept, TAPE_TIME_NONE) == TAPE_OK &&
+            writer_meta(w, kept) != TAPE_OK) {
             tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": %s", w->id, tape_errmsg());
         }
-        rc = tape_error_set(rc, "%s", why);
-    } else {
-        int mrc = writer_meta(w, header);
-        if (rc == TAPE_OK) rc = mrc;
+        tape_free(kept);
+        return tape_error_set(rc, "%s", why); /* the writer stays for a retry */
     }
-    tape_free(kept);
     tape_stats hs = TAPE_STATS_INIT;
     if (tape_get_stats(&hs, header) == TAPE_OK && hs.frame_count != w->frames) {
         char why[1024];
         snprintf(why, sizeof why, "%s", tape_errmsg());
-        int crc = writer_recount(w);
-        if (crc != TAPE_OK) {
+        if (writer_recount(w) != TAPE_OK) {
             tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": cannot recount its stats (%s)",
                      w->id, tape_errmsg());
         }
@@ -978,7 +979,8 @@ static void fs_free(void *self)
 
 static const tape_backend_ops fs_ops = {
     .version = TAPE_BACKEND_OPS_VERSION,
-    .flags = TAPE_CAP_THREAD_SAFE | TAPE_CAP_PERSISTENT,
+    /* A failed finish keeps the writer (fs_writer_end). */
+    .flags = TAPE_CAP_THREAD_SAFE | TAPE_CAP_PERSISTENT | TAPE_CAP_WRITER_RETRY,
     .save = fs_save,
     .load = fs_load,
     .remove = fs_remove,
@@ -1033,7 +1035,7 @@ static const tape_provider fs_provider = {
     .description = "Shadowcat tape format 2.0 files in a directory (the default store)",
     .provider_version = 1,
     .capabilities = TAPE_CAP_EXISTS | TAPE_CAP_STATS | TAPE_CAP_WRITER | TAPE_CAP_READ_FRAMES |
-                    TAPE_CAP_THREAD_SAFE | TAPE_CAP_PERSISTENT,
+                    TAPE_CAP_THREAD_SAFE | TAPE_CAP_PERSISTENT | TAPE_CAP_WRITER_RETRY,
     .validate = fs_validate,
     .create = fs_create,
 };

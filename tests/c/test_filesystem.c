@@ -1156,7 +1156,9 @@ static void writer_rule_vtable(void)
     CHILD_CHECK(vt_append(&b, w, &h, seq++, msg) == TAPE_OK);
 
     /* 3. The finish cannot write its checkpoint: it fails, the tape keeps
-     * its 5 acknowledged frames with status recording, the lease is gone. */
+     * its 5 acknowledged frames with status recording, the writer stays
+     * (TAPE_CAP_WRITER_RETRY) and still holds the tape; a retry works. */
+    CHILD_CHECK(b.ops->flags & TAPE_CAP_WRITER_RETRY);
     at = size_of("rule.jsonl");
     CHILD_CHECK(limit_file_size((rlim_t)at) == 0);
     CHILD_CHECK(tape_set_status(h, TAPE_STATUS_FINALIZED) == TAPE_OK);
@@ -1168,7 +1170,30 @@ static void writer_rule_vtable(void)
     CHILD_CHECK(tape_frame_count(got) == 5);
     CHILD_CHECK(tape_status(got) == TAPE_STATUS_RECORDING);
     CHILD_CHECK(strstr(read_text("rule.meta.json"), "\"recording\"") != NULL);
-    /* save, delete and record of that id work: nothing holds it. */
+    CHILD_CHECK(b.ops->save(b.self, got) == TAPE_EBUSY);
+    tape_free(got);
+    CHILD_CHECK(b.ops->writer_end(w, h, 1) == TAPE_OK);
+    CHILD_CHECK(b.ops->load(&got, b.self, "rule") == TAPE_OK);
+    CHILD_CHECK(tape_frame_count(got) == 5);
+    CHILD_CHECK(tape_status(got) == TAPE_STATUS_FINALIZED);
+    tape_free(got);
+    CHILD_CHECK(b.ops->remove(b.self, "rule") == TAPE_OK);
+    tape_free(h);
+
+    /* 4. A failed finish, then abandoned: the frames stay as recording and
+     * the lease is released, so save, delete and record of the id work. */
+    CHILD_CHECK(tape_new(&h, "rule") == TAPE_OK);
+    CHILD_CHECK(b.ops->writer_begin(&w, b.self, h) == TAPE_OK);
+    for (seq = 0; seq < 2; seq++) CHILD_CHECK(vt_append(&b, w, &h, seq, msg) == TAPE_OK);
+    CHILD_CHECK(limit_file_size((rlim_t)size_of("rule.jsonl")) == 0);
+    CHILD_CHECK(tape_set_status(h, TAPE_STATUS_FINALIZED) == TAPE_OK);
+    CHILD_CHECK(b.ops->writer_end(w, h, 1) == TAPE_ELIMIT);
+    CHILD_CHECK(limit_file_size(RLIM_INFINITY) == 0);
+    CHILD_CHECK(tape_set_status(h, TAPE_STATUS_RECORDING) == TAPE_OK);
+    CHILD_CHECK(b.ops->writer_end(w, h, 0) == TAPE_OK);
+    CHILD_CHECK(b.ops->load(&got, b.self, "rule") == TAPE_OK);
+    CHILD_CHECK(tape_frame_count(got) == 2);
+    CHILD_CHECK(tape_status(got) == TAPE_STATUS_RECORDING);
     CHILD_CHECK(b.ops->save(b.self, got) == TAPE_OK);
     CHILD_CHECK(b.ops->remove(b.self, "rule") == TAPE_OK);
     tape_free(got);
@@ -1177,6 +1202,27 @@ static void writer_rule_vtable(void)
     CHILD_CHECK(b.ops->writer_begin(&w, b.self, h2) == TAPE_OK);
     CHILD_CHECK(b.ops->writer_end(w, h2, 0) == TAPE_OK);
     tape_free(h2);
+    tape_free(h);
+
+    /* 5. A caller that keeps counting a frame the writer refused: the meta
+     * still says what the file holds. */
+    CHILD_CHECK(tape_new(&h, "miscount") == TAPE_OK);
+    CHILD_CHECK(b.ops->writer_begin(&w, b.self, h) == TAPE_OK);
+    CHILD_CHECK(vt_append(&b, w, &h, 0, msg) == TAPE_OK);
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_SERVER_TO_CLIENT;
+    d.ts_ms = 500;
+    d.message = msg;
+    tape_frame *f = NULL;
+    CHILD_CHECK(tape_frame_new(&f, h, 1, &d) == TAPE_OK);
+    CHILD_CHECK(tape_account_frame(h, f) == TAPE_OK); /* counted before the append */
+    CHILD_CHECK(limit_file_size((rlim_t)size_of("miscount.jsonl") + 100) == 0);
+    CHILD_CHECK(b.ops->writer_append(w, f, h) == TAPE_ELIMIT);
+    CHILD_CHECK(limit_file_size(RLIM_INFINITY) == 0);
+    tape_frame_free(f);
+    CHILD_CHECK(b.ops->writer_end(w, h, 0) == TAPE_OK);
+    CHILD_CHECK(strstr(read_text("miscount.meta.json"), "\"frame_count\":\t1") != NULL);
+    CHILD_CHECK(strstr(read_text("miscount.meta.json"), "\"duration_ms\":\t0") != NULL);
     tape_free(h);
     free(msg);
     b.ops->free(b.self);
@@ -1203,8 +1249,27 @@ static void writer_rule_public(void)
     CHILD_CHECK(limit_file_size((rlim_t)at) == 0);
     CHILD_CHECK(tape_writer_finish(w) == TAPE_ELIMIT);
     CHILD_CHECK(limit_file_size(RLIM_INFINITY) == 0);
-    tape_writer_free(w);
     tape *got = NULL;
+    CHILD_CHECK(tape_store_load(&got, s, "pub") == TAPE_OK);
+    CHILD_CHECK(tape_frame_count(got) == 3);
+    CHILD_CHECK(tape_status(got) == TAPE_STATUS_RECORDING);
+    tape_free(got);
+    CHILD_CHECK(tape_writer_append(NULL, w, &d) == TAPE_OK); /* still recording */
+    CHILD_CHECK(tape_writer_finish(w) == TAPE_OK);            /* the retry */
+    tape_writer_free(w);
+    CHILD_CHECK(tape_store_load(&got, s, "pub") == TAPE_OK);
+    CHILD_CHECK(tape_frame_count(got) == 4);
+    CHILD_CHECK(tape_status(got) == TAPE_STATUS_FINALIZED);
+    tape_free(got);
+    CHILD_CHECK(tape_store_delete(s, "pub") == TAPE_OK);
+
+    /* A failed finish, then the writer freed: recording, lease released. */
+    CHILD_CHECK(tape_store_record(&w, s, h) == TAPE_OK);
+    for (int i = 0; i < 3; i++) CHILD_CHECK(tape_writer_append(NULL, w, &d) == TAPE_OK);
+    CHILD_CHECK(limit_file_size((rlim_t)size_of("pub.jsonl")) == 0);
+    CHILD_CHECK(tape_writer_finish(w) == TAPE_ELIMIT);
+    CHILD_CHECK(limit_file_size(RLIM_INFINITY) == 0);
+    tape_writer_free(w);
     CHILD_CHECK(tape_store_load(&got, s, "pub") == TAPE_OK);
     CHILD_CHECK(tape_frame_count(got) == 3);
     CHILD_CHECK(tape_status(got) == TAPE_STATUS_RECORDING);
@@ -1215,8 +1280,8 @@ static void writer_rule_public(void)
     tape_writer_free(w);
     tape_free(got);
 
-    /* A failed append (the core stops the writer): not stored, and the
-     * meta written when the writer is freed counts only stored frames. */
+    /* A failed append is not stored; the writer goes on, and the meta
+     * counts only the stored frames. */
     tape_free(h);
     CHILD_CHECK(tape_new(&h, "pub2") == TAPE_OK);
     CHILD_CHECK(tape_store_record(&w, s, h) == TAPE_OK);
@@ -1226,13 +1291,16 @@ static void writer_rule_public(void)
     CHILD_CHECK(tape_writer_append(NULL, w, &d) == TAPE_ELIMIT);
     CHILD_CHECK(limit_file_size(RLIM_INFINITY) == 0);
     CHILD_CHECK(size_of("pub2.jsonl") == at);
+    uint64_t seq = 0;
+    CHILD_CHECK(tape_writer_append(&seq, w, &d) == TAPE_OK);
+    CHILD_CHECK(seq == 1);
     tape_writer_free(w);
     CHILD_CHECK(tape_store_load(&got, s, "pub2") == TAPE_OK);
-    CHILD_CHECK(tape_frame_count(got) == 1);
+    CHILD_CHECK(tape_frame_count(got) == 2);
     tape_free(got);
     tape_result *r = NULL;
     tape_query *q = NULL;
-    CHILD_CHECK(tape_query_parse(&q, "{\"min_frames\":2}") == TAPE_OK);
+    CHILD_CHECK(tape_query_parse(&q, "{\"min_frames\":3}") == TAPE_OK);
     CHILD_CHECK(tape_store_query(&r, s, q) == TAPE_OK);
     CHILD_CHECK(tape_result_count(r) == 0);
     tape_result_free(r);
