@@ -1336,6 +1336,99 @@ static void test_writer_rule(void **state)
     run_child(writer_rule_public);
 }
 
+/* ------------------------------------------------------------ metadata learned while recording */
+
+static void set_learned(tape *t, const char *name, const char *tag, const char *session)
+{
+    EXPECT_OK(tape_set_name(t, name));
+    EXPECT_OK(tape_set_description(t, "learned from initialize"));
+    EXPECT_OK(tape_add_tag(t, tag));
+    EXPECT_OK(tape_set_session_id(t, session));
+    EXPECT_OK(tape_set_protocol_version(t, "2025-06-18"));
+    EXPECT_OK(tape_set_transport_json(t, "{\"type\":\"stdio\",\"command\":\"server\"}"));
+    EXPECT_OK(tape_set_environment_json(t, "{\"client\":\"claude-code 1.0\"}"));
+}
+
+static void expect_learned(tape_store *s, const char *id, const char *name, const char *tag,
+                           const char *session)
+{
+    tape *t = NULL;
+    EXPECT_OK(tape_store_load(&t, s, id));
+    assert_string_equal(tape_name(t), name);
+    assert_string_equal(tape_description(t), "learned from initialize");
+    assert_int_equal(tape_has_tag(t, tag), 1);
+    assert_string_equal(tape_session_id(t), session);
+    assert_string_equal(tape_protocol_version(t), "2025-06-18");
+    assert_non_null(strstr(tape_transport_json(t), "\"server\""));
+    assert_non_null(strstr(tape_environment_json(t), "claude-code"));
+    tape_free(t);
+    char q[200];
+    snprintf(q, sizeof q, "{\"tags_all\":[\"%s\"],\"session_id\":\"%s\"}", tag, session);
+    assert_int_equal(query_count(s, q), 1);
+}
+
+/* The header handed to append/end may carry metadata learned after
+ * begin: the writer persists it at its next checkpoint and at finish. */
+static void test_metadata_learned_while_recording(void **state)
+{
+    (void)state;
+    char c[600];
+    snprintf(c, sizeof c, "{\"path\":\"%s\",\"durability\":\"none\",\"checkpoint_every\":2}",
+             dir);
+    vt b = vt_open(c);
+    tape *h = NULL;
+    EXPECT_OK(tape_new(&h, "learn"));
+    EXPECT_OK(tape_set_session_id(h, "sess-begin"));
+    void *w = NULL;
+    EXPECT_OK(b.ops->writer_begin(&w, b.self, h));
+    EXPECT_OK(vt_append(&b, w, &h, 0, "{\"jsonrpc\":\"2.0\",\"method\":\"initialize\",\"id\":1}"));
+    set_learned(h, "server-everything", "learned", "sess-1");
+    EXPECT_OK(vt_append(&b, w, &h, 1, "{\"jsonrpc\":\"2.0\",\"result\":{},\"id\":1}"));
+    /* The checkpoint (2nd frame) wrote it: a reader sees it now. */
+    tape_store *r = open_fs(cfg);
+    expect_learned(r, "learn", "server-everything", "learned", "sess-1");
+    tape_store_free(r);
+    set_learned(h, "renamed at the end", "final", "sess-2");
+    EXPECT_OK(tape_set_status(h, TAPE_STATUS_FINALIZED));
+    EXPECT_OK(b.ops->writer_end(w, h, 1));
+    r = open_fs(cfg);
+    expect_learned(r, "learn", "renamed at the end", "final", "sess-2");
+    tape_store_free(r);
+    tape_free(h);
+    b.ops->free(b.self);
+
+    /* Through the public API. */
+    tape_store *s = open_fs(c);
+    EXPECT_OK(tape_new(&h, "learn2"));
+    tape_writer *tw = NULL;
+    EXPECT_OK(tape_store_record(&tw, s, h));
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.message = "{\"jsonrpc\":\"2.0\",\"method\":\"initialize\",\"id\":1}";
+    EXPECT_OK(tape_writer_append(NULL, tw, &d));
+    tape *m = NULL;
+    EXPECT_OK(tape_new(&m, "ignored"));
+    set_learned(m, "server-everything", "learned", "sess-3");
+    EXPECT_OK(tape_writer_update_meta(tw, m));
+    EXPECT_OK(tape_writer_append(NULL, tw, &d)); /* the checkpoint */
+    r = open_fs(cfg);
+    expect_learned(r, "learn2", "server-everything", "learned", "sess-3");
+    tape_store_free(r);
+    tape_free(m);
+    EXPECT_OK(tape_new(&m, "ignored"));
+    set_learned(m, "renamed at the end", "final", "sess-4");
+    EXPECT_OK(tape_writer_update_meta(tw, m));
+    EXPECT_OK(tape_writer_finish(tw));
+    tape_writer_free(tw);
+    expect_learned(s, "learn2", "renamed at the end", "final", "sess-4");
+    tape_store_free(s);
+    r = open_fs(cfg);
+    expect_learned(r, "learn2", "renamed at the end", "final", "sess-4");
+    tape_store_free(r);
+    tape_free(m);
+    tape_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1356,6 +1449,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_listing_agrees_with_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_rule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metadata_learned_while_recording, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
