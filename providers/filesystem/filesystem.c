@@ -602,27 +602,29 @@ static int fs_stats(tape_store_stats *out, void *self)
 
 /* Cut the recording back to `to` bytes (a failed append is not stored).
  * If the cut itself fails, the next write tries again first, so no line
- * is ever appended after half a line of ours. */
+ * is ever appended after half a line of ours. Returns 0 or the errno. */
 static int writer_cut(fs_writer *w, off_t to)
 {
     w->size = to;
-    w->cut_pending = ftruncate(w->fd, to) != 0;
-    if (w->cut_pending) {
+    int err = ftruncate(w->fd, to) != 0 ? errno : 0;
+    w->cut_pending = err != 0;
+    if (err != 0) {
         tape_log(TAPE_LOG_ERROR, "filesystem: tape \"%s\": cannot cut a failed append (%s)",
-                 w->id, strerror(errno));
+                 w->id, strerror(err));
     }
-    return w->cut_pending ? -1 : 0;
+    return err;
 }
 
 /* Append bytes (one or more whole lines) to the recording; a failed or
  * short write is cut back so the file never keeps half a line we own. */
 static int writer_put(fs_writer *w, const char *a, size_t alen, const char *b, size_t blen)
 {
-    if (w->cut_pending && writer_cut(w, w->size) != 0) {
-        return fs_errno(errno, "cannot cut a failed append from tape", w->id);
+    int err = w->cut_pending ? writer_cut(w, w->size) : 0;
+    if (err != 0) {
+        return fs_errno(err, "cannot cut a failed append from tape", w->id);
     }
     if (fs_write_all(w->fd, a, alen, b, blen) != 0) {
-        int err = errno;
+        err = errno;
         writer_cut(w, w->size);
         return fs_errno(err, "cannot append to tape", w->id);
     }

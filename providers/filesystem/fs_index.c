@@ -761,9 +761,9 @@ static int fresh_entry(tape_entry **out, fs_store *st, const char *id, fs_stamp 
          * that recovery mode can read. */
         char why[512];
         snprintf(why, sizeof why, "%s", tape_errmsg());
-        if (info.meta_state == FS_META_OK) {
-            rc = tape_entry_from_meta(out, info.meta, info.meta_len);
-        } else if (mode != TAPE_DECODE_RECOVER) {
+        rc = info.meta_state == FS_META_OK ? tape_entry_from_meta(out, info.meta, info.meta_len)
+                                           : TAPE_ECORRUPT;
+        if (rc != TAPE_OK && rc != TAPE_ENOMEM && mode != TAPE_DECODE_RECOVER) {
             fs_read_info_free(&info);
             rc = fs_read_tape(&t, st, id, TAPE_DECODE_RECOVER, &info);
             if (rc == TAPE_OK) rc = tape_entry_from_tape(out, t);

@@ -276,6 +276,15 @@ static void test_torn_tail_and_bad_lines(void **state)
     assert_int_equal(tape_store_load(&t, s, "mid"), TAPE_ECORRUPT);
     assert_non_null(strstr(tape_errmsg(), "line 3"));
     assert_null(t);
+    assert_int_equal(query_count(s, "{}"), 2); /* still listed, for whoever repairs it */
+    tape_store_free(s);
+    /* With its meta damaged too, it is listed from what recovery reads. */
+    char *meta = strdup(read_text("mid.meta.json"));
+    meta[strlen(meta) / 2] = '\0';
+    write_file("mid.meta.json", meta);
+    free(meta);
+    s = open_fs(cfg);
+    assert_int_equal(query_count(s, "{\"min_frames\":4}"), 2);
     tape_store_free(s);
 
     char rc[600];
