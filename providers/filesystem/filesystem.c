@@ -565,6 +565,7 @@ static int fs_list(void *self, const tape_query *q, tape_entry_sink sink, void *
     fs_store *st = self;
     pthread_mutex_lock(&st->lock);
     int rc = fs_index_refresh(st);
+    if (rc == TAPE_OK) rc = fs_index_recount_live(st);
     if (rc == TAPE_OK) {
         list_ctx c = { sink, data, 0 };
         rc = fs_index_each(st, list_one, &c);
@@ -590,6 +591,7 @@ static int fs_stats(tape_store_stats *out, void *self)
     fs_store *st = self;
     pthread_mutex_lock(&st->lock);
     int rc = fs_index_refresh(st);
+    if (rc == TAPE_OK) rc = fs_index_recount_live(st);
     if (rc == TAPE_OK) {
         out->tape_count = out->frame_count = out->total_bytes = 0;
         rc = fs_index_each(st, add_stats, out);

@@ -118,6 +118,7 @@ void fs_index_unlock(fs_store *st);
 int fs_index_open(fs_store *st);       /* load, verify against the meta files, repair */
 int fs_index_refresh(fs_store *st);    /* pick up other processes' changes (takes a shared lock) */
 int fs_index_catch_up(fs_store *st);   /* the same, for callers holding the exclusive lock */
+int fs_index_recount_live(fs_store *st); /* recordings that grew: entries from their frames */
 int fs_index_put(fs_store *st, const char *id, const char *meta, size_t meta_len);
 int fs_index_del(fs_store *st, const char *id);
 fs_ent *fs_index_find(fs_store *st, const char *id);

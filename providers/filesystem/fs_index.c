@@ -823,6 +823,52 @@ static int reconcile(fs_store *st, scan_item *it, int *changed)
     return ent_set(st, it->id, entry, &ms, &js);
 }
 
+/*
+ * A tape being recorded grows between the writer's checkpoints, so its
+ * entry (from the last meta) falls behind its frames. Before a listing,
+ * every entry with status recording whose .jsonl changed since it was
+ * read is recounted from the file, in memory only (the meta is its
+ * writer's): the listing says what a load says. Costs a stat per
+ * recording, and a decode only when it grew.
+ */
+static int recount_live(void *ud, fs_ent *e)
+{
+    fs_store *st = ud;
+    if (tape_entry_status(e->entry) != TAPE_STATUS_RECORDING) {
+        return TAPE_OK;
+    }
+    char *jname = fs_name(e->id, JSONL_SUFFIX);
+    if (jname == NULL) {
+        return tape_error_set(TAPE_ENOMEM, "out of memory");
+    }
+    fs_stamp js;
+    fs_stamp_of(&js, st->dirfd, jname);
+    free(jname);
+    if (js.size < 0 || (js.mtime_ns == e->jsonl.mtime_ns && js.size == e->jsonl.size)) {
+        return TAPE_OK;
+    }
+    tape *t = NULL;
+    fs_read_info info;
+    tape_entry *entry = NULL;
+    int rc = fs_read_tape(&t, st, e->id, st->cfg.recover ? TAPE_DECODE_RECOVER
+                                                         : TAPE_DECODE_STRICT, &info);
+    if (rc == TAPE_OK) rc = tape_entry_from_tape(&entry, t);
+    if (rc == TAPE_OK) {
+        tape_entry_free(e->entry);
+        e->entry = entry;
+        e->jsonl = info.jsonl;
+    }
+    fs_read_info_free(&info);
+    tape_free(t);
+    /* Unreadable just now (a damaged file): the last entry stands. */
+    return rc == TAPE_ENOMEM ? rc : TAPE_OK;
+}
+
+int fs_index_recount_live(fs_store *st)
+{
+    return fs_index_each(st, recount_live, st);
+}
+
 int fs_index_open(fs_store *st)
 {
     if (st->buckets == NULL && grow(st) != TAPE_OK) {

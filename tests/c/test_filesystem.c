@@ -986,7 +986,8 @@ static void test_listing_agrees_with_load(void **state)
 
     /* A recording: its meta is the writer's; a listing elsewhere still
      * says what a load says, and the meta is left alone. */
-    tape_store *a = open_fs(cfg);
+    tape_store *a = open_fs(cfg), *early = open_fs(cfg);
+    assert_int_equal(query_count(early, "{}"), 2); /* opened before the recording */
     tape *h = NULL;
     EXPECT_OK(tape_new(&h, "live"));
     tape_writer *w = NULL;
@@ -1000,6 +1001,14 @@ static void test_listing_agrees_with_load(void **state)
     }
     char *live_meta = strdup(read_text("live.meta.json"));
     assert_non_null(strstr(live_meta, "\"frame_count\":\t0"));
+    /* The recording store itself, and one opened before, say the same. */
+    expect_entry_is_load(a, "live");
+    expect_entry_is_load(early, "live");
+    assert_int_equal(query_count(a, "{\"min_frames\":3,\"max_frames\":3}"), 1);
+    tape_store_stats ss = TAPE_STORE_STATS_INIT;
+    EXPECT_OK(tape_store_stats_get(&ss, early));
+    assert_int_equal(ss.frame_count, 24 + 23 + 3);
+    tape_store_free(early);
     s = open_fs(cfg);
     assert_int_equal(query_count(s, "{\"min_frames\":3,\"max_frames\":3,\"min_duration_ms\":200}"), 1);
     expect_entry_is_load(s, "live");
