@@ -195,6 +195,14 @@ tape_frame *tape__frame_copy(const tape_frame *f, tape_chunk **arena);
 /* Build a frame line from a caller's description. session_id may be NULL. */
 int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *desc,
                       int64_t created_at, const char *session_id);
+/* JSON scanning of text cJSON has accepted (see frame.c): the start of
+ * member `index`'s value in the object at p, the end of the value at p;
+ * NULL when the text is not what was expected. */
+const char *tape__json_member_start(const char *p, const char *end, size_t index);
+const char *tape__json_skip_value(const char *p, const char *end);
+/* 1 if s holds an escape cJSON decodes as U+0000 (\u0000, or \u with bad
+ * hex digits), which cuts a parsed string short. */
+int tape__json_has_nul_escape(const char *s, size_t n);
 /* Decode a parsed frame line (arena NULL: malloc). Sets a message without
  * a line number. */
 int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, size_t len,

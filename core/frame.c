@@ -442,6 +442,61 @@ static int object_arg_text(char **out, int *is_error, const char *what, const ch
     return *out != NULL ? TAPE_OK : tape__oom();
 }
 
+/*
+ * cJSON accepts more than JSON: it skips any byte up to 0x20 as a blank,
+ * copies raw control characters inside strings and reads a \u escape with
+ * bad hex digits as U+0000. A frame we write must be JSON for every reader
+ * (Python's json refuses raw control characters), so a message is checked
+ * for those; cJSON has already checked the rest. Raw line breaks between
+ * tokens are fine (the message is minified); inside a string they are not.
+ */
+static int json_write_check(const char *s, size_t n)
+{
+    static const char *const hint = " (escape it, or record the line with "
+                                    "TAPE_FRAME_INVALID_JSON)";
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20) {
+            if (c == '"') {
+                in_str = !in_str;
+            } else if (c == '\\' && in_str) {
+                unsigned char e = i + 1 < n ? (unsigned char)s[i + 1] : 0;
+                if (e == 'u') {
+                    for (size_t k = i + 2; k < i + 6; k++) {
+                        unsigned char h = k < n ? (unsigned char)s[k] | 0x20 : 0;
+                        if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f'))) {
+                            return tape_error_set(TAPE_EINVAL,
+                                                  "frame message is not valid JSON: bad "
+                                                  "\\u escape at byte %zu",
+                                                  i);
+                        }
+                    }
+                    i += 5;
+                } else if (e != 0 && strchr("\"\\/bfnrt", e) != NULL) {
+                    i++;
+                } else {
+                    return tape_error_set(TAPE_EINVAL,
+                                          "frame message is not valid JSON: bad escape at "
+                                          "byte %zu",
+                                          i);
+                }
+            }
+        } else if (in_str && (c == '\n' || c == '\r')) {
+            return tape_error_set(TAPE_EINVAL, "frame message is not valid JSON: a string "
+                                  "contains a raw line break at byte %zu%s", i, hint);
+        } else if (in_str) {
+            return tape_error_set(TAPE_EINVAL, "frame message is not valid JSON: raw control "
+                                  "character 0x%02x in a string at byte %zu%s", c, i, hint);
+        } else if (!is_ws((char)c)) {
+            return tape_error_set(TAPE_EINVAL, "frame message is not valid JSON: control "
+                                  "character 0x%02x outside a string at byte %zu%s", c, i,
+                                  hint);
+        }
+    }
+    return TAPE_OK;
+}
+
 static const char *json_bool(int b)
 {
     return b ? "true" : "false";
@@ -515,6 +570,10 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
     if (m == NULL) {
         return tape_error_set(TAPE_EINVAL, "frame message is not valid JSON: '%.64s'",
                               len ? msg : "(empty)");
+    }
+    if (json_write_check(msg, len) != TAPE_OK) {
+        cJSON_Delete(m);
+        return TAPE_EINVAL;
     }
     /* The one parse: validation, and what the flags are derived from. */
     int is_error = has_member(m, "error");
@@ -709,7 +768,7 @@ static const char *skip_string(const char *p, const char *end)
     }
 }
 
-static const char *skip_value(const char *p, const char *end)
+const char *tape__json_skip_value(const char *p, const char *end)
 {
     if (p >= end) {
         return NULL;
@@ -745,7 +804,7 @@ static const char *skip_value(const char *p, const char *end)
 }
 
 /* Start of the value of member `index` of the object starting at p. */
-static const char *member_start(const char *p, const char *end, size_t index)
+const char *tape__json_member_start(const char *p, const char *end, size_t index)
 {
     p = skip_ws(p, end);
     if (p >= end || *p != '{') {
@@ -765,7 +824,7 @@ static const char *member_start(const char *p, const char *end, size_t index)
         if (i == index) {
             return p;
         }
-        if ((p = skip_value(p, end)) == NULL) {
+        if ((p = tape__json_skip_value(p, end)) == NULL) {
             return NULL;
         }
         p = skip_ws(p, end);
@@ -879,6 +938,64 @@ static size_t member_index(const cJSON *parent, const cJSON *item, size_t *after
     return i;
 }
 
+int tape__json_has_nul_escape(const char *s, size_t n)
+{
+    for (const char *p = s, *end = s + n; (p = memchr(p, '\\', (size_t)(end - p))) != NULL;
+         p += 2) {
+        if (end - p < 2) {
+            return 0;
+        }
+        if (p[1] == 'u') {
+            /* cJSON reads bad hex digits as 0 too. */
+            int zero = end - p >= 6;
+            for (int i = 2; zero && i < 6; i++) {
+                zero = p[i] == '0';
+            }
+            if (zero) {
+                return 1;
+            }
+            for (int i = 2; i < 6; i++) {
+                if (p + i >= end || !((p[i] >= '0' && p[i] <= '9') ||
+                                      ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'f'))) {
+                    return 1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* 1 if the string member `item` of the frame's root holds a \u0000 that
+ * cut its parsed value short. Only the member's own bytes are scanned:
+ * forward when it comes before env, backward from the end when after, so
+ * a large message is not read again. If the scanner gives up, the whole
+ * line is checked (a \u0000 in the message then counts: refused, not
+ * truncated). */
+static int member_has_nul(const cJSON *root, const cJSON *item, const cJSON *env,
+                          const char *line, size_t len)
+{
+    size_t after, env_after;
+    size_t idx = member_index(root, item, &after);
+    size_t env_idx = member_index(root, env, &env_after);
+    const char *s = NULL, *e = NULL, *end = line + len;
+    if (idx < env_idx) {
+        s = tape__json_member_start(line, end, idx);
+        e = s != NULL ? tape__json_skip_value(s, end) : NULL;
+    } else {
+        ptrdiff_t close = back_ws(line, (ptrdiff_t)len - 1);
+        ptrdiff_t last = close >= 0 && line[close] == '}' ? member_end(line, close, after) : -1;
+        ptrdiff_t before = last >= 0 ? back_value(line, last) : -2;
+        if (before >= -1) {
+            s = line + before + 1;
+            e = line + last + 1;
+        }
+    }
+    if (s == NULL || e == NULL) {
+        return tape__json_has_nul_escape(line, len);
+    }
+    return tape__json_has_nul_escape(s, (size_t)(e - s));
+}
+
 /* The bytes of env.message inside the line; 0 if the scanner gave up. */
 static int message_span(const char **ms, const char **me, const cJSON *root, const cJSON *env,
                         const cJSON *msg, const char *line, size_t len)
@@ -887,8 +1004,8 @@ static int message_span(const char **ms, const char **me, const cJSON *root, con
     size_t env_i = member_index(root, env, &env_after);
     size_t msg_i = member_index(env, msg, &msg_after);
     const char *end = line + len;
-    const char *es = member_start(line, end, env_i);
-    const char *s = es != NULL ? member_start(es, end, msg_i) : NULL;
+    const char *es = tape__json_member_start(line, end, env_i);
+    const char *s = es != NULL ? tape__json_member_start(es, end, msg_i) : NULL;
     ptrdiff_t close = back_ws(line, (ptrdiff_t)len - 1);
     if (s == NULL || close < 0 || line[close] != '}') {
         return 0;
@@ -999,6 +1116,14 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
     }
     if (cid != NULL && !cJSON_IsNull(cid) && !cJSON_IsString(cid)) {
         return frame_bad("correlation_id must be a string or null");
+    }
+    /* cJSON ends a string at a \u0000: read as it is, "client_to_server\u0000x"
+     * would pass and "r\u0000x" would be the correlation id "r". */
+    if (member_has_nul(root, dir, env, line, len)) {
+        return frame_bad("dir contains \\u0000");
+    }
+    if (cJSON_IsString(cid) && member_has_nul(root, cid, env, line, len)) {
+        return frame_bad("correlation_id contains \\u0000");
     }
     if (flags != NULL && !cJSON_IsNull(flags) && !cJSON_IsObject(flags)) {
         return frame_bad("flags must be an object");

@@ -1238,6 +1238,325 @@ static void test_check_line_limit(void **state)
     tape_free(t);
 }
 
+/* ------------------------------------------------ issue 7: JSON edges */
+
+/* A message appended, encoded, decoded (strict and recover) and parsed as
+ * a line keeps its exact bytes. */
+static void assert_message_roundtrip(const char *msg)
+{
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "edge-1"));
+    append(t, TAPE_DIR_CLIENT_TO_SERVER, 0, msg);
+    size_t len = 0;
+    const char *m = tape_frame_message(tape_frame_at(t, 0), &len);
+    assert_int_equal(len, strlen(msg));
+    assert_memory_equal(m, msg, len);
+    size_t n1 = 0;
+    char *once = encode(t, &n1);
+    tape_free(t);
+    for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        tape *back = NULL;
+        EXPECT_OK(decode_mode(&back, once, mode, &rep));
+        assert_int_equal(rep.skipped_lines, 0);
+        assert_int_equal(tape_frame_count(back), 1);
+        m = tape_frame_message(tape_frame_at(back, 0), &len);
+        assert_int_equal(len, strlen(msg));
+        assert_memory_equal(m, msg, len);
+        size_t n2 = 0;
+        char *twice = encode(back, &n2);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(once, twice, n1);
+        tape_string_free(twice);
+        size_t ll = 0;
+        const char *line = tape_frame_line(tape_frame_at(back, 0), &ll);
+        int type = 0;
+        tape_frame *f = NULL;
+        EXPECT_OK(tape_line_parse(&type, &f, line, ll));
+        assert_int_equal(type, TAPE_LINE_FRAME);
+        m = tape_frame_message(f, &len);
+        assert_int_equal(len, strlen(msg));
+        assert_memory_equal(m, msg, len);
+        tape_frame_free(f);
+        tape_free(back);
+    }
+    tape_string_free(once);
+}
+
+/* What JSON.stringify writes for half an emoji is valid JSON (RFC 8259
+ * allows any \uXXXX); cJSON refuses it, the codec must not. */
+static void test_lone_surrogates(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {
+        "{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"params\":{\"s\":\"\\ud83d\"}}", /* high */
+        "{\"s\":\"\\ude00\"}",                                                   /* low */
+        "{\"s\":\"\\ude00\\ud83d\"}",                                            /* reversed */
+        "{\"s\":\"\\uD83Dabc\\uDBFF\"}",
+        "{\"s\":\"\\ud83d\\ud83d\\ude00\"}", /* a high, then a real pair */
+        "{\"\\udc00\":[\"\\ud800\",\"x\\udfff\"]}",
+        "\"\\ud83d\"",
+        "{\"s\":\"\\ud83d\\ude00\",\"t\":\"\\\\ud83d\"}", /* a real pair; a text */
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        assert_message_roundtrip(ok[i]);
+    }
+    /* Real syntax errors around surrogates still fail. */
+    static const char *const bad[] = {
+        "{\"s\":\"\\ud83d}",      "{\"s\":\"\\ud83g\"}", "{\"s\":\"\\ud83\"}",
+        "{\"s\":\"\\ud83d\",}",   "{\"s\":\"\\ud83d\\\"}", "{\"s\":\"\\ud83d\" x}",
+        "{\"s\":\"\\ud83d\\u12\"}",
+    };
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "edge-2"));
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+        d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+        d.message = bad[i];
+        EXPECT_ERR(tape_append_frame(NULL, t, &d), TAPE_EINVAL, "not valid JSON");
+    }
+    tape_free(t);
+
+    /* A file written elsewhere: strict mode reads it, recovery keeps it. */
+    char doc[1024];
+    const char *frame = "{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\","
+                        "\"env\":{\"message\":{\"s\":\"\\ud83d\"}},\"x\":\"\\udead\"}\n";
+    snprintf(doc, sizeof doc, "%s%s%s", INIT, frame, FRAME(1, 5));
+    for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        EXPECT_OK(decode_mode(&t, doc, mode, &rep));
+        assert_int_equal(rep.skipped_lines, 0);
+        assert_int_equal(tape_frame_count(t), 2);
+        assert_string_equal(tape_frame_message(tape_frame_at(t, 0), NULL),
+                            "{\"s\":\"\\ud83d\"}");
+        char *text = encode(t, NULL);
+        assert_string_equal(text, doc);
+        tape_string_free(text);
+        tape_free(t);
+    }
+    /* The torn-tail rule does not mistake such a last line for a torn one. */
+    snprintf(doc, sizeof doc, "%s%.*s", INIT, (int)strlen(frame) - 1, frame);
+    tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+    EXPECT_OK(decode_mode(&t, doc, TAPE_DECODE_STRICT, &rep));
+    assert_int_equal(rep.torn_tail, 0);
+    assert_int_equal(tape_frame_count(t), 1);
+    tape_free(t);
+    /* An init line and a meta with one load, kept verbatim. */
+    const char *init = "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"t1\","
+                       "\"session_id\":\"s1\",\"created_at\":\"2025-08-14T10:30:00.000Z\","
+                       "\"protocol_version\":null,\"note\":\"\\ud83d\"}\n";
+    t = decode_str(init, "{\"tape_id\":\"t1\",\"created_at\":\"2025-08-14T10:30:00.000Z\","
+                         "\"name\":\"n\",\"extra\":\"\\udc00\"}");
+    char *text = encode(t, NULL);
+    assert_string_equal(text, init);
+    tape_string_free(text);
+    tape_free(t);
+}
+
+/* docs/tape-format.md, "Bytes and characters": what the codec does with
+ * invalid UTF-8, control characters and NUL. */
+static void test_utf8_and_control_policy(void **state)
+{
+    (void)state;
+    /* Invalid UTF-8 is not interpreted: kept byte for byte. */
+    assert_message_roundtrip("{\"s\":\"\xff\xfe\xc3 \xed\xa0\xbd \xc0\xaf\"}");
+    assert_message_roundtrip("{\"\xff\":\"\xe9t\xe9\"}");
+
+    /* Writing: a raw control character is not JSON (RFC 8259 wants it
+     * escaped) - refused, with where it is. */
+    static const struct {
+        const char *msg;
+        const char *needle;
+    } bad[] = {
+        { "{\"s\":\"a\x01" "b\"}", "raw control character 0x01 in a string" },
+        { "{\"s\":\"a\tb\"}", "raw control character 0x09 in a string" },
+        { "{\"s\":\"\x1f\"}", "raw control character 0x1f in a string" },
+        { "{\"s\":\x01" "1}", "control character 0x01 outside a string" },
+        { "{\"s\":\"a\nb\"}", "raw line break" },
+        { "{\"s\":\"a\rb\"}", "raw line break" },
+    };
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "policy-1"));
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+        d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+        d.message = bad[i].msg;
+        EXPECT_ERR(tape_append_frame(NULL, t, &d), TAPE_EINVAL, bad[i].needle);
+    }
+    /* Blanks between tokens are whitespace, escaped controls are fine. */
+    append(t, TAPE_DIR_CLIENT_TO_SERVER, 0, "{\t\"s\" :\r\n \"\\u0001\\t\\u0000\"}\n");
+    assert_string_equal(tape_frame_message(tape_frame_at(t, 0), NULL),
+                        "{\"s\":\"\\u0001\\t\\u0000\"}");
+    /* NUL: refused, also when the caller's length includes it. */
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.message = "{\"s\":\"a\0b\"}";
+    d.message_len = 11;
+    EXPECT_ERR(tape_append_frame(NULL, t, &d), TAPE_EINVAL, "NUL byte");
+    assert_int_equal(tape_frame_count(t), 1);
+    tape_free(t);
+
+    /* Reading is lenient where nothing is lost: raw controls (not line
+     * breaks) in a stored line are kept as they are. */
+    char doc[1024];
+    snprintf(doc, sizeof doc,
+             "%s{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\","
+             "\"env\":{\"message\":{\"s\":\"a\x01\tb\x7f\xff\"}}}\n",
+             INIT);
+    for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        EXPECT_OK(decode_mode(&t, doc, mode, &rep));
+        assert_int_equal(tape_frame_count(t), 1);
+        assert_string_equal(tape_frame_message(tape_frame_at(t, 0), NULL),
+                            "{\"s\":\"a\x01\tb\x7f\xff\"}");
+        char *text = encode(t, NULL);
+        assert_string_equal(text, doc);
+        tape_string_free(text);
+        tape_free(t);
+    }
+    /* A NUL byte in a line: invalid JSON (strict fails, recover skips). */
+    char nul[1024];
+    int n = snprintf(nul, sizeof nul, "%s%s", INIT, FRAME(0, 0));
+    int at = n;
+    n += snprintf(nul + n, sizeof nul - (size_t)n, "%s", FRAME(1, 1));
+    nul[at + 30] = '\0';
+    tape_decode_options o = TAPE_DECODE_OPTIONS_INIT;
+    EXPECT_ERR(tape_decode(&t, nul, (size_t)n, NULL, 0, &o, NULL), TAPE_ECORRUPT,
+               "line 3: invalid JSON");
+    o.mode = TAPE_DECODE_RECOVER;
+    tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+    EXPECT_OK(tape_decode(&t, nul, (size_t)n, NULL, 0, &o, &rep));
+    assert_int_equal(rep.skipped_lines, 1);
+    assert_int_equal(tape_frame_count(t), 1);
+    tape_free(t);
+    int type = 0;
+    EXPECT_ERR(tape_line_parse(&type, NULL, nul + at, strlen(FRAME(1, 1))), TAPE_ECORRUPT,
+               "not valid JSON");
+}
+
+/* cJSON decodes "\u0000" into a NUL that ends its C string: an id read
+ * that way is a shorter id than the file says. */
+static void test_nul_escape_in_ids(void **state)
+{
+    (void)state;
+    tape *t = (tape *)&t;
+    char doc[2048];
+    static const struct {
+        const char *init;
+        const char *needle;
+    } inits[] = {
+        { "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"abc\\u0000def\","
+          "\"created_at\":\"2025-08-14T10:30:00.000Z\"}",
+          "init line: tape_id contains \\u0000" },
+        { "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"abc\","
+          "\"session_id\":\"s\\u0000x\",\"created_at\":\"2025-08-14T10:30:00.000Z\"}",
+          "init line: session_id contains \\u0000" },
+        { "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"abc\","
+          "\"protocol_version\":\"2025\\u0000\",\"created_at\":\"2025-08-14T10:30:00.000Z\"}",
+          "init line: protocol_version contains \\u0000" },
+        { "{\"type\":\"init\",\"version\":\"2.0\\u0000\",\"tape_id\":\"abc\","
+          "\"created_at\":\"2025-08-14T10:30:00.000Z\\u0000junk\"}",
+          "contains \\u0000" },
+    };
+    for (size_t i = 0; i < sizeof inits / sizeof *inits; i++) {
+        snprintf(doc, sizeof doc, "%s\n", inits[i].init);
+        for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+            EXPECT_ERR(decode_mode(&t, doc, mode, NULL), TAPE_ECORRUPT, inits[i].needle);
+            assert_null(t);
+        }
+        int type = 0;
+        EXPECT_ERR(tape_line_parse(&type, NULL, inits[i].init, strlen(inits[i].init)),
+                   TAPE_ECORRUPT, inits[i].needle);
+    }
+    /* A text backslash followed by u0000 is no NUL. */
+    t = decode_str("{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"abc\","
+                   "\"session_id\":\"s\\\\u0000x\",\"created_at\":\"2025-08-14T10:30:00.000Z\"}\n",
+                   NULL);
+    assert_string_equal(tape_session_id(t), "s\\u0000x");
+    tape_free(t);
+
+    /* The meta: its tape_id must not merely start with the init line's. */
+    snprintf(doc, sizeof doc, "%s", INIT);
+    static const struct {
+        const char *meta;
+        const char *needle;
+    } metas[] = {
+        { "{\"tape_id\":\"t1\\u0000evil\",\"created_at\":\"2025-08-14T10:30:00.000Z\"}",
+          "meta: tape_id contains \\u0000" },
+        { "{\"tape_id\":\"t1\",\"session_id\":\"s1\\u0000\","
+          "\"created_at\":\"2025-08-14T10:30:00.000Z\"}",
+          "meta: session_id contains \\u0000" },
+        { "{\n  \"tape_id\": \"t1\",\n  \"name\": \"a\\u0000b\",\n"
+          "  \"created_at\": \"2025-08-14T10:30:00.000Z\"\n}\n",
+          "meta: name contains \\u0000" },
+        { "{\"tape_id\":\"t1\",\"tags\":[\"ok\",\"a\\u0000b\"],"
+          "\"created_at\":\"2025-08-14T10:30:00.000Z\"}",
+          "meta: tags contains \\u0000" },
+    };
+    for (size_t i = 0; i < sizeof metas / sizeof *metas; i++) {
+        EXPECT_ERR(tape_decode(&t, doc, strlen(doc), metas[i].meta, strlen(metas[i].meta),
+                               NULL, NULL),
+                   TAPE_ECORRUPT, metas[i].needle);
+        tape_entry *e = (tape_entry *)&e;
+        EXPECT_ERR(tape_entry_from_meta(&e, metas[i].meta, strlen(metas[i].meta)),
+                   TAPE_ECORRUPT, metas[i].needle);
+        assert_null(e);
+    }
+
+    /* Frames and correlations: ids and the direction. */
+    static const struct {
+        const char *line;
+        const char *needle;
+    } body[] = {
+        { "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"client_to_server\","
+          "\"env\":{\"message\":{}},\"correlation_id\":\"r\\u0000x\"}",
+          "malformed frame: correlation_id contains \\u0000" },
+        { "{\"type\":\"frame\",\"correlation_id\":\"r\\u0000x\",\"seq\":1,\"ts\":0,"
+          "\"dir\":\"client_to_server\",\"env\":{\"message\":{}}}",
+          "malformed frame: correlation_id contains \\u0000" },
+        { "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"client_to_server\\u0000x\","
+          "\"env\":{\"message\":{}}}",
+          "malformed frame: dir contains \\u0000" },
+        { "{\"type\":\"correlation\",\"id\":\"r\\u0000x\",\"request_seq\":0,"
+          "\"response_seq\":1}",
+          "malformed correlation: id contains \\u0000" },
+        { "{\"type\":\"correlation\",\"id\":\"r\",\"request_seq\":0,"
+          "\"response_seq\":1,\"status\":\"ok\\u0000\"}",
+          "malformed correlation: status contains \\u0000" },
+    };
+    for (size_t i = 0; i < sizeof body / sizeof *body; i++) {
+        snprintf(doc, sizeof doc, "%s%s%s\n%s", INIT, FRAME(0, 0), body[i].line, FRAME(2, 2));
+        char want[256];
+        snprintf(want, sizeof want, "line 3: %s", body[i].needle);
+        EXPECT_ERR(decode_mode(&t, doc, TAPE_DECODE_STRICT, NULL), TAPE_ECORRUPT, want);
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        EXPECT_OK(decode_mode(&t, doc, TAPE_DECODE_RECOVER, &rep));
+        assert_int_equal(rep.skipped_lines, 1);
+        assert_int_equal(tape_frame_count(t), 2);
+        assert_int_equal(tape_correlation_count(t), 0);
+        tape_free(t);
+        int type = 0;
+        EXPECT_ERR(tape_line_parse(&type, NULL, body[i].line, strlen(body[i].line)),
+                   TAPE_ECORRUPT, body[i].needle);
+    }
+    /* In a message or an unknown member a \u0000 is data, kept verbatim. */
+    snprintf(doc, sizeof doc,
+             "%s{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\","
+             "\"env\":{\"message\":{\"s\":\"a\\u0000b\"},\"n\":\"\\u0000\"},"
+             "\"correlation_id\":\"r1\",\"x\":\"\\u0000\"}\n"
+             "{\"type\":\"correlation\",\"id\":\"r1\",\"request_seq\":0,\"response_seq\":0,"
+             "\"note\":\"\\u0000\"}\n",
+             INIT);
+    t = decode_str(doc, NULL);
+    assert_string_equal(tape_frame_message(tape_frame_at(t, 0), NULL),
+                        "{\"s\":\"a\\u0000b\"}");
+    assert_string_equal(tape_frame_correlation_id(tape_frame_at(t, 0)), "r1");
+    char *text = encode(t, NULL);
+    assert_string_equal(text, doc);
+    tape_string_free(text);
+    tape_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1260,6 +1579,9 @@ int main(void)
         cmocka_unit_test(test_line_parse),
         cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_check_line_limit),
+        cmocka_unit_test(test_lone_surrogates),
+        cmocka_unit_test(test_utf8_and_control_policy),
+        cmocka_unit_test(test_nul_escape_in_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
