@@ -212,6 +212,11 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
 /* Wrap a frameless tape in a new entry (takes ownership, even on failure). */
 int tape__entry_from_frameless(tape_entry **out, tape *t);
 
+/* ---- sha256.c (FIPS 180-4) */
+void tape__sha256(unsigned char out[32], const void *data, size_t len);
+/* The digest as 64 lowercase hex digits and a NUL. */
+void tape__sha256_hex(char out[65], const void *data, size_t len);
+
 /* ---- codec.c */
 /* cJSON_ParseWithLength that also rejects trailing non-whitespace. */
 cJSON *tape__json_parse(const char *text, size_t len);

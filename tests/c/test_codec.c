@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "codec_internal.h"
 #include "tapestore/provider.h"
 
 #include "tape_test.h"
@@ -1557,6 +1557,47 @@ static void test_nul_escape_in_ids(void **state)
     tape_free(t);
 }
 
+/* ------------------------------------------------------------ sha256 */
+
+/* The FIPS 180-4 examples and NIST's long-message vector, plus lengths
+ * around the padding boundary (55, 56, 63, 64 bytes) checked against
+ * sha256sum. */
+static void test_sha256_vectors(void **state)
+{
+    (void)state;
+    char hex[65];
+    tape__sha256_hex(hex, "", 0);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    tape__sha256_hex(hex, "abc", 3);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    tape__sha256_hex(hex, m448, strlen(m448));
+    assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    const char *m896 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnop"
+                       "jklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
+    tape__sha256_hex(hex, m896, strlen(m896));
+    assert_string_equal(hex, "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
+    char *million = malloc(1000000);
+    assert_non_null(million);
+    memset(million, 'a', 1000000);
+    tape__sha256_hex(hex, million, 1000000);
+    assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    static const struct {
+        size_t n;
+        const char *hex;
+    } edges[] = {
+        { 55, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318" },
+        { 56, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a" },
+        { 63, "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34" },
+        { 64, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb" },
+    };
+    for (size_t i = 0; i < sizeof edges / sizeof *edges; i++) {
+        tape__sha256_hex(hex, million, edges[i].n);
+        assert_string_equal(hex, edges[i].hex);
+    }
+    free(million);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1582,6 +1623,7 @@ int main(void)
         cmocka_unit_test(test_lone_surrogates),
         cmocka_unit_test(test_utf8_and_control_policy),
         cmocka_unit_test(test_nul_escape_in_ids),
+        cmocka_unit_test(test_sha256_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
