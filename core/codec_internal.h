@@ -45,8 +45,9 @@ static inline const cJSON *tape__member(const cJSON *obj, const char *key)
 /* Largest integer a JSON number (an IEEE double) holds exactly. */
 #define TAPE__JSON_INT_MAX 9007199254740992.0
 
-/* A frame lives in one block: the struct, then line, message and
- * correlation id, each NUL-terminated (see frame.c). The block comes from
+/* A frame lives in one block: the struct, then (flagged frames only) a
+ * tape_frame_x and its raw bytes, then line, message and correlation id,
+ * each NUL-terminated (see frame.c). The block comes from
  * malloc, or from its tape's arena when the tape made the frame itself
  * (decode, clone): then the tape frees it.
  *
@@ -59,6 +60,15 @@ static inline const cJSON *tape__member(const cJSON *obj, const char *key)
  * for arena frames). Frames whose message is not a span of the line
  * (built ones, a re-printed message) keep it NUL-terminated in the block
  * and point `message` at it from the start. */
+/* What an invalid_json or oversize frame keeps besides its line, placed
+ * in the frame's block right after the struct (plain frames have none). */
+typedef struct tape_frame_x {
+    uint64_t length;  /* oversize: the whole message's length; else raw_len */
+    size_t raw_len;
+    char *raw;        /* the kept bytes (in the block), NUL-terminated */
+    char sha256[65];  /* oversize: lowercase hex; "" otherwise */
+} tape_frame_x;
+
 struct tape_frame {
     uint64_t seq;
     int64_t ts;
@@ -66,6 +76,8 @@ struct tape_frame {
     int is_error;
     int in_arena;
     int msg_lazy;           /* message is malloc'd on demand, msg in line */
+    unsigned int flags;     /* TAPE_FRAME_INVALID_JSON | TAPE_FRAME_OVERSIZE */
+    tape_frame_x *x;        /* NULL unless flags != 0 */
     size_t line_len;
     size_t message_len;
     size_t cid_len;

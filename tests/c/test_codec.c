@@ -1598,6 +1598,322 @@ static void test_sha256_vectors(void **state)
     free(million);
 }
 
+/* ------------------------------------- issue 7: invalid_json / oversize */
+
+static int append_flagged(tape *t, const char *bytes, size_t len, unsigned int fflags,
+                          size_t prefix, const char *flags_json)
+{
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_SERVER_TO_CLIENT;
+    d.ts_ms = 5;
+    d.message = bytes;
+    d.message_len = len;
+    d.frame_flags = fflags;
+    d.prefix_bytes = prefix;
+    d.flags_json = flags_json;
+    return tape_append_frame(NULL, t, &d);
+}
+
+static void assert_raw(const tape_frame *f, const char *bytes, size_t len)
+{
+    size_t n = 0;
+    const char *raw = tape_frame_raw(f, &n);
+    assert_non_null(raw);
+    assert_int_equal(n, len);
+    assert_memory_equal(raw, bytes, len);
+    assert_int_equal(raw[n], '\0');
+}
+
+/* The message of a flagged frame is one JSON string (valid JSON). */
+static void assert_message_is_string(const tape_frame *f)
+{
+    size_t n = 0;
+    const char *m = tape_frame_message(f, &n);
+    cJSON *v = cJSON_ParseWithLength(m, n);
+    assert_true(cJSON_IsString(v));
+    cJSON_Delete(v);
+}
+
+static void assert_flagged_same(const tape *a, const tape *b)
+{
+    assert_int_equal(tape_frame_count(a), tape_frame_count(b));
+    for (size_t i = 0; i < tape_frame_count(a); i++) {
+        const tape_frame *x = tape_frame_at(a, i), *y = tape_frame_at(b, i);
+        assert_int_equal(tape_frame_flags(x), tape_frame_flags(y));
+        assert_int_equal(tape_frame_is_error(x), tape_frame_is_error(y));
+        size_t nx = 0, ny = 0;
+        const char *rx = tape_frame_raw(x, &nx), *ry = tape_frame_raw(y, &ny);
+        assert_int_equal(nx, ny);
+        assert_memory_equal(rx, ry, nx);
+        uint64_t lx = 0, ly = 0;
+        const char *hx = NULL, *hy = NULL;
+        int cx = tape_frame_oversize_info(&lx, &hx, x), cy = tape_frame_oversize_info(&ly, &hy, y);
+        assert_int_equal(cx, cy);
+        if (cx == TAPE_OK) {
+            assert_int_equal(lx, ly);
+            assert_string_equal(hx, hy);
+        }
+    }
+}
+
+static void test_flagged_frames(void **state)
+{
+    (void)state;
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "flagged-1"));
+    append(t, TAPE_DIR_CLIENT_TO_SERVER, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}");
+
+    /* Not JSON, not UTF-8, quotes, backslashes, controls, a NUL: exact. */
+    static const char junk[] = "Content-Length: 12 \"quoted\" back\\slash \x01\t\r\x7f\xff\xfe "
+                               "\xc3\xa9 \\ud83d a\0b";
+    size_t junk_len = sizeof junk - 1;
+    EXPECT_OK(append_flagged(t, junk, junk_len, TAPE_FRAME_INVALID_JSON, 0, NULL));
+    const tape_frame *f = tape_frame_at(t, 1);
+    assert_int_equal(tape_frame_flags(f), TAPE_FRAME_INVALID_JSON);
+    assert_int_equal(tape_frame_is_error(f), 0);
+    assert_raw(f, junk, junk_len);
+    assert_message_is_string(f);
+    EXPECT_ERR(tape_frame_oversize_info(NULL, NULL, f), TAPE_ENOTFOUND, "not an oversize");
+    size_t ll = 0;
+    const char *line = tape_frame_line(f, &ll);
+    assert_non_null(strstr(line, ",\"flags\":{\"is_error\":false,\"is_notification\":false,"
+                                 "\"requires_response\":false,\"invalid_json\":true}}"));
+    assert_null(memchr(line, '\n', ll));
+
+    /* An empty line and an ordinary word line. */
+    EXPECT_OK(append_flagged(t, "", 0, TAPE_FRAME_INVALID_JSON, 0, NULL));
+    assert_raw(tape_frame_at(t, 2), "", 0);
+    assert_string_equal(tape_frame_message(tape_frame_at(t, 2), NULL), "\"\"");
+
+    /* Oversize: 3000 two-byte characters; a prefix of 101 bytes is cut
+     * back to 100, a character boundary. */
+    size_t big_len = 6000 + 5;
+    char *big = malloc(big_len + 1);
+    assert_non_null(big);
+    memcpy(big, "word ", 5);
+    for (size_t i = 5; i < big_len; i += 2) {
+        big[i] = (char)0xc3;
+        big[i + 1] = (char)0xa9;
+    }
+    big[big_len] = '\0';
+    char sha[65];
+    tape__sha256_hex(sha, big, big_len);
+    EXPECT_OK(append_flagged(t, big, big_len, TAPE_FRAME_OVERSIZE, 102, NULL));
+    f = tape_frame_at(t, 3);
+    assert_int_equal(tape_frame_flags(f), TAPE_FRAME_OVERSIZE);
+    assert_raw(f, big, 101);
+    uint64_t full = 0;
+    const char *hex = NULL;
+    EXPECT_OK(tape_frame_oversize_info(&full, &hex, f));
+    assert_int_equal(full, big_len);
+    assert_string_equal(hex, sha);
+    EXPECT_OK(tape_frame_oversize_info(NULL, NULL, f));
+    char want[256];
+    snprintf(want, sizeof want, "\"oversize\":{\"length\":%zu,\"sha256\":\"%s\"}}}", big_len, sha);
+    assert_non_null(strstr(tape_frame_line(f, NULL), want));
+    /* Default prefix: 1024 bytes, here 1023 (a boundary). */
+    EXPECT_OK(append_flagged(t, big, big_len, TAPE_FRAME_OVERSIZE, 0, NULL));
+    assert_raw(tape_frame_at(t, 4), big, 1023);
+    /* Bytes that are not UTF-8 are cut where asked. */
+    char bad[2000];
+    memset(bad, 0x80, sizeof bad);
+    EXPECT_OK(append_flagged(t, bad, sizeof bad, TAPE_FRAME_OVERSIZE, 10, NULL));
+    assert_raw(tape_frame_at(t, 5), bad, 10);
+    /* Both flags, with the caller's flags kept (its is_error does not make
+     * an error frame; its invalid_json is replaced). */
+    EXPECT_OK(append_flagged(t, junk, junk_len, TAPE_FRAME_INVALID_JSON | TAPE_FRAME_OVERSIZE,
+                             8, "{\"is_error\":true,\"invalid_json\":false,\"x\":[1]}"));
+    f = tape_frame_at(t, 6);
+    assert_int_equal(tape_frame_flags(f), TAPE_FRAME_INVALID_JSON | TAPE_FRAME_OVERSIZE);
+    assert_int_equal(tape_frame_is_error(f), 0);
+    assert_raw(f, junk, 8);
+    assert_non_null(strstr(tape_frame_line(f, NULL),
+                           "\"flags\":{\"is_error\":true,\"x\":[1],\"invalid_json\":true,"
+                           "\"oversize\":{\"length\":"));
+    /* Flagged frames count like others. */
+    tape_stats st = TAPE_STATS_INIT;
+    EXPECT_OK(tape_get_stats(&st, t));
+    assert_int_equal(st.frame_count, 7);
+    assert_int_equal(st.server_to_client, 6);
+    assert_int_equal(st.error_count, 0);
+    /* A plain frame: raw is the message, no flags. */
+    f = tape_frame_at(t, 0);
+    assert_int_equal(tape_frame_flags(f), 0);
+    assert_string_equal(tape_frame_raw(f, NULL), tape_frame_message(f, NULL));
+    EXPECT_ERR(tape_frame_oversize_info(&full, &hex, f), TAPE_ENOTFOUND, "frame 0");
+    assert_null(hex);
+    EXPECT_ERR(tape_frame_oversize_info(&full, &hex, NULL), TAPE_EINVAL, "NULL");
+    assert_int_equal(tape_frame_flags(NULL), 0);
+    assert_null(tape_frame_raw(NULL, NULL));
+
+    /* Encoded, decoded (both modes), parsed as lines, cloned: the same. */
+    size_t n1 = 0;
+    char *once = encode(t, &n1);
+    for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+        tape *back = NULL;
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        EXPECT_OK(decode_mode(&back, once, mode, &rep));
+        assert_int_equal(rep.skipped_lines, 0);
+        assert_flagged_same(t, back);
+        assert_same_stats(t, back);
+        size_t n2 = 0;
+        char *twice = encode(back, &n2);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(once, twice, n1);
+        tape_string_free(twice);
+        tape *copy = NULL;
+        EXPECT_OK(tape_clone(&copy, back));
+        assert_flagged_same(t, copy);
+        tape_free(copy);
+        tape_free(back);
+    }
+    tape_string_free(once);
+    for (size_t i = 0; i < tape_frame_count(t); i++) {
+        const tape_frame *g = tape_frame_at(t, i);
+        size_t gl = 0;
+        const char *gline = tape_frame_line(g, &gl);
+        int type = 0;
+        tape_frame *p = NULL, *c = NULL;
+        EXPECT_OK(tape_line_parse(&type, &p, gline, gl));
+        EXPECT_OK(tape_frame_clone(&c, p));
+        tape *one = NULL, *two = NULL;
+        EXPECT_OK(tape_new(&one, "one"));
+        EXPECT_OK(tape_new(&two, "two"));
+        EXPECT_OK(tape_push_frame(one, p));
+        EXPECT_OK(tape_push_frame(two, c));
+        assert_int_equal(tape_frame_flags(tape_frame_at(one, 0)), tape_frame_flags(g));
+        size_t rl = 0, gr = 0;
+        const char *r1 = tape_frame_raw(tape_frame_at(two, 0), &rl), *r2 = tape_frame_raw(g, &gr);
+        assert_int_equal(rl, gr);
+        assert_memory_equal(r1, r2, rl);
+        tape_free(one);
+        tape_free(two);
+    }
+
+    /* Too long for a line as invalid_json: TAPE_ELIMIT says what to do. */
+    size_t huge_len = (size_t)TAPE_MAX_LINE_DEFAULT + 10;
+    char *huge = malloc(huge_len);
+    assert_non_null(huge);
+    memset(huge, 'z', huge_len);
+    EXPECT_ERR(append_flagged(t, huge, huge_len, TAPE_FRAME_INVALID_JSON, 0, NULL), TAPE_ELIMIT,
+               "TAPE_FRAME_OVERSIZE");
+    EXPECT_OK(append_flagged(t, huge, huge_len, TAPE_FRAME_OVERSIZE, 0, NULL));
+    EXPECT_OK(tape_frame_oversize_info(&full, NULL, tape_frame_at(t, 7)));
+    assert_int_equal(full, huge_len);
+    free(huge);
+    EXPECT_ERR(append_flagged(t, "x", 1, 4, 0, NULL), TAPE_EINVAL, "unknown bits");
+    EXPECT_ERR(append_flagged(t, "x", 1, TAPE_FRAME_INVALID_JSON, 0, "[1]"), TAPE_EINVAL,
+               "flags is not a JSON object");
+    free(big);
+    tape_free(t);
+}
+
+/* An old caller's desc is a version-1 struct, shorter than today's: the
+ * new fields must not be read (ASan sees a read past this block). */
+static void test_frame_desc_version1(void **state)
+{
+    (void)state;
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "desc-v1"));
+    size_t v1 = offsetof(tape_frame_desc, frame_flags);
+    tape_frame_desc *d = malloc(v1);
+    assert_non_null(d);
+    tape_frame_desc init = TAPE_FRAME_DESC_INIT;
+    memcpy(d, &init, v1);
+    d->version = 1;
+    d->direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d->ts_ms = 0;
+    d->message = "{\"jsonrpc\":\"2.0\",\"method\":\"n\"}";
+    EXPECT_OK(tape_append_frame(NULL, t, d));
+    d->message = "not json";
+    EXPECT_ERR(tape_append_frame(NULL, t, d), TAPE_EINVAL, "not valid JSON");
+    free(d);
+    /* A full struct saying version 1: frame_flags is ignored. */
+    tape_frame_desc full = TAPE_FRAME_DESC_INIT;
+    full.version = 1;
+    full.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    full.message = "not json";
+    full.frame_flags = TAPE_FRAME_INVALID_JSON;
+    EXPECT_ERR(tape_append_frame(NULL, t, &full), TAPE_EINVAL, "not valid JSON");
+    full.version = TAPE_FRAME_DESC_VERSION + 1;
+    EXPECT_ERR(tape_append_frame(NULL, t, &full), TAPE_EVERSION, "newer");
+    assert_int_equal(tape_frame_count(t), 1);
+    assert_int_equal(tape_frame_flags(tape_frame_at(t, 0)), 0);
+    tape_free(t);
+}
+
+/* Flagged lines written elsewhere, and malformed ones. */
+static void test_flagged_decode(void **state)
+{
+    (void)state;
+    char doc[4096];
+    const char *sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    snprintf(doc, sizeof doc,
+             "%s"
+             "{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"server_to_client\","
+             "\"env\" : { \"message\" : \"a\\u00e9\\ud83d\\ude00\\ud83d\\/\\u0000\\n\" },"
+             "\"flags\":{\"invalid_json\":true,\"is_error\":true}}\n"
+             "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"server_to_client\","
+             "\"env\":{\"message\":\"abc\"},\"flags\":{\"oversize\":{\"sha256\":\"%s\","
+             "\"length\":9000}}}\n"
+             "{\"type\":\"frame\",\"seq\":2,\"ts\":0,\"dir\":\"server_to_client\","
+             "\"env\":{\"message\":{\"error\":{}}},\"flags\":{\"invalid_json\":false,"
+             "\"oversize\":null}}\n",
+             INIT, sha);
+    tape *t = decode_str(doc, NULL);
+    const tape_frame *f = tape_frame_at(t, 0);
+    assert_int_equal(tape_frame_flags(f), TAPE_FRAME_INVALID_JSON);
+    assert_int_equal(tape_frame_is_error(f), 0);
+    static const char want[] = "a\xc3\xa9\xf0\x9f\x98\x80\xed\xa0\xbd/\0\n";
+    assert_raw(f, want, sizeof want - 1);
+    assert_string_equal(tape_frame_message(f, NULL),
+                        "\"a\\u00e9\\ud83d\\ude00\\ud83d\\/\\u0000\\n\"");
+    f = tape_frame_at(t, 1);
+    assert_int_equal(tape_frame_flags(f), TAPE_FRAME_OVERSIZE);
+    assert_raw(f, "abc", 3);
+    uint64_t full = 0;
+    const char *hex = NULL;
+    EXPECT_OK(tape_frame_oversize_info(&full, &hex, f));
+    assert_int_equal(full, 9000);
+    assert_string_equal(hex, sha);
+    f = tape_frame_at(t, 2);
+    assert_int_equal(tape_frame_flags(f), 0);
+    assert_int_equal(tape_frame_is_error(f), 1);
+    char *text = encode(t, NULL);
+    assert_string_equal(text, doc);
+    tape_string_free(text);
+    tape_free(t);
+
+    static const struct {
+        const char *frame;
+        const char *needle;
+    } bad[] = {
+        { "\"env\":{\"message\":\"x\"},\"flags\":{\"invalid_json\":\"yes\"}",
+          "flags.invalid_json must be a boolean" },
+        { "\"env\":{\"message\":{}},\"flags\":{\"invalid_json\":true}",
+          "env.message of an invalid_json or oversize frame must be a string" },
+        { "\"env\":{\"message\":\"x\"},\"flags\":{\"oversize\":1}",
+          "flags.oversize must be an object" },
+        { "\"env\":{\"message\":\"x\"},\"flags\":{\"oversize\":{\"length\":-1,\"sha256\":\"\"}}",
+          "flags.oversize.length must be a non-negative integer" },
+        { "\"env\":{\"message\":\"x\"},\"flags\":{\"oversize\":{\"length\":1,\"sha256\":\"AB\"}}",
+          "flags.oversize.sha256 must be 64 lowercase hex digits" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(doc, sizeof doc,
+                 "%s%s{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"client_to_server\",%s}\n",
+                 INIT, FRAME(0, 0), bad[i].frame);
+        char w[256];
+        snprintf(w, sizeof w, "line 3: malformed frame: %s", bad[i].needle);
+        EXPECT_ERR(decode_mode(&t, doc, TAPE_DECODE_STRICT, NULL), TAPE_ECORRUPT, w);
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        EXPECT_OK(decode_mode(&t, doc, TAPE_DECODE_RECOVER, &rep));
+        assert_int_equal(rep.skipped_lines, 1);
+        assert_int_equal(tape_frame_count(t), 1);
+        tape_free(t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1624,6 +1940,9 @@ int main(void)
         cmocka_unit_test(test_utf8_and_control_policy),
         cmocka_unit_test(test_nul_escape_in_ids),
         cmocka_unit_test(test_sha256_vectors),
+        cmocka_unit_test(test_flagged_frames),
+        cmocka_unit_test(test_frame_desc_version1),
+        cmocka_unit_test(test_flagged_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -450,8 +450,8 @@ static void test_append_frame_invalid(void **state)
     uint64_t seq = 42;
     d.version = 0;
     EXPECT_ERR(tape_append_frame(&seq, t, &d), TAPE_EINVAL, "TAPE_FRAME_DESC_INIT");
-    d.version = 2;
-    EXPECT_ERR(tape_append_frame(&seq, t, &d), TAPE_EVERSION, "version 2 is newer");
+    d.version = TAPE_FRAME_DESC_VERSION + 1;
+    EXPECT_ERR(tape_append_frame(&seq, t, &d), TAPE_EVERSION, "version 3 is newer");
     d.version = TAPE_FRAME_DESC_VERSION;
     d.direction = 0;
     EXPECT_ERR(tape_append_frame(&seq, t, &d), TAPE_EINVAL, "direction 0 is invalid");
