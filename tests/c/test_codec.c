@@ -1414,6 +1414,27 @@ static void test_utf8_and_control_policy(void **state)
         tape_string_free(text);
         tape_free(t);
     }
+    /* A control character between tokens and a \u with bad hex digits
+     * load and are kept; other bad escapes are invalid JSON. */
+    snprintf(doc, sizeof doc,
+             "%s{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\","
+             "\"env\":{\"message\":{\"s\":\x01\"\\u12zz\"}}}\n",
+             INIT);
+    t = decode_str(doc, NULL);
+    assert_string_equal(tape_frame_message(tape_frame_at(t, 0), NULL), "{\"s\":\x01\"\\u12zz\"}");
+    char *again = encode(t, NULL);
+    assert_string_equal(again, doc);
+    tape_string_free(again);
+    tape_free(t);
+    snprintf(doc, sizeof doc, "%s%s{\"s\":\"\\x\"}\n", INIT, FRAME(0, 0));
+    EXPECT_ERR(decode_mode(&t, doc, TAPE_DECODE_STRICT, NULL), TAPE_ECORRUPT,
+               "line 3: invalid JSON");
+    tape_frame_desc bad_escape = TAPE_FRAME_DESC_INIT;
+    bad_escape.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    bad_escape.message = "{\"s\":\"\\u12zz\"}";
+    EXPECT_OK(tape_new(&t, "policy-2"));
+    EXPECT_ERR(tape_append_frame(NULL, t, &bad_escape), TAPE_EINVAL, "bad \\u escape at byte 6");
+    tape_free(t);
     /* A NUL byte in a line: invalid JSON (strict fails, recover skips). */
     char nul[1024];
     int n = snprintf(nul, sizeof nul, "%s%s", INIT, FRAME(0, 0));
