@@ -1435,12 +1435,17 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
         return frame_bad("correlation_id must be a string or null");
     }
     /* cJSON ends a string at a \u0000: read as it is, "client_to_server\u0000x"
-     * would pass and "r\u0000x" would be the correlation id "r". */
-    if (member_has_nul(root, dir, env, line, len)) {
-        return frame_bad("dir contains \\u0000");
-    }
-    if (cJSON_IsString(cid) && member_has_nul(root, cid, env, line, len)) {
-        return frame_bad("correlation_id contains \\u0000");
+     * would pass and "r\u0000x" would be the correlation id "r". One look
+     * at the whole line first (memchr for backslashes: far cheaper than
+     * locating the members, which showed in decode profiles); the members
+     * only when the line has such an escape somewhere. */
+    if (tape__json_has_nul_escape(line, len)) {
+        if (member_has_nul(root, dir, env, line, len)) {
+            return frame_bad("dir contains \\u0000");
+        }
+        if (cJSON_IsString(cid) && member_has_nul(root, cid, env, line, len)) {
+            return frame_bad("correlation_id contains \\u0000");
+        }
     }
     if (flags != NULL && !cJSON_IsNull(flags) && !cJSON_IsObject(flags)) {
         return frame_bad("flags must be an object");

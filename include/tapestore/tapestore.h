@@ -208,9 +208,11 @@ typedef struct tape_frame_desc {
 #define TAPE_FRAME_PREFIX_DEFAULT 1024
 
 /** Append a frame. The sequence number is assigned (0, 1, 2, ...) and
- *  returned through out_seq (may be NULL). The message must be valid JSON;
- *  it is kept byte for byte, except that a message spread over several
- *  lines is stored minified (a line is a frame). */
+ *  returned through out_seq (may be NULL). The message must be valid JSON
+ *  (RFC 8259: no raw control characters in strings; lone surrogate escapes
+ *  are fine); it is kept byte for byte, except that a message spread over
+ *  several lines is stored minified (a line is a frame). With frame_flags
+ *  (desc version 2) any bytes can be recorded: see TAPE_FRAME_INVALID_JSON. */
 TAPE_API int tape_append_frame(uint64_t *out_seq, tape *t, const tape_frame_desc *desc);
 TAPE_API size_t tape_frame_count(const tape *t);
 /** Borrowed; NULL if out of range. */
