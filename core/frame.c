@@ -1280,10 +1280,11 @@ static size_t json_unescape(char *out, const char *s, size_t n)
             *p++ = s[i];
             continue;
         }
+        static const char names[] = "\"\\/bfnrt", values[] = "\"\\/\b\f\n\r\t";
         char e = s[i + 1];
-        const char *simple = strchr("\"\\/bfnrt", e);
-        if (e != 0 && simple != NULL) {
-            *p++ = "\"\\/\b\f\n\r\t"[simple - "\"\\/bfnrt"];
+        const char *simple = e != 0 ? strchr(names, e) : NULL;
+        if (simple != NULL) {
+            *p++ = values[simple - names];
             i++;
             continue;
         }
