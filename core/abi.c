@@ -54,6 +54,10 @@ CHECK(offsetof(tape_frame_desc, message_len) == 16 + sizeof(void *));
 CHECK(offsetof(tape_frame_desc, correlation_id) == 16 + 2 * sizeof(void *));
 CHECK(offsetof(tape_frame_desc, transport_json) == 16 + 3 * sizeof(void *));
 CHECK(offsetof(tape_frame_desc, flags_json) == 16 + 4 * sizeof(void *));
+/* version 2 */
+CHECK(offsetof(tape_frame_desc, frame_flags) == 16 + 5 * sizeof(void *));
+CHECK(offsetof(tape_frame_desc, prefix_bytes) == 16 + 6 * sizeof(void *));
+CHECK(sizeof(tape_frame_desc) == 16 + 7 * sizeof(void *));
 
 /* Stats structs: version, then 64-bit counters. */
 CHECK(offsetof(tape_stats, frame_count) == 8);

@@ -13,6 +13,74 @@ static int is_ws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
+                                            : 16u;
+        if (d == 16u) {
+            return 0;
+        }
+        v = v * 16 + d;
+    }
+    *out = v;
+    return 1;
+}
+
+/*
+ * RFC 8259 allows any \uXXXX escape, so a lone UTF-16 surrogate ("\ud83d",
+ * half an emoji, as JavaScript's JSON.stringify writes it) is valid JSON;
+ * cJSON refuses it. *out gets a copy of text with each lone surrogate
+ * escape rewritten as \ufffd: same length, so every offset into the copy
+ * is one into the original, whose bytes are what the codec keeps. Returns
+ * 1 with a copy, 0 if there is no lone surrogate, -1 out of memory. The
+ * scan only tracks strings; syntax is left to cJSON.
+ */
+static int patch_lone_surrogates(char **out, const char *text, size_t len)
+{
+    *out = NULL;
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (!in_str) {
+            in_str = c == '"';
+            continue;
+        }
+        if (c == '"') {
+            in_str = 0;
+            continue;
+        }
+        if (c != '\\' || i + 1 >= len) {
+            continue;
+        }
+        unsigned cu, lo;
+        if (text[i + 1] != 'u' || len - i < 6 || !hex4(text + i + 2, &cu)) {
+            i++; /* a one-character escape (or a broken one: cJSON's) */
+            continue;
+        }
+        if (cu >= 0xD800 && cu <= 0xDBFF && len - i >= 12 && text[i + 6] == '\\' &&
+            text[i + 7] == 'u' && hex4(text + i + 8, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
+            i += 11; /* a real pair */
+            continue;
+        }
+        if (cu >= 0xD800 && cu <= 0xDFFF) {
+            if (*out == NULL) {
+                if ((*out = malloc(len)) == NULL) {
+                    return -1;
+                }
+                memcpy(*out, text, len);
+            }
+            memcpy(*out + i + 2, "fffd", 4);
+        }
+        i += 5;
+    }
+    return *out != NULL;
+}
+
 cJSON *tape__json_parse(const char *text, size_t len)
 {
     /* cJSON skips a NUL as if it were a blank; JSON has no such byte, and
@@ -23,7 +91,19 @@ cJSON *tape__json_parse(const char *text, size_t len)
     const char *end = NULL;
     cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (v == NULL) {
-        return NULL;
+        /* Only then look for lone surrogates: valid text pays nothing.
+         * Parsed values then hold U+FFFD for them; kept bytes (messages,
+         * whole lines) come from the original text. */
+        char *patched = NULL;
+        if (patch_lone_surrogates(&patched, text, len) != 1) {
+            return NULL;
+        }
+        v = cJSON_ParseWithLengthOpts(patched, len, &end, 0);
+        end = text + (end - patched);
+        free(patched);
+        if (v == NULL) {
+            return NULL;
+        }
     }
     /* cJSON stops after the first value; anything but blanks after it
      * means the text was not one JSON value. */
@@ -342,6 +422,42 @@ static int is_init_key(const char *k)
     return 0;
 }
 
+/*
+ * The first member of the object `root` (parsed from text) whose value
+ * holds an escape cJSON decodes as U+0000, or NULL. cJSON ends the parsed
+ * string there: "abc\u0000def" would be read as the id "abc". Meant for
+ * small documents (init line, meta, correlation line): one scan of the
+ * whole text, and a second, per member, only when it found one. `only`,
+ * if not NULL, limits the search to the members named in it.
+ */
+static const char *nul_member(const cJSON *root, const char *text, size_t len,
+                              const char *const *only)
+{
+    if (!tape__json_has_nul_escape(text, len)) {
+        return NULL;
+    }
+    const char *end = text + len;
+    size_t i = 0;
+    for (const cJSON *c = root->child; c != NULL; c = c->next, i++) {
+        int wanted = only == NULL;
+        for (const char *const *k = only; k != NULL && *k != NULL && !wanted; k++) {
+            wanted = c->string != NULL && strcmp(c->string, *k) == 0;
+        }
+        if (!wanted) {
+            continue;
+        }
+        const char *s = tape__json_member_start(text, end, i);
+        const char *e = s != NULL ? tape__json_skip_value(s, end) : NULL;
+        if (s == NULL || e == NULL) {
+            return "a member"; /* the scanner gave up: refuse, not truncate */
+        }
+        if (tape__json_has_nul_escape(s, (size_t)(e - s))) {
+            return c->string != NULL ? c->string : "a member";
+        }
+    }
+    return NULL;
+}
+
 /* Fill t's id, session, created_at and protocol version from an init
  * line; unknown keys move (detached from root) into t->init_extra. */
 static int init_parse(tape *t, cJSON *root, const char *line, size_t len)
@@ -350,6 +466,14 @@ static int init_parse(tape *t, cJSON *root, const char *line, size_t len)
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "tape_id");
     const cJSON *created = cJSON_GetObjectItemCaseSensitive(root, "created_at");
     const char *session, *proto;
+    /* Every member: a changed init line is re-printed from parsed values. */
+    const char *cut = nul_member(root, line, len, NULL);
+    if (cut != NULL) {
+        return tape_error_set(TAPE_ECORRUPT,
+                              "init line: %s contains \\u0000 (a NUL character), which "
+                              "this library cannot keep in a string",
+                              cut);
+    }
     if (!cJSON_IsString(version)) {
         return tape_error_set(TAPE_ECORRUPT, "init line: version is %s, expected a string",
                               json_type_name(version));
@@ -422,7 +546,7 @@ typedef struct corr_fields {
     int64_t rtt_ms;
 } corr_fields;
 
-static int corr_parse(corr_fields *k, const cJSON *root)
+static int corr_parse(corr_fields *k, const cJSON *root, const char *line, size_t len)
 {
     /* One pass over the members (first of a duplicated key wins, as with
      * cJSON_GetObjectItem): a correlation line follows most requests. */
@@ -461,6 +585,12 @@ static int corr_parse(corr_fields *k, const cJSON *root)
     if (!cJSON_IsString(id)) {
         return tape_error_set(TAPE_ECORRUPT, "malformed correlation: id is %s, expected a string",
                               json_type_name(id));
+    }
+    /* The decoded fields only: the line itself is kept as it is. */
+    static const char *const decoded[] = { "id", "status", NULL };
+    const char *cut = nul_member(root, line, len, decoded);
+    if (cut != NULL) {
+        return tape_error_set(TAPE_ECORRUPT, "malformed correlation: %s contains \\u0000", cut);
     }
     k->id = id->valuestring;
     if (!json_int(rq, &v, 0)) {
@@ -522,7 +652,7 @@ int tape_line_parse(int *out_type, tape_frame **out_frame, const char *line, siz
         }
     } else if (type == TAPE_LINE_CORRELATION) {
         corr_fields k;
-        rc = corr_parse(&k, root);
+        rc = corr_parse(&k, root, line, len);
     }
     cJSON_Delete(root);
     if (rc == TAPE_OK) {
@@ -750,8 +880,16 @@ static int set_json_value(char **field, const cJSON *v)
  * was decoded from its .jsonl: the ids must agree, metadata comes from the
  * meta, stats stay as counted from the frames.
  */
-static int meta_apply(tape *t, const cJSON *m, int for_entry)
+static int meta_apply(tape *t, const cJSON *m, const char *text, size_t len, int for_entry)
 {
+    /* Every member: the meta is rewritten from parsed values. */
+    const char *cut = nul_member(m, text, len, NULL);
+    if (cut != NULL) {
+        return tape_error_set(TAPE_ECORRUPT,
+                              "meta: %s contains \\u0000 (a NUL character), which this library "
+                              "cannot keep in a string",
+                              cut);
+    }
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "tape_id");
     if (!cJSON_IsString(id)) {
         return meta_bad("tape_id", "a string", id);
@@ -906,7 +1044,7 @@ int tape_entry_from_meta(tape_entry **out, const char *meta, size_t len)
         return tape__oom();
     }
     t->has_body = 0;
-    int rc = meta_apply(t, m, 1);
+    int rc = meta_apply(t, m, meta, len, 1);
     cJSON_Delete(m);
     if (rc != TAPE_OK) {
         tape_free(t);
@@ -1104,7 +1242,7 @@ static int decode_body_line(decoder *d, cJSON *root, int type, const char *line,
     }
     case TAPE_LINE_CORRELATION: {
         corr_fields k;
-        if (corr_parse(&k, root) != TAPE_OK) {
+        if (corr_parse(&k, root, line, len) != TAPE_OK) {
             return bad_line(d);
         }
         rc = tape__store_xline(t, type, line, len, &t->arena);
@@ -1262,7 +1400,7 @@ int tape_decode(tape **out, const char *jsonl, size_t jsonl_len, const char *met
                                                                   : ""));
     }
     if (rc == TAPE_OK && m != NULL) {
-        rc = meta_apply(d.t, m, 0);
+        rc = meta_apply(d.t, m, meta, meta_len, 0);
     }
     cJSON_Delete(m);
     if (rc != TAPE_OK) {

@@ -45,8 +45,9 @@ static inline const cJSON *tape__member(const cJSON *obj, const char *key)
 /* Largest integer a JSON number (an IEEE double) holds exactly. */
 #define TAPE__JSON_INT_MAX 9007199254740992.0
 
-/* A frame lives in one block: the struct, then line, message and
- * correlation id, each NUL-terminated (see frame.c). The block comes from
+/* A frame lives in one block: the struct, then (flagged frames only) a
+ * tape_frame_x and its raw bytes, then line, message and correlation id,
+ * each NUL-terminated (see frame.c). The block comes from
  * malloc, or from its tape's arena when the tape made the frame itself
  * (decode, clone): then the tape frees it.
  *
@@ -59,6 +60,15 @@ static inline const cJSON *tape__member(const cJSON *obj, const char *key)
  * for arena frames). Frames whose message is not a span of the line
  * (built ones, a re-printed message) keep it NUL-terminated in the block
  * and point `message` at it from the start. */
+/* What an invalid_json or oversize frame keeps besides its line, placed
+ * in the frame's block right after the struct (plain frames have none). */
+typedef struct tape_frame_x {
+    uint64_t length;  /* oversize: the whole message's length; else raw_len */
+    size_t raw_len;
+    char *raw;        /* the kept bytes (in the block), NUL-terminated */
+    char sha256[65];  /* oversize: lowercase hex; "" otherwise */
+} tape_frame_x;
+
 struct tape_frame {
     uint64_t seq;
     int64_t ts;
@@ -66,6 +76,8 @@ struct tape_frame {
     int is_error;
     int in_arena;
     int msg_lazy;           /* message is malloc'd on demand, msg in line */
+    unsigned int flags;     /* TAPE_FRAME_INVALID_JSON | TAPE_FRAME_OVERSIZE */
+    tape_frame_x *x;        /* NULL unless flags != 0 */
     size_t line_len;
     size_t message_len;
     size_t cid_len;
@@ -195,6 +207,14 @@ tape_frame *tape__frame_copy(const tape_frame *f, tape_chunk **arena);
 /* Build a frame line from a caller's description. session_id may be NULL. */
 int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *desc,
                       int64_t created_at, const char *session_id);
+/* JSON scanning of text cJSON has accepted (see frame.c): the start of
+ * member `index`'s value in the object at p, the end of the value at p;
+ * NULL when the text is not what was expected. */
+const char *tape__json_member_start(const char *p, const char *end, size_t index);
+const char *tape__json_skip_value(const char *p, const char *end);
+/* 1 if s holds an escape cJSON decodes as U+0000 (\u0000, or \u with bad
+ * hex digits), which cuts a parsed string short. */
+int tape__json_has_nul_escape(const char *s, size_t n);
 /* Decode a parsed frame line (arena NULL: malloc). Sets a message without
  * a line number. */
 int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, size_t len,
@@ -203,6 +223,11 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
 /* ---- entry.c */
 /* Wrap a frameless tape in a new entry (takes ownership, even on failure). */
 int tape__entry_from_frameless(tape_entry **out, tape *t);
+
+/* ---- sha256.c (FIPS 180-4) */
+void tape__sha256(unsigned char out[32], const void *data, size_t len);
+/* The digest as 64 lowercase hex digits and a NUL. */
+void tape__sha256_hex(char out[65], const void *data, size_t len);
 
 /* ---- codec.c */
 /* cJSON_ParseWithLength that also rejects trailing non-whitespace. */

@@ -121,21 +121,35 @@ void tape__arena_free(tape_chunk *arena)
     }
 }
 
-/* One block: struct, line, message, correlation id (see the header),
- * laid out and NUL-terminated; the caller fills in the text. With
- * msg_in_line the message is a span of the line (at msg_off) and gets no
- * room of its own. cid_len is ignored without a correlation id. */
+/* One block: struct, [extra + raw,] line, message, correlation id (see
+ * the header), laid out and NUL-terminated; the caller fills in the text.
+ * With msg_in_line the message is a span of the line (at msg_off) and gets
+ * no room of its own. cid_len is ignored without a correlation id. x, if
+ * not NULL, is copied in with its raw bytes (flagged frames). */
 static tape_frame *frame_block(tape_chunk **arena, size_t line_len, int msg_in_line,
-                               size_t msg_off, size_t msg_len, int has_cid, size_t cid_len)
+                               size_t msg_off, size_t msg_len, int has_cid, size_t cid_len,
+                               const tape_frame_x *x)
 {
-    size_t total = sizeof(tape_frame) + line_len + 1 + (msg_in_line ? 0 : msg_len + 1) +
-                   (has_cid ? cid_len + 1 : 0);
+    size_t xsize = x != NULL ? ALIGN(sizeof(tape_frame_x)) + x->raw_len + 1 : 0;
+    size_t total = sizeof(tape_frame) + xsize + line_len + 1 +
+                   (msg_in_line ? 0 : msg_len + 1) + (has_cid ? cid_len + 1 : 0);
     tape_frame *f = arena != NULL ? tape__arena_alloc(arena, total) : malloc(total);
     if (f == NULL) {
         return NULL;
     }
     f->in_arena = arena != NULL;
     char *p = (char *)(f + 1);
+    f->flags = 0;
+    f->x = NULL;
+    if (x != NULL) {
+        f->x = (tape_frame_x *)(void *)p;
+        *f->x = *x;
+        p += ALIGN(sizeof(tape_frame_x));
+        f->x->raw = p;
+        memcpy(p, x->raw, x->raw_len);
+        p[x->raw_len] = '\0';
+        p += x->raw_len + 1;
+    }
     f->line = p;
     f->line_len = line_len;
     p[line_len] = '\0';
@@ -165,10 +179,11 @@ static tape_frame *frame_block(tape_chunk **arena, size_t line_len, int msg_in_l
  * of its own line); otherwise msg is copied into the block. */
 static tape_frame *frame_alloc(tape_chunk **arena, const char *line, size_t line_len,
                                const char *msg, size_t msg_len, int msg_in_line,
-                               const char *cid, size_t cid_len)
+                               const char *cid, size_t cid_len, const tape_frame_x *x)
 {
     size_t off = msg_in_line ? (size_t)(msg - line) : 0;
-    tape_frame *f = frame_block(arena, line_len, msg_in_line, off, msg_len, cid != NULL, cid_len);
+    tape_frame *f =
+        frame_block(arena, line_len, msg_in_line, off, msg_len, cid != NULL, cid_len, x);
     if (f != NULL) {
         memcpy(f->line, line, line_len);
         if (!msg_in_line) {
@@ -201,8 +216,9 @@ void tape_frame_free(tape_frame *f)
 tape_frame *tape__frame_copy(const tape_frame *f, tape_chunk **arena)
 {
     tape_frame *c = frame_alloc(arena, f->line, f->line_len, f->msg, f->message_len,
-                                f->msg_lazy, f->correlation_id, f->cid_len);
+                                f->msg_lazy, f->correlation_id, f->cid_len, f->x);
     if (c != NULL) {
+        c->flags = f->flags;
         c->seq = f->seq;
         c->ts = f->ts;
         c->dir = f->dir;
@@ -306,6 +322,47 @@ const char *tape_frame_line(const tape_frame *f, size_t *out_len)
         *out_len = f == NULL ? 0 : f->line_len;
     }
     return f == NULL ? NULL : f->line;
+}
+
+unsigned int tape_frame_flags(const tape_frame *f)
+{
+    return f == NULL ? 0 : f->flags;
+}
+
+const char *tape_frame_raw(const tape_frame *f, size_t *out_len)
+{
+    if (f == NULL || f->x == NULL) {
+        return tape_frame_message(f, out_len);
+    }
+    if (out_len != NULL) {
+        *out_len = f->x->raw_len;
+    }
+    return f->x->raw;
+}
+
+int tape_frame_oversize_info(uint64_t *out_length, const char **out_sha256_hex,
+                             const tape_frame *f)
+{
+    if (out_length != NULL) {
+        *out_length = 0;
+    }
+    if (out_sha256_hex != NULL) {
+        *out_sha256_hex = NULL;
+    }
+    if (f == NULL) {
+        return tape_error_set(TAPE_EINVAL, "tape_frame_oversize_info: frame is NULL");
+    }
+    if (!(f->flags & TAPE_FRAME_OVERSIZE)) {
+        return tape_error_set(TAPE_ENOTFOUND, "frame %llu is not an oversize frame",
+                              (unsigned long long)f->seq);
+    }
+    if (out_length != NULL) {
+        *out_length = f->x->length;
+    }
+    if (out_sha256_hex != NULL) {
+        *out_sha256_hex = f->x->sha256;
+    }
+    return TAPE_OK;
 }
 
 /* --------------------------------------------------------------- build */
@@ -442,9 +499,160 @@ static int object_arg_text(char **out, int *is_error, const char *what, const ch
     return *out != NULL ? TAPE_OK : tape__oom();
 }
 
+/*
+ * cJSON accepts more than JSON: it skips any byte up to 0x20 as a blank,
+ * copies raw control characters inside strings and reads a \u escape with
+ * bad hex digits as U+0000. A frame we write must be JSON for every reader
+ * (Python's json refuses raw control characters), so a message is checked
+ * for those; cJSON has already checked the rest. Raw line breaks between
+ * tokens are fine (the message is minified); inside a string they are not.
+ */
+static int json_write_check(const char *s, size_t n)
+{
+    static const char *const hint = " (escape it, or record the line with "
+                                    "TAPE_FRAME_INVALID_JSON)";
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20) {
+            if (c == '"') {
+                in_str = !in_str;
+            } else if (c == '\\' && in_str) {
+                unsigned char e = i + 1 < n ? (unsigned char)s[i + 1] : 0;
+                if (e == 'u') {
+                    for (size_t k = i + 2; k < i + 6; k++) {
+                        unsigned char h = k < n ? (unsigned char)s[k] | 0x20 : 0;
+                        if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f'))) {
+                            return tape_error_set(TAPE_EINVAL,
+                                                  "frame message is not valid JSON: bad "
+                                                  "\\u escape at byte %zu",
+                                                  i);
+                        }
+                    }
+                    i += 5;
+                } else if (e != 0 && strchr("\"\\/bfnrt", e) != NULL) {
+                    i++;
+                } else {
+                    return tape_error_set(TAPE_EINVAL,
+                                          "frame message is not valid JSON: bad escape at "
+                                          "byte %zu",
+                                          i);
+                }
+            }
+        } else if (in_str && (c == '\n' || c == '\r')) {
+            return tape_error_set(TAPE_EINVAL, "frame message is not valid JSON: a string "
+                                  "contains a raw line break at byte %zu%s", i, hint);
+        } else if (in_str) {
+            return tape_error_set(TAPE_EINVAL, "frame message is not valid JSON: raw control "
+                                  "character 0x%02x in a string at byte %zu%s", c, i, hint);
+        } else if (!is_ws((char)c)) {
+            return tape_error_set(TAPE_EINVAL, "frame message is not valid JSON: control "
+                                  "character 0x%02x outside a string at byte %zu%s", c, i,
+                                  hint);
+        }
+    }
+    return TAPE_OK;
+}
+
 static const char *json_bool(int b)
 {
     return b ? "true" : "false";
+}
+
+/* Where to cut s (len bytes) to keep at most `want`: not inside a UTF-8
+ * character. Bytes that are not UTF-8 are cut where asked. */
+static size_t utf8_cut(const char *s, size_t len, size_t want)
+{
+    if (want >= len) {
+        return len;
+    }
+    size_t lead = want;
+    while (lead > 0 && want - lead < 3 && ((unsigned char)s[lead] & 0xC0) == 0x80) {
+        lead--;
+    }
+    unsigned char c = (unsigned char)s[lead];
+    size_t n = c >= 0xF0 && c <= 0xF7 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    /* s[want] continues the character that starts at lead: drop it all. */
+    return lead < want && (c & 0xC0) == 0xC0 && lead + n > want ? lead : want;
+}
+
+/* The parts of an invalid_json / oversize frame: *x (raw pointing into
+ * msg), the JSON string env.message holds (*mtext, malloc'd) and the flags
+ * object text (*ftext, malloc'd): the caller's flags, or the derived ones
+ * (all false), plus invalid_json / oversize. */
+static int flagged_prepare(tape_frame_x *x, char **mtext, size_t *mlen, char **ftext,
+                           unsigned int fflags, const tape_frame_desc *desc, const char *msg,
+                           size_t len)
+{
+    memset(x, 0, sizeof *x);
+    size_t keep = len;
+    if (fflags & TAPE_FRAME_OVERSIZE) {
+        size_t want = desc->prefix_bytes != 0 ? desc->prefix_bytes : TAPE_FRAME_PREFIX_DEFAULT;
+        keep = utf8_cut(msg, len, want);
+        tape__sha256_hex(x->sha256, msg, len);
+    }
+    x->length = fflags & TAPE_FRAME_OVERSIZE ? (uint64_t)len : (uint64_t)keep;
+    x->raw = (char *)msg;
+    x->raw_len = keep;
+    size_t n = json_string_len(msg, keep);
+    if ((*mtext = malloc(n + 1)) == NULL) {
+        return tape__oom();
+    }
+    *json_string_put(*mtext, msg, keep) = '\0';
+    *mlen = n;
+
+    char *caller = NULL;
+    if (desc->flags_json != NULL) {
+        cJSON *v = tape__json_parse(desc->flags_json, strlen(desc->flags_json));
+        if (!cJSON_IsObject(v)) {
+            cJSON_Delete(v);
+            return tape_error_set(TAPE_EINVAL, "frame flags is not a JSON object: '%.64s'",
+                                  desc->flags_json);
+        }
+        /* Ours say what the frame is. */
+        while (cJSON_GetObjectItemCaseSensitive(v, "invalid_json") != NULL) {
+            cJSON_DeleteItemFromObjectCaseSensitive(v, "invalid_json");
+        }
+        while (cJSON_GetObjectItemCaseSensitive(v, "oversize") != NULL) {
+            cJSON_DeleteItemFromObjectCaseSensitive(v, "oversize");
+        }
+        caller = cJSON_PrintUnformatted(v);
+        cJSON_Delete(v);
+        if (caller == NULL) {
+            return tape__oom();
+        }
+    }
+    char ours[160];
+    int k = snprintf(ours, sizeof ours, "%s%s", fflags & TAPE_FRAME_INVALID_JSON
+                                                    ? "\"invalid_json\":true" : "",
+                     (fflags & TAPE_FRAME_INVALID_JSON) && (fflags & TAPE_FRAME_OVERSIZE) ? ","
+                                                                                         : "");
+    if (fflags & TAPE_FRAME_OVERSIZE) {
+        snprintf(ours + k, sizeof ours - (size_t)k, "\"oversize\":{\"length\":%llu,\"sha256\":\"%s\"}",
+                 (unsigned long long)x->length, x->sha256);
+    }
+    const char *base = caller != NULL ? caller
+                                      : "{\"is_error\":false,\"is_notification\":false,"
+                                        "\"requires_response\":false}";
+    size_t blen = strlen(base) - 1; /* without its '}' */
+    size_t olen = strlen(ours);
+    char *f = malloc(blen + 1 + olen + 2);
+    if (f == NULL) {
+        free(caller);
+        return tape__oom();
+    }
+    memcpy(f, base, blen);
+    size_t at = blen;
+    if (blen > 1) {
+        f[at++] = ',';
+    }
+    memcpy(f + at, ours, olen);
+    at += olen;
+    f[at++] = '}';
+    f[at] = '\0';
+    free(caller);
+    *ftext = f;
+    return TAPE_OK;
 }
 
 int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *desc,
@@ -498,9 +706,39 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
                               (long long)desc->ts_ms);
     }
 
-    /* Surrounding whitespace carries nothing (often a transport's '\n'). */
+    unsigned int fflags = desc->version >= 2 ? desc->frame_flags : 0;
+    if ((fflags & ~(unsigned int)(TAPE_FRAME_INVALID_JSON | TAPE_FRAME_OVERSIZE)) != 0) {
+        return tape_error_set(TAPE_EINVAL,
+                              "tape_frame_desc.frame_flags 0x%x has unknown bits (expected "
+                              "TAPE_FRAME_INVALID_JSON and/or TAPE_FRAME_OVERSIZE)",
+                              fflags);
+    }
     const char *msg = desc->message;
     size_t len = desc->message_len ? desc->message_len : strlen(msg);
+    char *flags = NULL, *transport = NULL, *mtext = NULL;
+    tape_frame_x xt, *x = NULL;
+    int is_error = 0, rc = TAPE_OK;
+    char dflags[96];
+    const char *ftext = NULL;
+    size_t flen = 0;
+    if (fflags != 0) {
+        /* Bytes kept as they are, in a JSON string: no trimming, no parse. */
+        size_t mlen = 0;
+        rc = flagged_prepare(&xt, &mtext, &mlen, &flags, fflags, desc, msg, len);
+        if (rc == TAPE_OK) {
+            rc = object_arg_text(&transport, NULL, "transport", desc->transport_json);
+        }
+        if (rc != TAPE_OK) {
+            goto done;
+        }
+        x = &xt;
+        msg = mtext;
+        len = mlen;
+        ftext = flags;
+        flen = strlen(flags);
+        goto assemble;
+    }
+    /* Surrounding whitespace carries nothing (often a transport's '\n'). */
     while (len > 0 && is_ws(msg[0])) {
         msg++;
         len--;
@@ -516,14 +754,17 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
         return tape_error_set(TAPE_EINVAL, "frame message is not valid JSON: '%.64s'",
                               len ? msg : "(empty)");
     }
+    if (json_write_check(msg, len) != TAPE_OK) {
+        cJSON_Delete(m);
+        return TAPE_EINVAL;
+    }
     /* The one parse: validation, and what the flags are derived from. */
-    int is_error = has_member(m, "error");
+    is_error = has_member(m, "error");
     int derive = desc->flags_json == NULL && cJSON_IsObject(m);
     int has_method = has_member(m, "method"), has_id = has_member(m, "id");
     cJSON_Delete(m);
 
-    char *flags = NULL, *transport = NULL, *mtext = NULL;
-    int rc = object_arg_text(&flags, &is_error, "flags", desc->flags_json);
+    rc = object_arg_text(&flags, &is_error, "flags", desc->flags_json);
     if (rc == TAPE_OK) {
         rc = object_arg_text(&transport, NULL, "transport", desc->transport_json);
     }
@@ -548,9 +789,8 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
     }
 
     /* Shadowcat readers expect flags; without the caller's, derive them. */
-    char dflags[96];
-    const char *ftext = flags;
-    size_t flen = flags != NULL ? strlen(flags) : 0;
+    ftext = flags;
+    flen = flags != NULL ? strlen(flags) : 0;
     if (derive) {
         char *q = dflags;
         q = PUT_LIT(q, "{\"is_error\":");
@@ -563,6 +803,7 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
         flen = (size_t)(q - dflags);
         ftext = dflags;
     }
+assemble:;
     char seq_text[32], ts_text[32], iso[32];
     size_t seq_len = json_uint_text(seq_text, seq);
     size_t ts_len = json_uint_text(ts_text, (uint64_t)ts);
@@ -592,10 +833,12 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
     /* Every line we write must be readable with the default limit. */
     if (line_len > TAPE_MAX_LINE_DEFAULT) {
         rc = tape_error_set(TAPE_ELIMIT, "frame line would be %zu bytes, over the %u-byte line "
-                            "limit", line_len, TAPE_MAX_LINE_DEFAULT);
+                            "limit%s", line_len, TAPE_MAX_LINE_DEFAULT,
+                            fflags & TAPE_FRAME_OVERSIZE ? " (lower prefix_bytes)"
+                                                         : " (record it with TAPE_FRAME_OVERSIZE)");
         goto done;
     }
-    tape_frame *f = frame_block(NULL, line_len, 0, 0, len, cid != NULL, cid_len);
+    tape_frame *f = frame_block(NULL, line_len, 0, 0, len, cid != NULL, cid_len, x);
     if (f == NULL) {
         rc = tape__oom();
         goto done;
@@ -639,6 +882,7 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
     f->ts = ts;
     f->dir = desc->direction;
     f->is_error = is_error;
+    f->flags = fflags;
     *out = f;
 done:
     free(flags);
@@ -709,7 +953,7 @@ static const char *skip_string(const char *p, const char *end)
     }
 }
 
-static const char *skip_value(const char *p, const char *end)
+const char *tape__json_skip_value(const char *p, const char *end)
 {
     if (p >= end) {
         return NULL;
@@ -745,7 +989,7 @@ static const char *skip_value(const char *p, const char *end)
 }
 
 /* Start of the value of member `index` of the object starting at p. */
-static const char *member_start(const char *p, const char *end, size_t index)
+const char *tape__json_member_start(const char *p, const char *end, size_t index)
 {
     p = skip_ws(p, end);
     if (p >= end || *p != '{') {
@@ -765,7 +1009,7 @@ static const char *member_start(const char *p, const char *end, size_t index)
         if (i == index) {
             return p;
         }
-        if ((p = skip_value(p, end)) == NULL) {
+        if ((p = tape__json_skip_value(p, end)) == NULL) {
             return NULL;
         }
         p = skip_ws(p, end);
@@ -879,6 +1123,64 @@ static size_t member_index(const cJSON *parent, const cJSON *item, size_t *after
     return i;
 }
 
+int tape__json_has_nul_escape(const char *s, size_t n)
+{
+    for (const char *p = s, *end = s + n; (p = memchr(p, '\\', (size_t)(end - p))) != NULL;
+         p += 2) {
+        if (end - p < 2) {
+            return 0;
+        }
+        if (p[1] == 'u') {
+            /* cJSON reads bad hex digits as 0 too. */
+            int zero = end - p >= 6;
+            for (int i = 2; zero && i < 6; i++) {
+                zero = p[i] == '0';
+            }
+            if (zero) {
+                return 1;
+            }
+            for (int i = 2; i < 6; i++) {
+                if (p + i >= end || !((p[i] >= '0' && p[i] <= '9') ||
+                                      ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'f'))) {
+                    return 1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* 1 if the string member `item` of the frame's root holds a \u0000 that
+ * cut its parsed value short. Only the member's own bytes are scanned:
+ * forward when it comes before env, backward from the end when after, so
+ * a large message is not read again. If the scanner gives up, the whole
+ * line is checked (a \u0000 in the message then counts: refused, not
+ * truncated). */
+static int member_has_nul(const cJSON *root, const cJSON *item, const cJSON *env,
+                          const char *line, size_t len)
+{
+    size_t after, env_after;
+    size_t idx = member_index(root, item, &after);
+    size_t env_idx = member_index(root, env, &env_after);
+    const char *s = NULL, *e = NULL, *end = line + len;
+    if (idx < env_idx) {
+        s = tape__json_member_start(line, end, idx);
+        e = s != NULL ? tape__json_skip_value(s, end) : NULL;
+    } else {
+        ptrdiff_t close = back_ws(line, (ptrdiff_t)len - 1);
+        ptrdiff_t last = close >= 0 && line[close] == '}' ? member_end(line, close, after) : -1;
+        ptrdiff_t before = last >= 0 ? back_value(line, last) : -2;
+        if (before >= -1) {
+            s = line + before + 1;
+            e = line + last + 1;
+        }
+    }
+    if (s == NULL || e == NULL) {
+        return tape__json_has_nul_escape(line, len);
+    }
+    return tape__json_has_nul_escape(s, (size_t)(e - s));
+}
+
 /* The bytes of env.message inside the line; 0 if the scanner gave up. */
 static int message_span(const char **ms, const char **me, const cJSON *root, const cJSON *env,
                         const cJSON *msg, const char *line, size_t len)
@@ -887,8 +1189,8 @@ static int message_span(const char **ms, const char **me, const cJSON *root, con
     size_t env_i = member_index(root, env, &env_after);
     size_t msg_i = member_index(env, msg, &msg_after);
     const char *end = line + len;
-    const char *es = member_start(line, end, env_i);
-    const char *s = es != NULL ? member_start(es, end, msg_i) : NULL;
+    const char *es = tape__json_member_start(line, end, env_i);
+    const char *s = es != NULL ? tape__json_member_start(es, end, msg_i) : NULL;
     ptrdiff_t close = back_ws(line, (ptrdiff_t)len - 1);
     if (s == NULL || close < 0 || line[close] != '}') {
         return 0;
@@ -923,6 +1225,139 @@ static int json_uint(const cJSON *v, uint64_t *out)
 static int frame_bad(const char *why)
 {
     return tape_error_set(TAPE_ECORRUPT, "malformed frame: %s", why);
+}
+
+static void put_utf8(char **p, unsigned cp)
+{
+    unsigned char *q = (unsigned char *)*p;
+    if (cp < 0x80) {
+        *q++ = (unsigned char)cp;
+    } else if (cp < 0x800) {
+        *q++ = (unsigned char)(0xC0 | cp >> 6);
+        *q++ = (unsigned char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *q++ = (unsigned char)(0xE0 | cp >> 12);
+        *q++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        *q++ = (unsigned char)(0x80 | (cp & 0x3F));
+    } else {
+        *q++ = (unsigned char)(0xF0 | cp >> 18);
+        *q++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        *q++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        *q++ = (unsigned char)(0x80 | (cp & 0x3F));
+    }
+    *p = (char *)q;
+}
+
+static int hex4_at(const char *s, size_t n, size_t i, unsigned *out)
+{
+    unsigned v = 0;
+    if (n - i < 4) {
+        return 0;
+    }
+    for (size_t k = i; k < i + 4; k++) {
+        unsigned char h = (unsigned char)s[k] | 0x20;
+        unsigned dgt = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : 16;
+        if (dgt == 16) {
+            return 0;
+        }
+        v = v * 16 + dgt;
+    }
+    *out = v;
+    return 1;
+}
+
+/* The value of the JSON string whose text (between the quotes) is s[0..n),
+ * into out (room for n bytes: unescaping only shrinks); returns its length.
+ * Bytes are copied as they are (no UTF-8 check, as everywhere); \uXXXX
+ * becomes UTF-8, a surrogate pair one character, a lone surrogate the
+ * three bytes of its code unit (as WTF-8 does), so nothing is lost. An
+ * escape that is not JSON stays as written. */
+static size_t json_unescape(char *out, const char *s, size_t n)
+{
+    char *p = out;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\\' || i + 1 >= n) {
+            *p++ = s[i];
+            continue;
+        }
+        static const char names[] = "\"\\/bfnrt", values[] = "\"\\/\b\f\n\r\t";
+        char e = s[i + 1];
+        const char *simple = e != 0 ? strchr(names, e) : NULL;
+        if (simple != NULL) {
+            *p++ = values[simple - names];
+            i++;
+            continue;
+        }
+        unsigned cu, lo;
+        if (e != 'u' || !hex4_at(s, n, i + 2, &cu)) {
+            *p++ = s[i];
+            continue;
+        }
+        i += 5;
+        if (cu >= 0xD800 && cu <= 0xDBFF && n - i > 6 && s[i + 1] == '\\' && s[i + 2] == 'u' &&
+            hex4_at(s, n, i + 3, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
+            cu = 0x10000 + ((cu - 0xD800) << 10) + (lo - 0xDC00);
+            i += 6;
+        }
+        put_utf8(&p, cu);
+    }
+    return (size_t)(p - out);
+}
+
+static int is_hex64(const char *s)
+{
+    size_t i = 0;
+    for (; s[i] != '\0'; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return 0;
+        }
+    }
+    return i == 64;
+}
+
+/* flags.invalid_json (true) and flags.oversize ({length, sha256}) of a
+ * frame line: *fflags and, for oversize, x's length and digest. */
+static int flagged_parse(unsigned int *fflags, tape_frame_x *x, const cJSON *root,
+                         const cJSON *env, const cJSON *msg, const cJSON *flags,
+                         const char *line, size_t len)
+{
+    *fflags = 0;
+    if (!cJSON_IsObject(flags)) {
+        return TAPE_OK;
+    }
+    const cJSON *ij = tape__member(flags, "invalid_json");
+    const cJSON *ov = tape__member(flags, "oversize");
+    if (ij == NULL && ov == NULL) {
+        return TAPE_OK; /* the usual frame: two short member scans */
+    }
+    if (ij != NULL && !cJSON_IsNull(ij)) {
+        if (!cJSON_IsBool(ij)) {
+            return frame_bad("flags.invalid_json must be a boolean");
+        }
+        *fflags |= cJSON_IsTrue(ij) ? TAPE_FRAME_INVALID_JSON : 0u;
+    }
+    memset(x, 0, sizeof *x);
+    if (ov != NULL && !cJSON_IsNull(ov)) {
+        if (!cJSON_IsObject(ov)) {
+            return frame_bad("flags.oversize must be an object");
+        }
+        uint64_t length;
+        if (!json_uint(tape__member(ov, "length"), &length)) {
+            return frame_bad("flags.oversize.length must be a non-negative integer");
+        }
+        const cJSON *sha = tape__member(ov, "sha256");
+        if (!cJSON_IsString(sha) || !is_hex64(sha->valuestring) ||
+            member_has_nul(root, tape__member(root, "flags"), env, line, len)) {
+            return frame_bad("flags.oversize.sha256 must be 64 lowercase hex digits");
+        }
+        x->length = length;
+        memcpy(x->sha256, sha->valuestring, 65);
+        *fflags |= TAPE_FRAME_OVERSIZE;
+    }
+    if (*fflags != 0 && !cJSON_IsString(msg)) {
+        return frame_bad("env.message of an invalid_json or oversize frame must be a string");
+    }
+    return TAPE_OK;
 }
 
 int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, size_t len,
@@ -1000,14 +1435,34 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
     if (cid != NULL && !cJSON_IsNull(cid) && !cJSON_IsString(cid)) {
         return frame_bad("correlation_id must be a string or null");
     }
+    /* cJSON ends a string at a \u0000: read as it is, "client_to_server\u0000x"
+     * would pass and "r\u0000x" would be the correlation id "r". One look
+     * at the whole line first (memchr for backslashes: far cheaper than
+     * locating the members, which showed in decode profiles); the members
+     * only when the line has such an escape somewhere. */
+    if (tape__json_has_nul_escape(line, len)) {
+        if (member_has_nul(root, dir, env, line, len)) {
+            return frame_bad("dir contains \\u0000");
+        }
+        if (cJSON_IsString(cid) && member_has_nul(root, cid, env, line, len)) {
+            return frame_bad("correlation_id contains \\u0000");
+        }
+    }
     if (flags != NULL && !cJSON_IsNull(flags) && !cJSON_IsObject(flags)) {
         return frame_bad("flags must be an object");
     }
-    int is_error = has_member(msg, "error") ||
-                   cJSON_IsTrue(tape__member(flags, "is_error"));
+    tape_frame_x xt;
+    unsigned int fflags = 0;
+    int rc = flagged_parse(&fflags, &xt, root, env, msg, flags, line, len);
+    if (rc != TAPE_OK) {
+        return rc;
+    }
+    /* A flagged frame's message is a string standing for bytes: no error. */
+    int is_error = fflags == 0 && (has_member(msg, "error") ||
+                                   cJSON_IsTrue(tape__member(flags, "is_error")));
 
     const char *ms, *me;
-    char *printed = NULL;
+    char *printed = NULL, *raw = NULL;
     int in_line = message_span(&ms, &me, root, env, msg, line, len);
     if (!in_line) {
         if ((printed = cJSON_PrintUnformatted(msg)) == NULL) {
@@ -1016,10 +1471,24 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
         ms = printed;
         me = printed + strlen(printed);
     }
+    if (fflags != 0) {
+        /* The kept bytes are the string's value, escapes undone. */
+        size_t n = (size_t)(me - ms);
+        if (n < 2 || ms[0] != '"' || me[-1] != '"' || (raw = malloc(n)) == NULL) {
+            free(printed);
+            return n < 2 || ms[0] != '"' ? frame_bad("env.message is not a string") : tape__oom();
+        }
+        xt.raw = raw;
+        xt.raw_len = json_unescape(raw, ms + 1, n - 2);
+        if (!(fflags & TAPE_FRAME_OVERSIZE)) {
+            xt.length = xt.raw_len;
+        }
+    }
     const char *cs = cJSON_IsString(cid) ? cid->valuestring : NULL;
     tape_frame *f = frame_alloc(arena, line, len, ms, (size_t)(me - ms), in_line, cs,
-                                cs ? strlen(cs) : 0);
+                                cs ? strlen(cs) : 0, fflags != 0 ? &xt : NULL);
     free(printed);
+    free(raw);
     if (f == NULL) {
         return tape__oom();
     }
@@ -1027,6 +1496,7 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
     f->ts = (int64_t)uts;
     f->dir = d;
     f->is_error = is_error;
+    f->flags = fflags;
     *out = f;
     return TAPE_OK;
 }

@@ -215,16 +215,36 @@ typedef struct tape_frame_desc {
     const char *transport_json; /**< optional JSON object text */
     const char *flags_json;     /**< optional JSON object text */
     /* version 1 ends here; later fields are added below this line */
+    unsigned int frame_flags;   /**< 0, or TAPE_FRAME_INVALID_JSON | TAPE_FRAME_OVERSIZE */
+    size_t prefix_bytes;        /**< TAPE_FRAME_OVERSIZE: bytes kept; 0: TAPE_FRAME_PREFIX_DEFAULT */
+    /* version 2 ends here */
 } tape_frame_desc;
 /** Layout version of tape_frame_desc these headers declare. */
-#define TAPE_FRAME_DESC_VERSION 1
-/** Initialiser: this version, direction 0 (set it), ts_ms -1 (now), every pointer NULL. */
-#define TAPE_FRAME_DESC_INIT { TAPE_FRAME_DESC_VERSION, 0, -1, NULL, 0, NULL, NULL, NULL }
+#define TAPE_FRAME_DESC_VERSION 2
+/** Initialiser: this version, direction 0 (set it), ts_ms -1 (now), every pointer NULL,
+ *  no frame flags. */
+#define TAPE_FRAME_DESC_INIT { TAPE_FRAME_DESC_VERSION, 0, -1, NULL, 0, NULL, NULL, NULL, 0, 0 }
+
+/* Frame flags (tape_frame_desc.frame_flags, tape_frame_flags), for lines a
+ * recorder relays but cannot store as a JSON message. Such a frame's
+ * tape_frame_message is a JSON string (valid JSON), its kept bytes are
+ * tape_frame_raw's, and it is never an error frame. */
+/** message/message_len are any bytes (not JSON, maybe not UTF-8); they are
+ *  stored exactly, as a JSON string. */
+#define TAPE_FRAME_INVALID_JSON (1u << 0)
+/** message/message_len are the whole message; only its length, its SHA-256
+ *  and its first prefix_bytes (cut at a UTF-8 character boundary) are
+ *  stored. The message is not validated. */
+#define TAPE_FRAME_OVERSIZE (1u << 1)
+/** Bytes of an oversize message kept when prefix_bytes is 0. */
+#define TAPE_FRAME_PREFIX_DEFAULT 1024
 
 /** Append a frame. The sequence number is assigned (0, 1, 2, ...) and
- *  returned through out_seq (may be NULL). The message must be valid JSON;
- *  it is kept byte for byte, except that a message spread over several
- *  lines is stored minified (a line is a frame). */
+ *  returned through out_seq (may be NULL). The message must be valid JSON
+ *  (RFC 8259: no raw control characters in strings; lone surrogate escapes
+ *  are fine); it is kept byte for byte, except that a message spread over
+ *  several lines is stored minified (a line is a frame). With frame_flags
+ *  (desc version 2) any bytes can be recorded: see TAPE_FRAME_INVALID_JSON. */
 TAPE_API int tape_append_frame(uint64_t *out_seq, tape *t, const tape_frame_desc *desc);
 /** Number of frames in the tape. */
 TAPE_API size_t tape_frame_count(const tape *t);
@@ -249,6 +269,18 @@ TAPE_API int tape_frame_is_error(const tape_frame *f);
 /** The frame's whole JSONL line (no newline), borrowed: every field,
  *  including ones this version does not know. */
 TAPE_API const char *tape_frame_line(const tape_frame *f, size_t *out_len);
+/** TAPE_FRAME_INVALID_JSON / TAPE_FRAME_OVERSIZE bits; 0 for a JSON message. */
+TAPE_API unsigned int tape_frame_flags(const tape_frame *f);
+/** The bytes the frame keeps, borrowed like tape_frame_message and
+ *  NUL-terminated (they may hold NULs: use *out_len): the recorded line of
+ *  an invalid_json frame, the prefix of an oversize one, the message text
+ *  otherwise. NULL only for a NULL frame or out of memory. */
+TAPE_API const char *tape_frame_raw(const tape_frame *f, size_t *out_len);
+/** An oversize frame's whole length and SHA-256 (64 lowercase hex digits,
+ *  borrowed). Either out-parameter may be NULL. TAPE_ENOTFOUND if the
+ *  frame is not oversize, TAPE_EINVAL if it is NULL. */
+TAPE_API int tape_frame_oversize_info(uint64_t *out_length, const char **out_sha256_hex,
+                                      const tape_frame *f);
 
 /* Correlations (request/response pairs). */
 /** Record that frame response_seq answers request_seq, with the round-trip time in ms and a

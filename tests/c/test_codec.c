@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "codec_internal.h"
 #include "tapestore/provider.h"
 
 #include "tape_test.h"
@@ -1238,6 +1238,703 @@ static void test_check_line_limit(void **state)
     tape_free(t);
 }
 
+/* ------------------------------------------------ issue 7: JSON edges */
+
+/* A message appended, encoded, decoded (strict and recover) and parsed as
+ * a line keeps its exact bytes. */
+static void assert_message_roundtrip(const char *msg)
+{
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "edge-1"));
+    append(t, TAPE_DIR_CLIENT_TO_SERVER, 0, msg);
+    size_t len = 0;
+    const char *m = tape_frame_message(tape_frame_at(t, 0), &len);
+    assert_int_equal(len, strlen(msg));
+    assert_memory_equal(m, msg, len);
+    size_t n1 = 0;
+    char *once = encode(t, &n1);
+    tape_free(t);
+    for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        tape *back = NULL;
+        EXPECT_OK(decode_mode(&back, once, mode, &rep));
+        assert_int_equal(rep.skipped_lines, 0);
+        assert_int_equal(tape_frame_count(back), 1);
+        m = tape_frame_message(tape_frame_at(back, 0), &len);
+        assert_int_equal(len, strlen(msg));
+        assert_memory_equal(m, msg, len);
+        size_t n2 = 0;
+        char *twice = encode(back, &n2);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(once, twice, n1);
+        tape_string_free(twice);
+        size_t ll = 0;
+        const char *line = tape_frame_line(tape_frame_at(back, 0), &ll);
+        int type = 0;
+        tape_frame *f = NULL;
+        EXPECT_OK(tape_line_parse(&type, &f, line, ll));
+        assert_int_equal(type, TAPE_LINE_FRAME);
+        m = tape_frame_message(f, &len);
+        assert_int_equal(len, strlen(msg));
+        assert_memory_equal(m, msg, len);
+        tape_frame_free(f);
+        tape_free(back);
+    }
+    tape_string_free(once);
+}
+
+/* What JSON.stringify writes for half an emoji is valid JSON (RFC 8259
+ * allows any \uXXXX); cJSON refuses it, the codec must not. */
+static void test_lone_surrogates(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {
+        "{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"params\":{\"s\":\"\\ud83d\"}}", /* high */
+        "{\"s\":\"\\ude00\"}",                                                   /* low */
+        "{\"s\":\"\\ude00\\ud83d\"}",                                            /* reversed */
+        "{\"s\":\"\\uD83Dabc\\uDBFF\"}",
+        "{\"s\":\"\\ud83d\\ud83d\\ude00\"}", /* a high, then a real pair */
+        "{\"\\udc00\":[\"\\ud800\",\"x\\udfff\"]}",
+        "\"\\ud83d\"",
+        "{\"s\":\"\\ud83d\\ude00\",\"t\":\"\\\\ud83d\"}", /* a real pair; a text */
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        assert_message_roundtrip(ok[i]);
+    }
+    /* Real syntax errors around surrogates still fail. */
+    static const char *const bad[] = {
+        "{\"s\":\"\\ud83d}",      "{\"s\":\"\\ud83g\"}", "{\"s\":\"\\ud83\"}",
+        "{\"s\":\"\\ud83d\",}",   "{\"s\":\"\\ud83d\\\"}", "{\"s\":\"\\ud83d\" x}",
+        "{\"s\":\"\\ud83d\\u12\"}",
+    };
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "edge-2"));
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+        d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+        d.message = bad[i];
+        EXPECT_ERR(tape_append_frame(NULL, t, &d), TAPE_EINVAL, "not valid JSON");
+    }
+    tape_free(t);
+
+    /* A file written elsewhere: strict mode reads it, recovery keeps it. */
+    char doc[1024];
+    const char *frame = "{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\","
+                        "\"env\":{\"message\":{\"s\":\"\\ud83d\"}},\"x\":\"\\udead\"}\n";
+    snprintf(doc, sizeof doc, "%s%s%s", INIT, frame, FRAME(1, 5));
+    for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        EXPECT_OK(decode_mode(&t, doc, mode, &rep));
+        assert_int_equal(rep.skipped_lines, 0);
+        assert_int_equal(tape_frame_count(t), 2);
+        assert_string_equal(tape_frame_message(tape_frame_at(t, 0), NULL),
+                            "{\"s\":\"\\ud83d\"}");
+        char *text = encode(t, NULL);
+        assert_string_equal(text, doc);
+        tape_string_free(text);
+        tape_free(t);
+    }
+    /* The torn-tail rule does not mistake such a last line for a torn one. */
+    snprintf(doc, sizeof doc, "%s%.*s", INIT, (int)strlen(frame) - 1, frame);
+    tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+    EXPECT_OK(decode_mode(&t, doc, TAPE_DECODE_STRICT, &rep));
+    assert_int_equal(rep.torn_tail, 0);
+    assert_int_equal(tape_frame_count(t), 1);
+    tape_free(t);
+    /* An init line and a meta with one load, kept verbatim. */
+    const char *init = "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"t1\","
+                       "\"session_id\":\"s1\",\"created_at\":\"2025-08-14T10:30:00.000Z\","
+                       "\"protocol_version\":null,\"note\":\"\\ud83d\"}\n";
+    t = decode_str(init, "{\"tape_id\":\"t1\",\"created_at\":\"2025-08-14T10:30:00.000Z\","
+                         "\"name\":\"n\",\"extra\":\"\\udc00\"}");
+    char *text = encode(t, NULL);
+    assert_string_equal(text, init);
+    tape_string_free(text);
+    tape_free(t);
+}
+
+/* docs/tape-format.md, "Bytes and characters": what the codec does with
+ * invalid UTF-8, control characters and NUL. */
+static void test_utf8_and_control_policy(void **state)
+{
+    (void)state;
+    /* Invalid UTF-8 is not interpreted: kept byte for byte. */
+    assert_message_roundtrip("{\"s\":\"\xff\xfe\xc3 \xed\xa0\xbd \xc0\xaf\"}");
+    assert_message_roundtrip("{\"\xff\":\"\xe9t\xe9\"}");
+
+    /* Writing: a raw control character is not JSON (RFC 8259 wants it
+     * escaped) - refused, with where it is. */
+    static const struct {
+        const char *msg;
+        const char *needle;
+    } bad[] = {
+        { "{\"s\":\"a\x01" "b\"}", "raw control character 0x01 in a string" },
+        { "{\"s\":\"a\tb\"}", "raw control character 0x09 in a string" },
+        { "{\"s\":\"\x1f\"}", "raw control character 0x1f in a string" },
+        { "{\"s\":\x01" "1}", "control character 0x01 outside a string" },
+        { "{\"s\":\"a\nb\"}", "raw line break" },
+        { "{\"s\":\"a\rb\"}", "raw line break" },
+    };
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "policy-1"));
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+        d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+        d.message = bad[i].msg;
+        EXPECT_ERR(tape_append_frame(NULL, t, &d), TAPE_EINVAL, bad[i].needle);
+    }
+    /* Blanks between tokens are whitespace, escaped controls are fine. */
+    append(t, TAPE_DIR_CLIENT_TO_SERVER, 0, "{\t\"s\" :\r\n \"\\u0001\\t\\u0000\"}\n");
+    assert_string_equal(tape_frame_message(tape_frame_at(t, 0), NULL),
+                        "{\"s\":\"\\u0001\\t\\u0000\"}");
+    /* NUL: refused, also when the caller's length includes it. */
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.message = "{\"s\":\"a\0b\"}";
+    d.message_len = 11;
+    EXPECT_ERR(tape_append_frame(NULL, t, &d), TAPE_EINVAL, "NUL byte");
+    assert_int_equal(tape_frame_count(t), 1);
+    tape_free(t);
+
+    /* Reading is lenient where nothing is lost: raw controls (not line
+     * breaks) in a stored line are kept as they are. */
+    char doc[1024];
+    snprintf(doc, sizeof doc,
+             "%s{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\","
+             "\"env\":{\"message\":{\"s\":\"a\x01\tb\x7f\xff\"}}}\n",
+             INIT);
+    for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        EXPECT_OK(decode_mode(&t, doc, mode, &rep));
+        assert_int_equal(tape_frame_count(t), 1);
+        assert_string_equal(tape_frame_message(tape_frame_at(t, 0), NULL),
+                            "{\"s\":\"a\x01\tb\x7f\xff\"}");
+        char *text = encode(t, NULL);
+        assert_string_equal(text, doc);
+        tape_string_free(text);
+        tape_free(t);
+    }
+    /* A control character between tokens and a \u with bad hex digits
+     * load and are kept; other bad escapes are invalid JSON. */
+    snprintf(doc, sizeof doc,
+             "%s{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\","
+             "\"env\":{\"message\":{\"s\":\x01\"\\u12zz\"}}}\n",
+             INIT);
+    t = decode_str(doc, NULL);
+    assert_string_equal(tape_frame_message(tape_frame_at(t, 0), NULL), "{\"s\":\x01\"\\u12zz\"}");
+    char *again = encode(t, NULL);
+    assert_string_equal(again, doc);
+    tape_string_free(again);
+    tape_free(t);
+    snprintf(doc, sizeof doc, "%s%s{\"s\":\"\\x\"}\n", INIT, FRAME(0, 0));
+    EXPECT_ERR(decode_mode(&t, doc, TAPE_DECODE_STRICT, NULL), TAPE_ECORRUPT,
+               "line 3: invalid JSON");
+    tape_frame_desc bad_escape = TAPE_FRAME_DESC_INIT;
+    bad_escape.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    bad_escape.message = "{\"s\":\"\\u12zz\"}";
+    EXPECT_OK(tape_new(&t, "policy-2"));
+    EXPECT_ERR(tape_append_frame(NULL, t, &bad_escape), TAPE_EINVAL, "bad \\u escape at byte 6");
+    tape_free(t);
+    /* A NUL byte in a line: invalid JSON (strict fails, recover skips). */
+    char nul[1024];
+    int n = snprintf(nul, sizeof nul, "%s%s", INIT, FRAME(0, 0));
+    int at = n;
+    n += snprintf(nul + n, sizeof nul - (size_t)n, "%s", FRAME(1, 1));
+    nul[at + 30] = '\0';
+    tape_decode_options o = TAPE_DECODE_OPTIONS_INIT;
+    EXPECT_ERR(tape_decode(&t, nul, (size_t)n, NULL, 0, &o, NULL), TAPE_ECORRUPT,
+               "line 3: invalid JSON");
+    o.mode = TAPE_DECODE_RECOVER;
+    tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+    EXPECT_OK(tape_decode(&t, nul, (size_t)n, NULL, 0, &o, &rep));
+    assert_int_equal(rep.skipped_lines, 1);
+    assert_int_equal(tape_frame_count(t), 1);
+    tape_free(t);
+    int type = 0;
+    EXPECT_ERR(tape_line_parse(&type, NULL, nul + at, strlen(FRAME(1, 1))), TAPE_ECORRUPT,
+               "not valid JSON");
+}
+
+/* cJSON decodes "\u0000" into a NUL that ends its C string: an id read
+ * that way is a shorter id than the file says. */
+static void test_nul_escape_in_ids(void **state)
+{
+    (void)state;
+    tape *t = (tape *)&t;
+    char doc[2048];
+    static const struct {
+        const char *init;
+        const char *needle;
+    } inits[] = {
+        { "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"abc\\u0000def\","
+          "\"created_at\":\"2025-08-14T10:30:00.000Z\"}",
+          "init line: tape_id contains \\u0000" },
+        { "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"abc\","
+          "\"session_id\":\"s\\u0000x\",\"created_at\":\"2025-08-14T10:30:00.000Z\"}",
+          "init line: session_id contains \\u0000" },
+        { "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"abc\","
+          "\"protocol_version\":\"2025\\u0000\",\"created_at\":\"2025-08-14T10:30:00.000Z\"}",
+          "init line: protocol_version contains \\u0000" },
+        { "{\"type\":\"init\",\"version\":\"2.0\\u0000\",\"tape_id\":\"abc\","
+          "\"created_at\":\"2025-08-14T10:30:00.000Z\\u0000junk\"}",
+          "contains \\u0000" },
+    };
+    for (size_t i = 0; i < sizeof inits / sizeof *inits; i++) {
+        snprintf(doc, sizeof doc, "%s\n", inits[i].init);
+        for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+            EXPECT_ERR(decode_mode(&t, doc, mode, NULL), TAPE_ECORRUPT, inits[i].needle);
+            assert_null(t);
+        }
+        int type = 0;
+        EXPECT_ERR(tape_line_parse(&type, NULL, inits[i].init, strlen(inits[i].init)),
+                   TAPE_ECORRUPT, inits[i].needle);
+    }
+    /* A text backslash followed by u0000 is no NUL. */
+    t = decode_str("{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"abc\","
+                   "\"session_id\":\"s\\\\u0000x\",\"created_at\":\"2025-08-14T10:30:00.000Z\"}\n",
+                   NULL);
+    assert_string_equal(tape_session_id(t), "s\\u0000x");
+    tape_free(t);
+
+    /* The meta: its tape_id must not merely start with the init line's. */
+    snprintf(doc, sizeof doc, "%s", INIT);
+    static const struct {
+        const char *meta;
+        const char *needle;
+    } metas[] = {
+        { "{\"tape_id\":\"t1\\u0000evil\",\"created_at\":\"2025-08-14T10:30:00.000Z\"}",
+          "meta: tape_id contains \\u0000" },
+        { "{\"tape_id\":\"t1\",\"session_id\":\"s1\\u0000\","
+          "\"created_at\":\"2025-08-14T10:30:00.000Z\"}",
+          "meta: session_id contains \\u0000" },
+        { "{\n  \"tape_id\": \"t1\",\n  \"name\": \"a\\u0000b\",\n"
+          "  \"created_at\": \"2025-08-14T10:30:00.000Z\"\n}\n",
+          "meta: name contains \\u0000" },
+        { "{\"tape_id\":\"t1\",\"tags\":[\"ok\",\"a\\u0000b\"],"
+          "\"created_at\":\"2025-08-14T10:30:00.000Z\"}",
+          "meta: tags contains \\u0000" },
+    };
+    for (size_t i = 0; i < sizeof metas / sizeof *metas; i++) {
+        EXPECT_ERR(tape_decode(&t, doc, strlen(doc), metas[i].meta, strlen(metas[i].meta),
+                               NULL, NULL),
+                   TAPE_ECORRUPT, metas[i].needle);
+        tape_entry *e = (tape_entry *)&e;
+        EXPECT_ERR(tape_entry_from_meta(&e, metas[i].meta, strlen(metas[i].meta)),
+                   TAPE_ECORRUPT, metas[i].needle);
+        assert_null(e);
+    }
+
+    /* Frames and correlations: ids and the direction. */
+    static const struct {
+        const char *line;
+        const char *needle;
+    } body[] = {
+        { "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"client_to_server\","
+          "\"env\":{\"message\":{}},\"correlation_id\":\"r\\u0000x\"}",
+          "malformed frame: correlation_id contains \\u0000" },
+        { "{\"type\":\"frame\",\"correlation_id\":\"r\\u0000x\",\"seq\":1,\"ts\":0,"
+          "\"dir\":\"client_to_server\",\"env\":{\"message\":{}}}",
+          "malformed frame: correlation_id contains \\u0000" },
+        { "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"client_to_server\\u0000x\","
+          "\"env\":{\"message\":{}}}",
+          "malformed frame: dir contains \\u0000" },
+        { "{\"type\":\"correlation\",\"id\":\"r\\u0000x\",\"request_seq\":0,"
+          "\"response_seq\":1}",
+          "malformed correlation: id contains \\u0000" },
+        { "{\"type\":\"correlation\",\"id\":\"r\",\"request_seq\":0,"
+          "\"response_seq\":1,\"status\":\"ok\\u0000\"}",
+          "malformed correlation: status contains \\u0000" },
+    };
+    for (size_t i = 0; i < sizeof body / sizeof *body; i++) {
+        snprintf(doc, sizeof doc, "%s%s%s\n%s", INIT, FRAME(0, 0), body[i].line, FRAME(2, 2));
+        char want[256];
+        snprintf(want, sizeof want, "line 3: %s", body[i].needle);
+        EXPECT_ERR(decode_mode(&t, doc, TAPE_DECODE_STRICT, NULL), TAPE_ECORRUPT, want);
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        EXPECT_OK(decode_mode(&t, doc, TAPE_DECODE_RECOVER, &rep));
+        assert_int_equal(rep.skipped_lines, 1);
+        assert_int_equal(tape_frame_count(t), 2);
+        assert_int_equal(tape_correlation_count(t), 0);
+        tape_free(t);
+        int type = 0;
+        EXPECT_ERR(tape_line_parse(&type, NULL, body[i].line, strlen(body[i].line)),
+                   TAPE_ECORRUPT, body[i].needle);
+    }
+    /* In a message or an unknown member a \u0000 is data, kept verbatim. */
+    snprintf(doc, sizeof doc,
+             "%s{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\","
+             "\"env\":{\"message\":{\"s\":\"a\\u0000b\"},\"n\":\"\\u0000\"},"
+             "\"correlation_id\":\"r1\",\"x\":\"\\u0000\"}\n"
+             "{\"type\":\"correlation\",\"id\":\"r1\",\"request_seq\":0,\"response_seq\":0,"
+             "\"note\":\"\\u0000\"}\n",
+             INIT);
+    t = decode_str(doc, NULL);
+    assert_string_equal(tape_frame_message(tape_frame_at(t, 0), NULL),
+                        "{\"s\":\"a\\u0000b\"}");
+    assert_string_equal(tape_frame_correlation_id(tape_frame_at(t, 0)), "r1");
+    char *text = encode(t, NULL);
+    assert_string_equal(text, doc);
+    tape_string_free(text);
+    tape_free(t);
+}
+
+/* ------------------------------------------------------------ sha256 */
+
+/* The FIPS 180-4 examples and NIST's long-message vector, plus lengths
+ * around the padding boundary (55, 56, 63, 64 bytes) checked against
+ * sha256sum. */
+static void test_sha256_vectors(void **state)
+{
+    (void)state;
+    char hex[65];
+    tape__sha256_hex(hex, "", 0);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    tape__sha256_hex(hex, "abc", 3);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    tape__sha256_hex(hex, m448, strlen(m448));
+    assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    const char *m896 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnop"
+                       "jklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
+    tape__sha256_hex(hex, m896, strlen(m896));
+    assert_string_equal(hex, "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
+    char *million = malloc(1000000);
+    assert_non_null(million);
+    memset(million, 'a', 1000000);
+    tape__sha256_hex(hex, million, 1000000);
+    assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    static const struct {
+        size_t n;
+        const char *hex;
+    } edges[] = {
+        { 55, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318" },
+        { 56, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a" },
+        { 63, "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34" },
+        { 64, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb" },
+    };
+    for (size_t i = 0; i < sizeof edges / sizeof *edges; i++) {
+        tape__sha256_hex(hex, million, edges[i].n);
+        assert_string_equal(hex, edges[i].hex);
+    }
+    free(million);
+}
+
+/* ------------------------------------- issue 7: invalid_json / oversize */
+
+static int append_flagged(tape *t, const char *bytes, size_t len, unsigned int fflags,
+                          size_t prefix, const char *flags_json)
+{
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_SERVER_TO_CLIENT;
+    d.ts_ms = 5;
+    d.message = bytes;
+    d.message_len = len;
+    d.frame_flags = fflags;
+    d.prefix_bytes = prefix;
+    d.flags_json = flags_json;
+    return tape_append_frame(NULL, t, &d);
+}
+
+static void assert_raw(const tape_frame *f, const char *bytes, size_t len)
+{
+    size_t n = 0;
+    const char *raw = tape_frame_raw(f, &n);
+    assert_non_null(raw);
+    assert_int_equal(n, len);
+    assert_memory_equal(raw, bytes, len);
+    assert_int_equal(raw[n], '\0');
+}
+
+/* The message of a flagged frame is one JSON string (valid JSON). */
+static void assert_message_is_string(const tape_frame *f)
+{
+    size_t n = 0;
+    const char *m = tape_frame_message(f, &n);
+    cJSON *v = cJSON_ParseWithLength(m, n);
+    assert_true(cJSON_IsString(v));
+    cJSON_Delete(v);
+}
+
+static void assert_flagged_same(const tape *a, const tape *b)
+{
+    assert_int_equal(tape_frame_count(a), tape_frame_count(b));
+    for (size_t i = 0; i < tape_frame_count(a); i++) {
+        const tape_frame *x = tape_frame_at(a, i), *y = tape_frame_at(b, i);
+        assert_int_equal(tape_frame_flags(x), tape_frame_flags(y));
+        assert_int_equal(tape_frame_is_error(x), tape_frame_is_error(y));
+        size_t nx = 0, ny = 0;
+        const char *rx = tape_frame_raw(x, &nx), *ry = tape_frame_raw(y, &ny);
+        assert_int_equal(nx, ny);
+        assert_memory_equal(rx, ry, nx);
+        uint64_t lx = 0, ly = 0;
+        const char *hx = NULL, *hy = NULL;
+        int cx = tape_frame_oversize_info(&lx, &hx, x), cy = tape_frame_oversize_info(&ly, &hy, y);
+        assert_int_equal(cx, cy);
+        if (cx == TAPE_OK) {
+            assert_int_equal(lx, ly);
+            assert_string_equal(hx, hy);
+        }
+    }
+}
+
+static void test_flagged_frames(void **state)
+{
+    (void)state;
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "flagged-1"));
+    append(t, TAPE_DIR_CLIENT_TO_SERVER, 0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}");
+
+    /* Not JSON, not UTF-8, quotes, backslashes, controls, a NUL: exact. */
+    static const char junk[] = "Content-Length: 12 \"quoted\" back\\slash \x01\t\r\x7f\xff\xfe "
+                               "\xc3\xa9 \\ud83d a\0b";
+    size_t junk_len = sizeof junk - 1;
+    EXPECT_OK(append_flagged(t, junk, junk_len, TAPE_FRAME_INVALID_JSON, 0, NULL));
+    const tape_frame *f = tape_frame_at(t, 1);
+    assert_int_equal(tape_frame_flags(f), TAPE_FRAME_INVALID_JSON);
+    assert_int_equal(tape_frame_is_error(f), 0);
+    assert_raw(f, junk, junk_len);
+    assert_message_is_string(f);
+    EXPECT_ERR(tape_frame_oversize_info(NULL, NULL, f), TAPE_ENOTFOUND, "not an oversize");
+    size_t ll = 0;
+    const char *line = tape_frame_line(f, &ll);
+    assert_non_null(strstr(line, ",\"flags\":{\"is_error\":false,\"is_notification\":false,"
+                                 "\"requires_response\":false,\"invalid_json\":true}}"));
+    assert_null(memchr(line, '\n', ll));
+
+    /* An empty line and an ordinary word line. */
+    EXPECT_OK(append_flagged(t, "", 0, TAPE_FRAME_INVALID_JSON, 0, NULL));
+    assert_raw(tape_frame_at(t, 2), "", 0);
+    assert_string_equal(tape_frame_message(tape_frame_at(t, 2), NULL), "\"\"");
+
+    /* Oversize: 3000 two-byte characters; a prefix of 101 bytes is cut
+     * back to 100, a character boundary. */
+    size_t big_len = 6000 + 5;
+    char *big = malloc(big_len + 1);
+    assert_non_null(big);
+    memcpy(big, "word ", 5);
+    for (size_t i = 5; i < big_len; i += 2) {
+        big[i] = (char)0xc3;
+        big[i + 1] = (char)0xa9;
+    }
+    big[big_len] = '\0';
+    char sha[65];
+    tape__sha256_hex(sha, big, big_len);
+    EXPECT_OK(append_flagged(t, big, big_len, TAPE_FRAME_OVERSIZE, 102, NULL));
+    f = tape_frame_at(t, 3);
+    assert_int_equal(tape_frame_flags(f), TAPE_FRAME_OVERSIZE);
+    assert_raw(f, big, 101);
+    uint64_t full = 0;
+    const char *hex = NULL;
+    EXPECT_OK(tape_frame_oversize_info(&full, &hex, f));
+    assert_int_equal(full, big_len);
+    assert_string_equal(hex, sha);
+    EXPECT_OK(tape_frame_oversize_info(NULL, NULL, f));
+    char want[256];
+    snprintf(want, sizeof want, "\"oversize\":{\"length\":%zu,\"sha256\":\"%s\"}}}", big_len, sha);
+    assert_non_null(strstr(tape_frame_line(f, NULL), want));
+    /* Default prefix: 1024 bytes, here 1023 (a boundary). */
+    EXPECT_OK(append_flagged(t, big, big_len, TAPE_FRAME_OVERSIZE, 0, NULL));
+    assert_raw(tape_frame_at(t, 4), big, 1023);
+    /* Bytes that are not UTF-8 are cut where asked. */
+    char bad[2000];
+    memset(bad, 0x80, sizeof bad);
+    EXPECT_OK(append_flagged(t, bad, sizeof bad, TAPE_FRAME_OVERSIZE, 10, NULL));
+    assert_raw(tape_frame_at(t, 5), bad, 10);
+    /* Both flags, with the caller's flags kept (its is_error does not make
+     * an error frame; its invalid_json is replaced). */
+    EXPECT_OK(append_flagged(t, junk, junk_len, TAPE_FRAME_INVALID_JSON | TAPE_FRAME_OVERSIZE,
+                             8, "{\"is_error\":true,\"invalid_json\":false,\"x\":[1]}"));
+    f = tape_frame_at(t, 6);
+    assert_int_equal(tape_frame_flags(f), TAPE_FRAME_INVALID_JSON | TAPE_FRAME_OVERSIZE);
+    assert_int_equal(tape_frame_is_error(f), 0);
+    assert_raw(f, junk, 8);
+    assert_non_null(strstr(tape_frame_line(f, NULL),
+                           "\"flags\":{\"is_error\":true,\"x\":[1],\"invalid_json\":true,"
+                           "\"oversize\":{\"length\":"));
+    /* Flagged frames count like others. */
+    tape_stats st = TAPE_STATS_INIT;
+    EXPECT_OK(tape_get_stats(&st, t));
+    assert_int_equal(st.frame_count, 7);
+    assert_int_equal(st.server_to_client, 6);
+    assert_int_equal(st.error_count, 0);
+    /* A plain frame: raw is the message, no flags. */
+    f = tape_frame_at(t, 0);
+    assert_int_equal(tape_frame_flags(f), 0);
+    assert_string_equal(tape_frame_raw(f, NULL), tape_frame_message(f, NULL));
+    EXPECT_ERR(tape_frame_oversize_info(&full, &hex, f), TAPE_ENOTFOUND, "frame 0");
+    assert_null(hex);
+    EXPECT_ERR(tape_frame_oversize_info(&full, &hex, NULL), TAPE_EINVAL, "NULL");
+    assert_int_equal(tape_frame_flags(NULL), 0);
+    assert_null(tape_frame_raw(NULL, NULL));
+
+    /* Encoded, decoded (both modes), parsed as lines, cloned: the same. */
+    size_t n1 = 0;
+    char *once = encode(t, &n1);
+    for (int mode = TAPE_DECODE_STRICT; mode <= TAPE_DECODE_RECOVER; mode++) {
+        tape *back = NULL;
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        EXPECT_OK(decode_mode(&back, once, mode, &rep));
+        assert_int_equal(rep.skipped_lines, 0);
+        assert_flagged_same(t, back);
+        assert_same_stats(t, back);
+        size_t n2 = 0;
+        char *twice = encode(back, &n2);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(once, twice, n1);
+        tape_string_free(twice);
+        tape *copy = NULL;
+        EXPECT_OK(tape_clone(&copy, back));
+        assert_flagged_same(t, copy);
+        tape_free(copy);
+        tape_free(back);
+    }
+    tape_string_free(once);
+    for (size_t i = 0; i < tape_frame_count(t); i++) {
+        const tape_frame *g = tape_frame_at(t, i);
+        size_t gl = 0;
+        const char *gline = tape_frame_line(g, &gl);
+        int type = 0;
+        tape_frame *p = NULL, *c = NULL;
+        EXPECT_OK(tape_line_parse(&type, &p, gline, gl));
+        EXPECT_OK(tape_frame_clone(&c, p));
+        tape *one = NULL, *two = NULL;
+        EXPECT_OK(tape_new(&one, "one"));
+        EXPECT_OK(tape_new(&two, "two"));
+        EXPECT_OK(tape_push_frame(one, p));
+        EXPECT_OK(tape_push_frame(two, c));
+        assert_int_equal(tape_frame_flags(tape_frame_at(one, 0)), tape_frame_flags(g));
+        size_t rl = 0, gr = 0;
+        const char *r1 = tape_frame_raw(tape_frame_at(two, 0), &rl), *r2 = tape_frame_raw(g, &gr);
+        assert_int_equal(rl, gr);
+        assert_memory_equal(r1, r2, rl);
+        tape_free(one);
+        tape_free(two);
+    }
+
+    /* Too long for a line as invalid_json: TAPE_ELIMIT says what to do. */
+    size_t huge_len = (size_t)TAPE_MAX_LINE_DEFAULT + 10;
+    char *huge = malloc(huge_len);
+    assert_non_null(huge);
+    memset(huge, 'z', huge_len);
+    EXPECT_ERR(append_flagged(t, huge, huge_len, TAPE_FRAME_INVALID_JSON, 0, NULL), TAPE_ELIMIT,
+               "TAPE_FRAME_OVERSIZE");
+    EXPECT_OK(append_flagged(t, huge, huge_len, TAPE_FRAME_OVERSIZE, 0, NULL));
+    EXPECT_OK(tape_frame_oversize_info(&full, NULL, tape_frame_at(t, 7)));
+    assert_int_equal(full, huge_len);
+    free(huge);
+    EXPECT_ERR(append_flagged(t, "x", 1, 4, 0, NULL), TAPE_EINVAL, "unknown bits");
+    EXPECT_ERR(append_flagged(t, "x", 1, TAPE_FRAME_INVALID_JSON, 0, "[1]"), TAPE_EINVAL,
+               "flags is not a JSON object");
+    free(big);
+    tape_free(t);
+}
+
+/* An old caller's desc is a version-1 struct, shorter than today's: the
+ * new fields must not be read (ASan sees a read past this block). */
+static void test_frame_desc_version1(void **state)
+{
+    (void)state;
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "desc-v1"));
+    size_t v1 = offsetof(tape_frame_desc, frame_flags);
+    tape_frame_desc *d = malloc(v1);
+    assert_non_null(d);
+    tape_frame_desc init = TAPE_FRAME_DESC_INIT;
+    memcpy(d, &init, v1);
+    d->version = 1;
+    d->direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d->ts_ms = 0;
+    d->message = "{\"jsonrpc\":\"2.0\",\"method\":\"n\"}";
+    EXPECT_OK(tape_append_frame(NULL, t, d));
+    d->message = "not json";
+    EXPECT_ERR(tape_append_frame(NULL, t, d), TAPE_EINVAL, "not valid JSON");
+    free(d);
+    /* A full struct saying version 1: frame_flags is ignored. */
+    tape_frame_desc full = TAPE_FRAME_DESC_INIT;
+    full.version = 1;
+    full.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    full.message = "not json";
+    full.frame_flags = TAPE_FRAME_INVALID_JSON;
+    EXPECT_ERR(tape_append_frame(NULL, t, &full), TAPE_EINVAL, "not valid JSON");
+    full.version = TAPE_FRAME_DESC_VERSION + 1;
+    EXPECT_ERR(tape_append_frame(NULL, t, &full), TAPE_EVERSION, "newer");
+    assert_int_equal(tape_frame_count(t), 1);
+    assert_int_equal(tape_frame_flags(tape_frame_at(t, 0)), 0);
+    tape_free(t);
+}
+
+/* Flagged lines written elsewhere, and malformed ones. */
+static void test_flagged_decode(void **state)
+{
+    (void)state;
+    char doc[4096];
+    const char *sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    snprintf(doc, sizeof doc,
+             "%s"
+             "{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"server_to_client\","
+             "\"env\" : { \"message\" : \"a\\u00e9\\ud83d\\ude00\\ud83d\\/\\u0000\\n\" },"
+             "\"flags\":{\"invalid_json\":true,\"is_error\":true}}\n"
+             "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"server_to_client\","
+             "\"env\":{\"message\":\"abc\"},\"flags\":{\"oversize\":{\"sha256\":\"%s\","
+             "\"length\":9000}}}\n"
+             "{\"type\":\"frame\",\"seq\":2,\"ts\":0,\"dir\":\"server_to_client\","
+             "\"env\":{\"message\":{\"error\":{}}},\"flags\":{\"invalid_json\":false,"
+             "\"oversize\":null}}\n",
+             INIT, sha);
+    tape *t = decode_str(doc, NULL);
+    const tape_frame *f = tape_frame_at(t, 0);
+    assert_int_equal(tape_frame_flags(f), TAPE_FRAME_INVALID_JSON);
+    assert_int_equal(tape_frame_is_error(f), 0);
+    static const char want[] = "a\xc3\xa9\xf0\x9f\x98\x80\xed\xa0\xbd/\0\n";
+    assert_raw(f, want, sizeof want - 1);
+    assert_string_equal(tape_frame_message(f, NULL),
+                        "\"a\\u00e9\\ud83d\\ude00\\ud83d\\/\\u0000\\n\"");
+    f = tape_frame_at(t, 1);
+    assert_int_equal(tape_frame_flags(f), TAPE_FRAME_OVERSIZE);
+    assert_raw(f, "abc", 3);
+    uint64_t full = 0;
+    const char *hex = NULL;
+    EXPECT_OK(tape_frame_oversize_info(&full, &hex, f));
+    assert_int_equal(full, 9000);
+    assert_string_equal(hex, sha);
+    f = tape_frame_at(t, 2);
+    assert_int_equal(tape_frame_flags(f), 0);
+    assert_int_equal(tape_frame_is_error(f), 1);
+    char *text = encode(t, NULL);
+    assert_string_equal(text, doc);
+    tape_string_free(text);
+    tape_free(t);
+
+    static const struct {
+        const char *frame;
+        const char *needle;
+    } bad[] = {
+        { "\"env\":{\"message\":\"x\"},\"flags\":{\"invalid_json\":\"yes\"}",
+          "flags.invalid_json must be a boolean" },
+        { "\"env\":{\"message\":{}},\"flags\":{\"invalid_json\":true}",
+          "env.message of an invalid_json or oversize frame must be a string" },
+        { "\"env\":{\"message\":\"x\"},\"flags\":{\"oversize\":1}",
+          "flags.oversize must be an object" },
+        { "\"env\":{\"message\":\"x\"},\"flags\":{\"oversize\":{\"length\":-1,\"sha256\":\"\"}}",
+          "flags.oversize.length must be a non-negative integer" },
+        { "\"env\":{\"message\":\"x\"},\"flags\":{\"oversize\":{\"length\":1,\"sha256\":\"AB\"}}",
+          "flags.oversize.sha256 must be 64 lowercase hex digits" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(doc, sizeof doc,
+                 "%s%s{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"client_to_server\",%s}\n",
+                 INIT, FRAME(0, 0), bad[i].frame);
+        char w[256];
+        snprintf(w, sizeof w, "line 3: malformed frame: %s", bad[i].needle);
+        EXPECT_ERR(decode_mode(&t, doc, TAPE_DECODE_STRICT, NULL), TAPE_ECORRUPT, w);
+        tape_decode_report rep = TAPE_DECODE_REPORT_INIT;
+        EXPECT_OK(decode_mode(&t, doc, TAPE_DECODE_RECOVER, &rep));
+        assert_int_equal(rep.skipped_lines, 1);
+        assert_int_equal(tape_frame_count(t), 1);
+        tape_free(t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1260,6 +1957,13 @@ int main(void)
         cmocka_unit_test(test_line_parse),
         cmocka_unit_test(test_null_arguments),
         cmocka_unit_test(test_check_line_limit),
+        cmocka_unit_test(test_lone_surrogates),
+        cmocka_unit_test(test_utf8_and_control_policy),
+        cmocka_unit_test(test_nul_escape_in_ids),
+        cmocka_unit_test(test_sha256_vectors),
+        cmocka_unit_test(test_flagged_frames),
+        cmocka_unit_test(test_frame_desc_version1),
+        cmocka_unit_test(test_flagged_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

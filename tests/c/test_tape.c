@@ -450,8 +450,8 @@ static void test_append_frame_invalid(void **state)
     uint64_t seq = 42;
     d.version = 0;
     EXPECT_ERR(tape_append_frame(&seq, t, &d), TAPE_EINVAL, "TAPE_FRAME_DESC_INIT");
-    d.version = 2;
-    EXPECT_ERR(tape_append_frame(&seq, t, &d), TAPE_EVERSION, "version 2 is newer");
+    d.version = TAPE_FRAME_DESC_VERSION + 1;
+    EXPECT_ERR(tape_append_frame(&seq, t, &d), TAPE_EVERSION, "version 3 is newer");
     d.version = TAPE_FRAME_DESC_VERSION;
     d.direction = 0;
     EXPECT_ERR(tape_append_frame(&seq, t, &d), TAPE_EINVAL, "direction 0 is invalid");
@@ -965,6 +965,60 @@ static void test_text_search_decoded(void **state)
     tape_free(t);
 }
 
+/* Flagged frames (issue 7) through the streaming path: tape_frame_new
+ * builds them, tape_account_frame and tape_push_frame count them like any
+ * frame, tape_clone keeps what they carry. */
+static void test_flagged_frame_new(void **state)
+{
+    (void)state;
+    tape *h = new_tape("flagged-new");
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_SERVER_TO_CLIENT;
+    d.ts_ms = 7;
+    d.message = "Traceback (most recent call last):";
+    d.frame_flags = TAPE_FRAME_INVALID_JSON;
+    tape_frame *a = NULL, *b = NULL;
+    EXPECT_OK(tape_frame_new(&a, h, 0, &d));
+    d.message = "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":1,\"message\":\"huge\"}}";
+    d.frame_flags = TAPE_FRAME_OVERSIZE;
+    d.prefix_bytes = 12;
+    EXPECT_OK(tape_frame_new(&b, h, 1, &d));
+    assert_int_equal(tape_frame_flags(a), TAPE_FRAME_INVALID_JSON);
+    assert_int_equal(tape_frame_flags(b), TAPE_FRAME_OVERSIZE);
+    assert_int_equal(tape_frame_is_error(b), 0); /* not read as JSON-RPC */
+    size_t n = 0;
+    assert_string_equal(tape_frame_raw(b, &n), "{\"jsonrpc\":\"");
+    assert_int_equal(n, 12);
+    assert_string_equal(tape_frame_message(b, NULL), "\"{\\\"jsonrpc\\\":\\\"\"");
+    EXPECT_OK(tape_account_frame(h, a));
+    EXPECT_OK(tape_account_frame(h, b));
+    tape_stats st = TAPE_STATS_INIT;
+    EXPECT_OK(tape_get_stats(&st, h));
+    assert_int_equal(st.frame_count, 2);
+    assert_int_equal(st.error_count, 0);
+    assert_int_equal(st.server_to_client, 2);
+
+    tape *t = new_tape("flagged-push");
+    EXPECT_OK(tape_push_frame(t, a));
+    EXPECT_OK(tape_push_frame(t, b));
+    tape *c = NULL;
+    EXPECT_OK(tape_clone(&c, t));
+    for (size_t i = 0; i < 2; i++) {
+        const tape_frame *x = tape_frame_at(t, i), *y = tape_frame_at(c, i);
+        assert_int_equal(tape_frame_flags(x), tape_frame_flags(y));
+        assert_string_equal(tape_frame_raw(x, NULL), tape_frame_raw(y, NULL));
+        assert_string_equal(tape_frame_line(x, NULL), tape_frame_line(y, NULL));
+    }
+    uint64_t len = 0;
+    const char *hex = NULL;
+    EXPECT_OK(tape_frame_oversize_info(&len, &hex, tape_frame_at(c, 1)));
+    assert_int_equal(len, strlen(d.message));
+    assert_int_equal(strlen(hex), 64);
+    tape_free(c);
+    tape_free(t);
+    tape_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -977,6 +1031,7 @@ int main(void)
         cmocka_unit_test(test_append_frame_fields),
         cmocka_unit_test(test_frame_line_matches_cjson),
         cmocka_unit_test(test_append_frame_invalid),
+        cmocka_unit_test(test_flagged_frame_new),
         cmocka_unit_test(test_append_frame_whitespace),
         cmocka_unit_test(test_append_frame_now),
         cmocka_unit_test(test_big_messages),

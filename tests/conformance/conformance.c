@@ -949,6 +949,179 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
+/* Case: invalid_json and oversize frames round-trip                   */
+/* ------------------------------------------------------------------ */
+
+/* A recorder relays lines that are not JSON, or too large to keep: the
+ * core stores them flagged (docs/tape-format.md, "Flagged frames") as
+ * ordinary frame lines, so every provider must give them back as they are. */
+
+#define TC_FLAG_BIG 200000u
+
+static int tc_add_flagged(uint64_t *out_seq, tape *t, tape_writer *w, int64_t ts,
+                          const char *bytes, size_t len, unsigned int fflags, size_t prefix)
+{
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_SERVER_TO_CLIENT;
+    d.ts_ms = ts;
+    d.message = bytes;
+    d.message_len = len;
+    d.frame_flags = fflags;
+    d.prefix_bytes = prefix;
+    return w != NULL ? tape_writer_append(out_seq, w, &d) : tape_append_frame(out_seq, t, &d);
+}
+
+/* f must be the frame that want describes: flags, kept bytes, length and
+ * digest, and a message that is one JSON string. */
+static void tc_check_flagged(tc_ctx *c, int line, const char *what, const tape_frame *want,
+                             const tape_frame *got)
+{
+    size_t wl = 0, gl = 0;
+    const char *wr = tape_frame_raw(want, &wl), *gr = tape_frame_raw(got, &gl);
+    if (tape_frame_flags(want) != tape_frame_flags(got)) {
+        tc_fail(c, line, "%s: frame %" PRIu64 ": flags expected 0x%x, got 0x%x", what,
+                tape_frame_seq(want), tape_frame_flags(want), tape_frame_flags(got));
+        return;
+    }
+    if (gr == NULL || wl != gl || memcmp(wr, gr, wl) != 0) {
+        tc_fail(c, line, "%s: frame %" PRIu64 ": raw bytes differ (expected %zu bytes, got %zu)",
+                what, tape_frame_seq(want), wl, gl);
+    }
+    if (tape_frame_is_error(got)) {
+        tc_fail(c, line, "%s: frame %" PRIu64 ": a flagged frame is never an error", what,
+                tape_frame_seq(got));
+    }
+    uint64_t lw = 0, lg = 0;
+    const char *hw = NULL, *hg = NULL;
+    int rw = tape_frame_oversize_info(&lw, &hw, want), rg = tape_frame_oversize_info(&lg, &hg, got);
+    if (rw != rg || (rw == TAPE_OK && (lw != lg || !tc_streq(hw, hg)))) {
+        tc_fail(c, line,
+                "%s: frame %" PRIu64 ": oversize info expected %d/%" PRIu64 "/%s, got %d/%" PRIu64
+                "/%s",
+                what, tape_frame_seq(want), rw, lw, tc_s(hw), rg, lg, tc_s(hg));
+    }
+    size_t ml = 0;
+    const char *m = tape_frame_message(got, &ml);
+    if (tape_frame_flags(got) != 0 && (m == NULL || ml < 2 || m[0] != '"' || m[ml - 1] != '"')) {
+        tc_fail(c, line, "%s: frame %" PRIu64 ": message of a flagged frame is not a JSON string",
+                what, tape_frame_seq(got));
+    }
+}
+
+static void case_flagged_frames(tc_ctx *c)
+{
+    tape_store *s = NULL;
+    tape *t = NULL, *got = NULL, *h = NULL;
+    tape_writer *w = NULL;
+    tape_frame_iter *it = NULL;
+    tape_query *q = NULL;
+    tape_result *r = NULL;
+    char *big = NULL;
+    static const char junk[] = "HTTP/1.1 502 Bad Gateway \"quoted\" back\\slash \x01\t\r\x7f"
+                               "\xff\xfe \xc3\xa9 zebracrossing \\ud83d a\0b";
+    const char *ok = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}";
+
+    TC_OPEN(&s);
+    big = malloc(TC_FLAG_BIG);
+    REQUIRE(big != NULL, "out of memory building a %u-byte message", TC_FLAG_BIG);
+    memcpy(big, "{\"result\":\"okapiword ", 21);
+    for (size_t i = 21; i < TC_FLAG_BIG; i++) {
+        big[i] = (char)('a' + i % 26);
+    }
+    memcpy(big + 5000, "hiddenword", 10);
+
+    /* Saved whole, loaded, read in ranges. */
+    REQUIRE_OK(tape_new(&t, "flagged-frames"));
+    REQUIRE_OK(tc_add_frame(NULL, t, TAPE_DIR_CLIENT_TO_SERVER, 0, ok, 0, NULL, NULL, NULL));
+    REQUIRE_OK(tc_add_flagged(NULL, t, NULL, 1, junk, sizeof junk - 1, TAPE_FRAME_INVALID_JSON, 0));
+    REQUIRE_OK(tc_add_flagged(NULL, t, NULL, 2, big, TC_FLAG_BIG, TAPE_FRAME_OVERSIZE, 0));
+    REQUIRE_OK(tc_add_flagged(NULL, t, NULL, 3, big, TC_FLAG_BIG,
+                              TAPE_FRAME_OVERSIZE | TAPE_FRAME_INVALID_JSON, 40));
+    REQUIRE_OK(tc_add_frame(NULL, t, TAPE_DIR_SERVER_TO_CLIENT, 4, ok, 0, NULL, NULL, NULL));
+    REQUIRE_OK(tape_store_save(s, t));
+    REQUIRE_OK(tape_store_load(&got, s, "flagged-frames"));
+    tc_cmp_tapes(c, __LINE__, "flagged-frames after load", t, got, 1);
+    REQUIRE(tape_frame_count(got) == 5, "frame count: expected 5, got %zu", tape_frame_count(got));
+    for (size_t i = 0; i < 5; i++) {
+        tc_check_flagged(c, __LINE__, "after load", tape_frame_at(t, i), tape_frame_at(got, i));
+    }
+    {
+        uint64_t len = 0;
+        const char *hex = NULL;
+        size_t rl = 0;
+        EXPECT_OK(tape_frame_oversize_info(&len, &hex, tape_frame_at(got, 2)));
+        EXPECT(len == TC_FLAG_BIG && tape_frame_raw(tape_frame_at(got, 2), &rl) != NULL &&
+                   rl == TAPE_FRAME_PREFIX_DEFAULT,
+               "oversize frame: expected length %u and a %u-byte prefix, got %" PRIu64 " and %zu",
+               TC_FLAG_BIG, TAPE_FRAME_PREFIX_DEFAULT, len, rl);
+    }
+    tape_free(got);
+    got = NULL;
+    REQUIRE_OK(tape_store_read_frames(&it, s, "flagged-frames", 1, 3));
+    for (size_t i = 1; i <= 3; i++) {
+        const tape_frame *f = NULL;
+        REQUIRE_OK(tape_frame_iter_next(&f, it));
+        tc_check_flagged(c, __LINE__, "read_frames [1,3]", tape_frame_at(t, i), f);
+    }
+    EXPECT_RC(TAPE_DONE, tape_frame_iter_next(&(const tape_frame *){ NULL }, it));
+    tape_frame_iter_free(it);
+    it = NULL;
+
+    /* Recorded through a writer. */
+    REQUIRE_OK(tape_new(&h, "flagged-writer"));
+    REQUIRE_OK(tape_store_record(&w, s, h));
+    REQUIRE_OK(tc_add_flagged(NULL, NULL, w, 0, junk, sizeof junk - 1, TAPE_FRAME_INVALID_JSON, 0));
+    REQUIRE_OK(tc_add_flagged(NULL, NULL, w, 1, big, TC_FLAG_BIG, TAPE_FRAME_OVERSIZE, 0));
+    REQUIRE_OK(tape_writer_finish(w));
+    tape_writer_free(w);
+    w = NULL;
+    REQUIRE_OK(tape_store_load(&got, s, "flagged-writer"));
+    REQUIRE(tape_frame_count(got) == 2, "writer: frame count expected 2, got %zu",
+            tape_frame_count(got));
+    tc_check_flagged(c, __LINE__, "writer, after load", tape_frame_at(t, 1), tape_frame_at(got, 0));
+    tc_check_flagged(c, __LINE__, "writer, after load", tape_frame_at(t, 2), tape_frame_at(got, 1));
+    tape_free(got);
+    got = NULL;
+    REQUIRE_OK(tape_store_read_frames(&it, s, "flagged-writer", 0, UINT64_MAX));
+    for (size_t i = 0; i < 2; i++) {
+        const tape_frame *f = NULL;
+        REQUIRE_OK(tape_frame_iter_next(&f, it));
+        tc_check_flagged(c, __LINE__, "writer, read_frames", tape_frame_at(t, i + 1), f);
+    }
+
+    /* Text search sees the kept bytes, in both kinds. */
+    static const struct {
+        const char *query;
+        size_t n;
+    } searches[] = {
+        { "{\"text\":\"zebracrossing\"}", 2 }, /* in the invalid_json line */
+        { "{\"text\":\"okapiword\"}", 2 },     /* in the oversize prefix */
+        { "{\"text\":\"BAD GATEWAY\"}", 2 },
+        { "{\"text\":\"hiddenword\"}", 0 },      /* past the prefixes: not kept */
+    };
+    for (size_t i = 0; i < sizeof searches / sizeof *searches; i++) {
+        REQUIRE_OK(tape_query_parse(&q, searches[i].query));
+        REQUIRE_OK(tape_store_query(&r, s, q));
+        EXPECT(tape_result_count(r) == searches[i].n, "query %.40s: expected %zu tapes, got %zu",
+               searches[i].query, searches[i].n, tape_result_count(r));
+        tape_result_free(r);
+        r = NULL;
+        tape_query_free(q);
+        q = NULL;
+    }
+out:
+    tape_result_free(r);
+    tape_query_free(q);
+    tape_frame_iter_free(it);
+    tape_writer_free(w);
+    tape_free(h);
+    tape_free(got);
+    tape_free(t);
+    free(big);
+    TC_CLOSE(&s);
+}
+
+/* ------------------------------------------------------------------ */
 /* Case: a 100,000-frame tape                                          */
 /* ------------------------------------------------------------------ */
 
@@ -3376,6 +3549,7 @@ static const struct {
     { "capabilities", case_capabilities },
     { "save/load fidelity", case_fidelity },
     { "save/load a 5 MiB frame", case_large_frame },
+    { "invalid_json and oversize frames round-trip", case_flagged_frames },
     { "save/load a 100,000-frame tape", case_many_frames },
     { "save replaces an existing tape", case_replace },
     { "delete and exists", case_delete_exists },
