@@ -116,8 +116,8 @@ static const char *const sq_sql[S_COUNT] = {
                    " duration_ms, frame_count, file_size, meta, init_line)"
                    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
     [S_TAPE_UPD] = "UPDATE tapes SET name=?2, session_id=?3, status=?4, created_at=?5,"
-                   " updated_at=?6, duration_ms=?7, frame_count=?8, file_size=?9, meta=?10"
-                   " WHERE id = ?1",
+                   " updated_at=?6, duration_ms=?7, frame_count=?8, file_size=?9, meta=?10,"
+                   " init_line=?11 WHERE id = ?1",
     [S_TAG_INS] = "INSERT OR IGNORE INTO tags(tape_id, tag) VALUES(?1,?2)",
     [S_FRAME_INS] = "INSERT INTO frames(tape_id, seq, ts, direction, correlation_id, head,"
                     " message, tail) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
@@ -144,11 +144,13 @@ struct pend {
 struct sq_writer {
     sq_store *st;
     char *id;
-    tape *hdr;               /* frameless mirror of the core's header */
+    tape *hdr;               /* frameless mirror of the core's header: its metadata, and
+                              * stats and correlations of what this writer took */
     struct pend *pend;
     size_t npend, cap;
     int64_t ord;             /* next line number in `lines` */
     int64_t first_ms;        /* when the oldest pending item arrived */
+    int64_t nonce;           /* names this writer's lease row (with the pid) */
     sq_writer *prev, *next;
 };
 
@@ -324,6 +326,14 @@ void sq_end_read(sq_store *st)
     }
 }
 
+static int read_only_err(const sq_store *st, const char *what)
+{
+    return tape_error_set(TAPE_EUNSUPPORTED,
+                          "sqlite \"%s\": the store is read-only (config key \"read_only\"): "
+                          "cannot %s",
+                          st->path, what);
+}
+
 static int not_found(const char *id)
 {
     return tape_error_set(TAPE_ENOTFOUND, "no tape \"%s\"", id);
@@ -380,6 +390,61 @@ static int encode_meta(char **meta, size_t *meta_len, tape_entry **e, const tape
     return rc;
 }
 
+/* Leases held by the live writers of this process, by nonce. A lease row
+ * of this pid whose nonce is not here is stale (its writer was freed,
+ * perhaps without being able to delete the row), so no store of this
+ * process is blocked by it. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t *live_nonces;
+static size_t live_n, live_cap;
+static int64_t live_counter;
+
+static int live_add(int64_t *out_nonce)
+{
+    pthread_once(&nonce_once, nonce_init);
+    int rc = TAPE_OK;
+    pthread_mutex_lock(&live_lock);
+    if (live_n == live_cap) {
+        size_t cap = live_cap ? live_cap * 2 : 8;
+        int64_t *p = realloc(live_nonces, cap * sizeof *p);
+        if (p == NULL) rc = oom();
+        else {
+            live_nonces = p;
+            live_cap = cap;
+        }
+    }
+    if (rc == TAPE_OK) {
+        /* per writer: the process's random base plus a counter */
+        int64_t n = (int64_t)(((uint64_t)process_nonce + (uint64_t)++live_counter) &
+                             (uint64_t)INT64_MAX);
+        live_nonces[live_n++] = n;
+        *out_nonce = n;
+    }
+    pthread_mutex_unlock(&live_lock);
+    return rc;
+}
+
+static void live_remove(int64_t nonce)
+{
+    pthread_mutex_lock(&live_lock);
+    for (size_t i = 0; i < live_n; i++) {
+        if (live_nonces[i] == nonce) {
+            live_nonces[i] = live_nonces[--live_n];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&live_lock);
+}
+
+static int live_has(int64_t nonce)
+{
+    int found = 0;
+    pthread_mutex_lock(&live_lock);
+    for (size_t i = 0; i < live_n && !found; i++) found = live_nonces[i] == nonce;
+    pthread_mutex_unlock(&live_lock);
+    return found;
+}
+
 /* Is a writer lease on `id` held by a live recording? A stale one (its
  * process is gone) is removed. Call inside a write transaction. */
 static int check_writer(sq_store *st, const char *id)
@@ -402,7 +467,7 @@ static int check_writer(sq_store *st, const char *id)
     pthread_once(&nonce_once, nonce_init);
     int live;
     if (pid == (int64_t)getpid()) {
-        live = nonce == process_nonce;
+        live = live_has(nonce); /* a writer of this process that is not freed */
     } else {
         live = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
     }
@@ -513,12 +578,15 @@ static int insert_tape(sq_store *st, const tape *t, const char *init, size_t ini
     return rc;
 }
 
+/* The row of a tape being recorded: metadata and stats of t, and its init
+ * line (session and protocol version may be learned while recording). */
 static int update_meta(sq_store *st, const tape *t)
 {
-    char *meta = NULL;
-    size_t meta_len = 0;
+    char *meta = NULL, *init = NULL;
+    size_t meta_len = 0, init_len = 0;
     tape_entry *e = NULL;
     int rc = encode_meta(&meta, &meta_len, &e, t);
+    if (rc == TAPE_OK) rc = tape_encode_init_line(&init, &init_len, t);
     if (rc == TAPE_OK) {
         sqlite3_stmt *s = stmt(st, S_TAPE_UPD);
         if (s == NULL) {
@@ -527,11 +595,13 @@ static int update_meta(sq_store *st, const tape *t)
             cols c;
             cols_of(&c, e);
             bind_cols(s, tape_id(t), &c, meta, meta_len);
+            bind_text(s, 11, init, init_len > 0 && init[init_len - 1] == '\n' ? init_len - 1 : init_len);
             rc = run(st, s, "cannot update a tape");
         }
     }
     tape_entry_free(e);
     tape_string_free(meta);
+    tape_string_free(init);
     return rc;
 }
 
@@ -545,32 +615,112 @@ static void writer_drop_pending(sq_writer *w)
     w->npend = 0;
 }
 
-/* One transaction: the pending frames and correlations, the metadata
- * from `meta_src`, and (end) the release of the lease. */
-static int writer_flush(sq_writer *w, const tape *meta_src, int end)
+/* Copy what a recorder may change while recording (tape_writer_update_meta
+ * and the end of the recording) from the core's header into the mirror;
+ * the mirror keeps its own stats, which count only what this writer was
+ * able to take. */
+static int sync_meta(tape *m, const tape *h)
 {
-    sq_store *st = w->st;
-    if (w->npend == 0 && meta_src == NULL && !end) {
-        return TAPE_OK;
-    }
-    int rc = tx_begin(st);
-    for (size_t i = 0; rc == TAPE_OK && i < w->npend; i++) {
-        struct pend *p = &w->pend[i];
-        if (p->f != NULL) {
-            rc = insert_frame(st, w->id, p->f);
-        } else {
-            char *line = NULL;
-            size_t len = 0;
-            rc = tape_encode_correlation_line(&line, &len, w->hdr, p->corr);
-            if (rc == TAPE_OK) {
-                rc = insert_line(st, w->id, p->pos, w->ord + (int64_t)i, line,
-                                 len > 0 && line[len - 1] == '\n' ? len - 1 : len);
-            }
-            tape_string_free(line);
-            if (rc == TAPE_OK) rc = insert_corr(st, w->id, w->hdr, p->corr);
+    int rc = TAPE_OK;
+    static const struct {
+        const char *(*get)(const tape *);
+        int (*set)(tape *, const char *);
+    } fields[] = {
+        { tape_name, tape_set_name },
+        { tape_description, tape_set_description },
+        { tape_session_id, tape_set_session_id },
+        { tape_protocol_version, tape_set_protocol_version },
+        { tape_transport_json, tape_set_transport_json },
+        { tape_environment_json, tape_set_environment_json },
+    };
+    for (size_t i = 0; rc == TAPE_OK && i < sizeof fields / sizeof fields[0]; i++) {
+        const char *a = fields[i].get(m), *b = fields[i].get(h);
+        if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0)) {
+            rc = fields[i].set(m, b);
         }
     }
-    if (rc == TAPE_OK) rc = update_meta(st, meta_src != NULL ? meta_src : w->hdr);
+    /* tags: in the header's order */
+    int same = tape_tag_count(m) == tape_tag_count(h);
+    for (size_t j = 0; same && j < tape_tag_count(h); j++) {
+        same = strcmp(tape_tag_at(m, j), tape_tag_at(h, j)) == 0;
+    }
+    while (rc == TAPE_OK && !same && tape_tag_count(m) > 0) {
+        rc = tape_remove_tag(m, tape_tag_at(m, tape_tag_count(m) - 1));
+    }
+    for (size_t j = 0; rc == TAPE_OK && !same && j < tape_tag_count(h); j++) {
+        rc = tape_add_tag(m, tape_tag_at(h, j));
+    }
+    if (rc == TAPE_OK && tape_status(m) != tape_status(h)) rc = tape_set_status(m, tape_status(h));
+    if (rc == TAPE_OK && tape_finalized_at(m) != tape_finalized_at(h)) {
+        rc = tape_set_finalized_at(m, tape_finalized_at(h));
+    }
+    if (rc == TAPE_OK && tape_updated_at(m) != tape_updated_at(h)) {
+        rc = tape_set_updated_at(m, tape_updated_at(h));
+    }
+    return rc;
+}
+
+/* TAPE_OK if the lease row of w's tape is still w's own. Call inside a
+ * write transaction. */
+static int lease_is_ours(sq_writer *w)
+{
+    sq_store *st = w->st;
+    sqlite3_stmt *s = stmt(st, S_WRITER_GET);
+    if (s == NULL) return TAPE_EPROVIDER;
+    bind_str(s, 1, w->id);
+    int src = sqlite3_step(s);
+    int rc = TAPE_OK;
+    if (src == SQLITE_ROW) {
+        if (sqlite3_column_int64(s, 0) != (int64_t)getpid() || sqlite3_column_int64(s, 1) != w->nonce) {
+            src = SQLITE_DONE;
+        }
+    }
+    if (src == SQLITE_DONE) {
+        rc = tape_error_set(TAPE_ESTATE,
+                            "sqlite \"%s\": tape \"%s\": the recording lease was lost (the "
+                            "tape was saved over, deleted or its lease cleared)",
+                            st->path, w->id);
+    } else if (src != SQLITE_ROW) {
+        rc = sq_err(st, src, "cannot read the writers table");
+    }
+    done(s);
+    return rc;
+}
+
+static int insert_pend(sq_writer *w, const struct pend *p, int64_t ord, const tape *src)
+{
+    sq_store *st = w->st;
+    if (p->f != NULL) return insert_frame(st, w->id, p->f);
+    char *line = NULL;
+    size_t len = 0;
+    int rc = tape_encode_correlation_line(&line, &len, src, p->corr);
+    if (rc == TAPE_OK) {
+        rc = insert_line(st, w->id, p->pos, ord, line,
+                         len > 0 && line[len - 1] == '\n' ? len - 1 : len);
+    }
+    tape_string_free(line);
+    if (rc == TAPE_OK) rc = insert_corr(st, w->id, src, p->corr);
+    return rc;
+}
+
+/* One transaction: the pending frames and correlations, then `extra` (the
+ * item being added, or NULL; a correlation index of `extra_src`), the
+ * metadata of `meta_src` (the mirror, or a copy of it that counts `extra`),
+ * and (end) the release of the lease. On failure nothing is written and
+ * the pending items stay. */
+static int writer_flush(sq_writer *w, const tape *meta_src, const struct pend *extra,
+                        const tape *extra_src, int end)
+{
+    sq_store *st = w->st;
+    int rc = tx_begin(st);
+    if (rc == TAPE_OK) rc = lease_is_ours(w);
+    for (size_t i = 0; rc == TAPE_OK && i < w->npend; i++) {
+        rc = insert_pend(w, &w->pend[i], w->ord + (int64_t)i, w->hdr);
+    }
+    if (rc == TAPE_OK && extra != NULL) {
+        rc = insert_pend(w, extra, w->ord + (int64_t)w->npend, extra_src);
+    }
+    if (rc == TAPE_OK) rc = update_meta(st, meta_src);
     if (rc == TAPE_OK && end) {
         sqlite3_stmt *s = stmt(st, S_WRITER_DEL);
         if (s == NULL) {
@@ -582,7 +732,7 @@ static int writer_flush(sq_writer *w, const tape *meta_src, int end)
     }
     rc = tx_end(st, rc);
     if (rc == TAPE_OK) {
-        w->ord += (int64_t)w->npend;
+        w->ord += (int64_t)w->npend + (extra != NULL);
         writer_drop_pending(w);
     }
     return rc;
@@ -593,14 +743,14 @@ int sq_flush_all(sq_store *st)
 {
     for (sq_writer *w = st->writers; w != NULL; w = w->next) {
         if (w->npend > 0) {
-            int rc = writer_flush(w, NULL, 0);
+            int rc = writer_flush(w, w->hdr, NULL, NULL, 0);
             if (rc != TAPE_OK) return rc;
         }
     }
     return TAPE_OK;
 }
 
-static int writer_push(sq_writer *w, tape_frame *f, size_t corr, int64_t pos)
+static int writer_reserve(sq_writer *w)
 {
     if (w->npend == w->cap) {
         size_t cap = w->cap ? w->cap * 2 : SQ_BATCH_FRAMES;
@@ -609,38 +759,106 @@ static int writer_push(sq_writer *w, tape_frame *f, size_t corr, int64_t pos)
         w->pend = p;
         w->cap = cap;
     }
-    if (w->npend == 0) w->first_ms = mono_ms();
-    w->pend[w->npend].f = f;
-    w->pend[w->npend].corr = corr;
-    w->pend[w->npend].pos = pos;
-    w->npend++;
     return TAPE_OK;
 }
 
-static int writer_maybe_flush(sq_writer *w)
+/* Does the item being added end the batch (commit now)? */
+static int writer_due(const sq_writer *w)
 {
-    if (w->st->sync >= SQ_SYNC_FULL || w->npend >= SQ_BATCH_FRAMES ||
-        mono_ms() - w->first_ms >= SQ_BATCH_MS) {
-        return writer_flush(w, NULL, 0);
+    return w->st->sync >= SQ_SYNC_FULL || w->npend + 1 >= SQ_BATCH_FRAMES ||
+           (w->npend > 0 && mono_ms() - w->first_ms >= SQ_BATCH_MS);
+}
+
+/* Count the item into a mirror (and take the header's metadata). */
+static int writer_apply(tape *m, const tape *header, const tape_frame *f, size_t corr)
+{
+    int rc = sync_meta(m, header);
+    if (rc == TAPE_OK && f != NULL) rc = tape_account_frame(m, f);
+    if (rc == TAPE_OK && f == NULL) {
+        const char *cid = NULL, *status = NULL;
+        uint64_t rq = 0, rs = 0;
+        int64_t rtt = 0;
+        rc = tape_correlation_get(&cid, &rq, &rs, &rtt, &status, header, corr);
+        if (rc == TAPE_OK) rc = tape_add_correlation(m, cid, rq, rs, rtt, status);
     }
+    return rc;
+}
+
+/* Take one item (frame f, or correlation `corr` of the core's header):
+ * queue it, or commit it with the batch. It is taken only on TAPE_OK: a
+ * failed commit leaves the mirror and the batch as they were, so what
+ * was acknowledged before stays pending and what failed is never written
+ * later. */
+static int writer_take(sq_writer *w, const tape *header, const tape_frame *f, size_t corr)
+{
+    struct pend item = { NULL, 0, 0 };
+    tape_stats s = TAPE_STATS_INIT;
+    tape_get_stats(&s, w->hdr);
+    item.pos = (int64_t)s.frame_count; /* frames are accounted, not held */
+    int rc = writer_reserve(w);
+    if (rc == TAPE_OK && f != NULL) rc = tape_frame_clone(&item.f, f);
+    if (rc != TAPE_OK) return rc;
+    if (writer_due(w)) {
+        /* The row written with it must count it: a copy of the mirror
+         * does, until the commit makes it true. */
+        tape *next = NULL;
+        item.corr = corr;
+        rc = tape_clone_meta(&next, w->hdr);
+        if (rc == TAPE_OK) rc = writer_apply(next, header, f, corr);
+        if (rc == TAPE_OK) rc = writer_flush(w, next, &item, header, 0);
+        tape_free(next);
+        tape_frame_free(item.f);
+        if (rc != TAPE_OK) return rc;
+        if (writer_apply(w->hdr, header, f, corr) != TAPE_OK) {
+            /* committed, so acknowledged; only the next row's stats are off */
+            tape_log(TAPE_LOG_ERROR, "sqlite \"%s\": tape \"%s\": cannot count an item: %s",
+                     w->st->path, w->id, tape_errmsg());
+        }
+        return TAPE_OK;
+    }
+    rc = writer_apply(w->hdr, header, f, corr);
+    if (rc != TAPE_OK) {
+        tape_frame_free(item.f);
+        return rc;
+    }
+    item.corr = tape_correlation_count(w->hdr) - (f == NULL);
+    if (w->npend == 0) w->first_ms = mono_ms();
+    w->pend[w->npend++] = item;
     return TAPE_OK;
+}
+
+static void writer_free(sq_writer *w)
+{
+    sq_store *st = w->st;
+    if (w->prev != NULL) w->prev->next = w->next; else st->writers = w->next;
+    if (w->next != NULL) w->next->prev = w->prev;
+    live_remove(w->nonce);
+    writer_drop_pending(w);
+    free(w->pend);
+    tape_free(w->hdr);
+    free(w->id);
+    free(w);
 }
 
 static int sq_writer_begin(void **out, void *self, const tape *header)
 {
     sq_store *st = self;
     const char *id = tape_id(header);
+    if (st->read_only) return read_only_err(st, "record");
     int rc = sq_flush_all(st);
     if (rc != TAPE_OK) return rc;
     sq_writer *w = calloc(1, sizeof *w);
     char *init = NULL, *meta = NULL;
     size_t init_len = 0, meta_len = 0;
     tape_entry *e = NULL;
+    int live = 0;
     rc = w != NULL && (w->id = strdup(id)) != NULL ? tape_clone_meta(&w->hdr, header) : oom();
+    if (rc == TAPE_OK) rc = tape_check_line_limit(header, st->max_line);
     if (rc == TAPE_OK) rc = tape_encode_init_line(&init, &init_len, header);
     if (rc == TAPE_OK) rc = encode_meta(&meta, &meta_len, &e, header);
+    if (rc == TAPE_OK) rc = live_add(&w->nonce);
     if (rc == TAPE_OK) {
-        pthread_once(&nonce_once, nonce_init);
+        live = 1;
         rc = tx_begin(st);
         if (rc == TAPE_OK) rc = check_writer(st, id);
         if (rc == TAPE_OK) {
@@ -668,7 +886,7 @@ static int sq_writer_begin(void **out, void *self, const tape *header)
             } else {
                 bind_str(s, 1, id);
                 sqlite3_bind_int64(s, 2, (int64_t)getpid());
-                sqlite3_bind_int64(s, 3, process_nonce);
+                sqlite3_bind_int64(s, 3, w->nonce);
                 sqlite3_bind_int64(s, 4, wall_ms());
                 rc = run(st, s, "cannot take the recording lease");
             }
@@ -680,6 +898,7 @@ static int sq_writer_begin(void **out, void *self, const tape *header)
     tape_entry_free(e);
     if (rc != TAPE_OK) {
         if (w != NULL) {
+            if (live) live_remove(w->nonce);
             tape_free(w->hdr);
             free(w->id);
             free(w);
@@ -696,58 +915,44 @@ static int sq_writer_begin(void **out, void *self, const tape *header)
 
 static int sq_writer_append(void *writer, const tape_frame *f, const tape *header)
 {
-    (void)header; /* w->hdr mirrors it: the same frames accounted the same way */
     sq_writer *w = writer;
-    tape_frame *copy = NULL;
-    int rc = tape_frame_clone(&copy, f);
-    if (rc == TAPE_OK) rc = tape_account_frame(w->hdr, f);
-    if (rc == TAPE_OK) rc = writer_push(w, copy, 0, 0);
-    if (rc != TAPE_OK) {
-        tape_frame_free(copy);
-        return rc;
-    }
-    return writer_maybe_flush(w);
+    /* Refused lines are not counted: the writer goes on without them. */
+    int rc = tape_frame_check_line_limit(f, w->st->max_line);
+    return rc != TAPE_OK ? rc : writer_take(w, header, f, 0);
 }
 
 static int sq_writer_correlate(void *writer, const tape *header, size_t i)
 {
-    sq_writer *w = writer;
-    const char *cid = NULL, *status = NULL;
-    uint64_t rq = 0, rs = 0;
-    int64_t rtt = 0;
-    int rc = tape_correlation_get(&cid, &rq, &rs, &rtt, &status, header, i);
-    if (rc == TAPE_OK) rc = tape_add_correlation(w->hdr, cid, rq, rs, rtt, status);
-    if (rc == TAPE_OK) {
-        rc = writer_push(w, NULL, tape_correlation_count(w->hdr) - 1,
-                         (int64_t)tape_frame_count(w->hdr) + 0);
-    }
-    if (rc == TAPE_OK) {
-        /* frames are accounted, not held: the count comes from the stats */
-        tape_stats s = TAPE_STATS_INIT;
-        tape_get_stats(&s, w->hdr);
-        w->pend[w->npend - 1].pos = (int64_t)s.frame_count;
-        rc = writer_maybe_flush(w);
-    }
-    return rc;
+    return writer_take(writer, header, NULL, i);
 }
 
+/* finalize: on failure the writer stays as it was (nothing written, the
+ * batch kept) so that the core can call this again. Abandon (finalize 0)
+ * always frees the writer and releases the lease in this process, even
+ * when the database cannot be written: what could not be written is
+ * logged. */
 static int sq_writer_end(void *writer, const tape *header, int finalize)
 {
-    (void)finalize; /* the header's status says which */
     sq_writer *w = writer;
     sq_store *st = w->st;
-    int rc = writer_flush(w, header, 1);
-    if (rc != TAPE_OK) {
-        tape_log(TAPE_LOG_ERROR, "sqlite \"%s\": tape \"%s\": ending the recording failed: %s",
-                 st->path, w->id, tape_errmsg());
+    /* The final row is written from a copy: until it commits, a flush by
+     * another call must still write the tape as recording. */
+    tape *last = NULL;
+    int rc = tape_clone_meta(&last, w->hdr);
+    if (rc == TAPE_OK) rc = sync_meta(last, header);
+    if (rc == TAPE_OK) rc = writer_flush(w, last, NULL, NULL, 1);
+    tape_free(last);
+    if (rc != TAPE_OK && finalize) {
+        return rc;
     }
-    if (w->prev != NULL) w->prev->next = w->next; else st->writers = w->next;
-    if (w->next != NULL) w->next->prev = w->prev;
-    writer_drop_pending(w);
-    free(w->pend);
-    tape_free(w->hdr);
-    free(w->id);
-    free(w);
+    if (rc != TAPE_OK) {
+        tape_log(TAPE_LOG_ERROR,
+                 "sqlite \"%s\": tape \"%s\": abandoning the recording: %zu acknowledged "
+                 "frames and correlations could not be written, and its lease row stays "
+                 "(stale in this process): %s",
+                 st->path, w->id, w->npend, tape_errmsg());
+    }
+    writer_free(w);
     return rc;
 }
 
@@ -760,7 +965,9 @@ static int sq_save(void *self, const tape *t)
     char *body = NULL, *meta = NULL;
     size_t body_len = 0, meta_len = 0;
     tape_entry *e = NULL;
-    int rc = sq_flush_all(st);
+    /* What this store accepts it must read back with its own config. */
+    int rc = tape_check_line_limit(t, st->max_line);
+    if (rc == TAPE_OK) rc = sq_flush_all(st);
     if (rc == TAPE_OK) rc = tape_encode_jsonl(&body, &body_len, t);
     if (rc == TAPE_OK) rc = encode_meta(&meta, &meta_len, &e, t);
     if (rc == TAPE_OK) rc = tx_begin(st);
@@ -895,7 +1102,9 @@ out:
     done(ls);
     sq_end_read(st);
     if (rc == TAPE_OK) {
-        rc = tape_decode(out, body.p, body.len, meta, meta_len, NULL, NULL);
+        tape_decode_options opt = TAPE_DECODE_OPTIONS_INIT;
+        opt.max_line_bytes = st->max_line;
+        rc = tape_decode(out, body.p, body.len, meta, meta_len, &opt, NULL);
         if (rc != TAPE_OK) {
             rc = tape_error_set(rc, "sqlite \"%s\": tape \"%s\": %s", st->path, id, tape_errmsg());
         }
@@ -1066,6 +1275,13 @@ static int sq_frames_next(const tape_frame **out, void *iter)
         }
         int type = 0;
         tape_frame *f = NULL;
+        if (line.len > st->max_line) {
+            rc = tape_error_set(TAPE_ECORRUPT,
+                                "sqlite \"%s\": tape \"%s\": a frame line of %zu bytes is "
+                                "longer than max_line_bytes (%zu)",
+                                st->path, it->id, line.len, st->max_line);
+            break;
+        }
         rc = tape_line_parse(&type, &f, line.p != NULL ? line.p : "", line.len);
         if (rc == TAPE_OK && f == NULL) {
             rc = tape_error_set(TAPE_ECORRUPT, "a stored frame line is not a frame");
@@ -1230,9 +1446,26 @@ static int sq_open(void *self)
     return rc;
 }
 
+/* Writers the core no longer holds (it frees every writer before the
+ * store): end them as abandoned, keeping what can still be written. */
+static void end_orphans(sq_store *st)
+{
+    while (st->writers != NULL) {
+        sq_writer *w = st->writers;
+        if (st->db != NULL && writer_flush(w, w->hdr, NULL, NULL, 1) != TAPE_OK) {
+            tape_log(TAPE_LOG_ERROR,
+                     "sqlite \"%s\": tape \"%s\": closing the store: %zu acknowledged frames "
+                     "and correlations could not be written: %s",
+                     st->path, w->id, w->npend, tape_errmsg());
+        }
+        writer_free(w);
+    }
+}
+
 static int sq_close(void *self)
 {
     sq_store *st = self;
+    end_orphans(st);
     if (st->db == NULL) return TAPE_OK;
     for (int i = 0; i < S_COUNT; i++) {
         sqlite3_finalize(st->stmts[i]);
@@ -1252,6 +1485,7 @@ static int sq_close(void *self)
 static void sq_free(void *self)
 {
     sq_store *st = self;
+    end_orphans(st);
     if (st->db != NULL) close_db(st);
     free(st->stmts);
     free(st->path);
@@ -1274,17 +1508,29 @@ static const tape_backend_ops sq_ops_memory = SQ_OPS(0);
 
 /* ------------------------------------------------------------ config */
 
-static const char *const sq_keys[] = { "path", "wal", "busy_timeout_ms", "synchronous", NULL };
+static const char *const sq_keys[] = { "path",           "wal",       "busy_timeout_ms",
+                                       "synchronous",    "read_only", "max_line_bytes",
+                                       NULL };
 
 static int parse_config(sq_store *st, const tape_config *c)
 {
     const char *path = NULL, *sync = NULL;
+    int64_t maxline = 0;
     int rc = tape_config_check_keys(c, sq_keys);
     if (rc == TAPE_OK) rc = tape_config_get_string(&path, c, "path", NULL);
     if (rc == TAPE_OK) rc = tape_config_get_bool(&st->wal, c, "wal", 1);
     if (rc == TAPE_OK) rc = tape_config_get_int(&st->busy_ms, c, "busy_timeout_ms", 5000);
     if (rc == TAPE_OK) rc = tape_config_get_string(&sync, c, "synchronous", "normal");
+    if (rc == TAPE_OK) rc = tape_config_get_bool(&st->read_only, c, "read_only", 0);
+    /* The filesystem provider's key: same meaning, default and minimum. */
+    if (rc == TAPE_OK) {
+        rc = tape_config_get_int(&maxline, c, "max_line_bytes", (int64_t)TAPE_MAX_LINE_DEFAULT);
+    }
     if (rc != TAPE_OK) return rc;
+    if (maxline < 1024) {
+        return tape_error_set(TAPE_ECONFIG, "config key \"max_line_bytes\": must be >= 1024");
+    }
+    st->max_line = (size_t)maxline;
     if (path == NULL || *path == '\0') {
         return tape_error_set(TAPE_ECONFIG,
                               "config key \"path\" is required: a database file, or \":memory:\"");

@@ -22,6 +22,7 @@
 #include <sqlite3.h>
 
 #include "tapestore/provider.h"
+#include "tape_test.h"
 
 static char dir[256];
 static char dbpath[300];
@@ -533,6 +534,169 @@ static void test_read_only_file(void **state)
     chmod(dbpath, 0644);
 }
 
+
+/* ------------------------------------------------------------ line limit */
+
+/* A tape whose one frame line is `len` bytes of message, decoded with a
+ * limit raised above it (the core's own builder refuses such a line). */
+static tape *big_line_tape(const char *id, size_t len)
+{
+    const char *init_fmt = "{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"%s\","
+                           "\"session_id\":\"s\",\"created_at\":\"2025-01-01T00:00:00.000Z\","
+                           "\"protocol_version\":\"2025-06-18\"}\n";
+    const char *pre = "{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\","
+                      "\"env\":{\"message\":{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"params\":\"";
+    const char *post = "\"}}}\n";
+    size_t cap = strlen(init_fmt) + 64 + strlen(pre) + len + strlen(post) + 1;
+    char *doc = malloc(cap);
+    assert_non_null(doc);
+    int n = snprintf(doc, cap, init_fmt, id);
+    size_t o = (size_t)n;
+    memcpy(doc + o, pre, strlen(pre));
+    o += strlen(pre);
+    memset(doc + o, 'a', len);
+    o += len;
+    memcpy(doc + o, post, strlen(post));
+    o += strlen(post);
+    tape_decode_options opt = TAPE_DECODE_OPTIONS_INIT;
+    opt.max_line_bytes = len + 4096;
+    tape *t = NULL;
+    EXPECT_OK(tape_decode(&t, doc, o, NULL, 0, &opt, NULL));
+    free(doc);
+    return t;
+}
+
+static void test_line_limit_save(void **state)
+{
+    (void)state;
+    tape *t = big_line_tape("big", TAPE_MAX_LINE_DEFAULT + 100);
+    tape_store *s = NULL;
+    EXPECT_OK(tape_store_open(&s, NULL, "sqlite", cfg, 0));
+    /* The default limit: refused, naming the frame, and nothing stored. */
+    EXPECT_ERR(tape_store_save(s, t), TAPE_ELIMIT, "frame 0");
+    assert_non_null(strstr(tape_errmsg(), "max_line_bytes"));
+    int ex = 1;
+    EXPECT_OK(tape_store_exists(&ex, s, "big"));
+    assert_false(ex);
+    assert_int_equal(query_int(dbpath, "SELECT count(*) FROM frames"), 0);
+    EXPECT_OK(tape_store_close(s));
+    /* Raised: saved, and it loads back with that config. */
+    char raised[600];
+    snprintf(raised, sizeof raised,
+             "{\"path\":\"%s\",\"synchronous\":\"off\",\"max_line_bytes\":%u}", dbpath,
+             TAPE_MAX_LINE_DEFAULT + 8192u);
+    EXPECT_OK(tape_store_open(&s, NULL, "sqlite", raised, 0));
+    EXPECT_OK(tape_store_save(s, t));
+    tape *got = NULL;
+    EXPECT_OK(tape_store_load(&got, s, "big"));
+    assert_int_equal(tape_frame_count(got), 1);
+    size_t a = 0, b = 0;
+    tape_frame_line(tape_frame_at(t, 0), &a);
+    tape_frame_line(tape_frame_at(got, 0), &b);
+    assert_int_equal(a, b);
+    tape_free(got);
+    /* Ranged reads use the same limit. */
+    tape_frame_iter *it = NULL;
+    const tape_frame *f = NULL;
+    EXPECT_OK(tape_store_read_frames(&it, s, "big", 0, UINT64_MAX));
+    EXPECT_OK(tape_frame_iter_next(&f, it));
+    assert_int_equal(tape_frame_iter_next(&f, it), TAPE_DONE);
+    tape_frame_iter_free(it);
+    EXPECT_OK(tape_store_close(s));
+    /* The default-limit store refuses to read what it could not write. */
+    EXPECT_OK(tape_store_open(&s, NULL, "sqlite", cfg, 0));
+    EXPECT_ERR(tape_store_load(&got, s, "big"), TAPE_ECORRUPT, "big");
+    EXPECT_OK(tape_store_close(s));
+    tape_free(t);
+    /* The key's range is checked. */
+    snprintf(raised, sizeof raised, "{\"path\":\"%s\",\"max_line_bytes\":1023}", dbpath);
+    EXPECT_ERR(tape_store_open(&s, NULL, "sqlite", raised, 0), TAPE_ECONFIG, "max_line_bytes");
+    snprintf(raised, sizeof raised, "{\"path\":\"%s\",\"max_line_bytes\":\"big\"}", dbpath);
+    EXPECT_ERR(tape_store_open(&s, NULL, "sqlite", raised, 0), TAPE_ECONFIG, "max_line_bytes");
+}
+
+/* The backend of a sqlite store made directly through the provider, to
+ * drive its writer ops without the core. */
+typedef struct direct {
+    const tape_backend_ops *ops;
+    void *self;
+} direct;
+
+static void direct_open(direct *d, const char *json)
+{
+    tape_config *c = NULL;
+    EXPECT_OK(tape_config_parse(&c, json));
+    const tape_provider *p = tape_provider_sqlite();
+    EXPECT_OK(p->validate(p->userdata, c));
+    EXPECT_OK(p->create(&d->ops, &d->self, p->userdata, c));
+    tape_config_free(c);
+    EXPECT_OK(d->ops->open(d->self));
+}
+
+static void direct_close(direct *d)
+{
+    EXPECT_OK(d->ops->close(d->self));
+    d->ops->free(d->self);
+}
+
+/* Frame `seq` of header h with a message of about `pad` bytes. */
+static tape_frame *frame_of(tape *h, uint64_t seq, size_t pad)
+{
+    char *msg = malloc(pad + 128);
+    assert_non_null(msg);
+    int n = snprintf(msg, pad + 128, "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"method\":\"m\",\"params\":\"",
+                     (unsigned long long)seq);
+    memset(msg + n, 'p', pad);
+    strcpy(msg + n + pad, "\"}");
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.ts_ms = (int64_t)seq * 10;
+    d.message = msg;
+    tape_frame *f = NULL;
+    EXPECT_OK(tape_frame_new(&f, h, seq, &d));
+    free(msg);
+    EXPECT_OK(tape_account_frame(h, f));
+    return f;
+}
+
+static void test_line_limit_writer(void **state)
+{
+    (void)state;
+    char json[600];
+    snprintf(json, sizeof json, "{\"path\":\"%s\",\"synchronous\":\"full\",\"max_line_bytes\":1024}",
+             dbpath);
+    direct d;
+    direct_open(&d, json);
+    tape *h = NULL;
+    EXPECT_OK(tape_new(&h, "lim"));
+    void *w = NULL;
+    EXPECT_OK(d.ops->writer_begin(&w, d.self, h));
+    tape_frame *f0 = frame_of(h, 0, 10);
+    EXPECT_OK(d.ops->writer_append(w, f0, h));
+    tape *h2 = NULL; /* the core's header counts only what was acknowledged */
+    EXPECT_OK(tape_clone_meta(&h2, h));
+    tape_frame *big = frame_of(h2, 1, 2000);
+    EXPECT_ERR(d.ops->writer_append(w, big, h2), TAPE_ELIMIT, "frame 1");
+    /* Refused, not stored, and the writer goes on. */
+    tape_frame *f1 = frame_of(h, 1, 10);
+    EXPECT_OK(d.ops->writer_append(w, f1, h));
+    EXPECT_OK(tape_set_status(h, TAPE_STATUS_FINALIZED));
+    EXPECT_OK(d.ops->writer_end(w, h, 1));
+    tape *got = NULL;
+    EXPECT_OK(d.ops->load(&got, d.self, "lim"));
+    assert_int_equal(tape_frame_count(got), 2);
+    size_t l = 0;
+    tape_frame_line(tape_frame_at(got, 1), &l);
+    assert_true(l < 1024);
+    tape_free(got);
+    tape_frame_free(f0);
+    tape_frame_free(f1);
+    tape_frame_free(big);
+    tape_free(h);
+    tape_free(h2);
+    direct_close(&d);
+}
+
 /* ------------------------------------------------------------ leases */
 
 static void test_writer_leases(void **state)
@@ -600,6 +764,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_application, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_leases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_line_limit_save, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_line_limit_writer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
