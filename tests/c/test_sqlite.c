@@ -697,6 +697,173 @@ static void test_line_limit_writer(void **state)
     direct_close(&d);
 }
 
+
+/* ------------------------------------------------------------ locked database */
+
+/* The log hook keeps the last message at or above WARN. */
+static char last_log[4096];
+static int log_count;
+
+static void log_keep(void *ud, int level, const char *msg)
+{
+    (void)ud;
+    if (level >= TAPE_LOG_WARN) {
+        snprintf(last_log, sizeof last_log, "%s", msg);
+        log_count++;
+    }
+}
+
+/* A second connection holding the write lock (BEGIN IMMEDIATE) until
+ * unlock(). */
+static sqlite3 *lock_db(void)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+    char *err = NULL;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &err) != SQLITE_OK) fail_msg("%s", err);
+    return db;
+}
+
+static void unlock_db(sqlite3 *db)
+{
+    assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void locked_cfg(char *out, size_t cap, const char *sync)
+{
+    snprintf(out, cap, "{\"path\":\"%s\",\"synchronous\":\"%s\",\"busy_timeout_ms\":30}", dbpath,
+             sync);
+}
+
+/* A failed finish keeps the writer as it was: the retry writes every
+ * acknowledged frame. */
+static void test_locked_finish_retry(void **state)
+{
+    (void)state;
+    char json[600];
+    locked_cfg(json, sizeof json, "normal");
+    direct d;
+    direct_open(&d, json);
+    tape *h = NULL;
+    EXPECT_OK(tape_new(&h, "fin"));
+    void *w = NULL;
+    EXPECT_OK(d.ops->writer_begin(&w, d.self, h));
+    for (uint64_t i = 0; i < 5; i++) {
+        tape_frame *f = frame_of(h, i, 10);
+        EXPECT_OK(d.ops->writer_append(w, f, h));
+        tape_frame_free(f);
+    }
+    EXPECT_OK(tape_set_status(h, TAPE_STATUS_FINALIZED));
+    sqlite3 *other = lock_db();
+    EXPECT_ERR(d.ops->writer_end(w, h, 1), TAPE_EBUSY, "locked");
+    unlock_db(other);
+    /* Nothing was written as finalized meanwhile, and the lease holds. */
+    assert_int_equal(query_int(dbpath, "SELECT count(*) FROM frames"), 0);
+    assert_int_equal(query_int(dbpath, "SELECT count(*) FROM writers"), 1);
+    EXPECT_ERR(d.ops->remove(d.self, "fin"), TAPE_EBUSY, "being recorded");
+    /* That call flushed the batch: acknowledged frames are kept. */
+    assert_int_equal(query_int(dbpath, "SELECT count(*) FROM frames"), 5);
+    assert_int_equal(query_int(dbpath, "SELECT status FROM tapes"), TAPE_STATUS_RECORDING);
+    EXPECT_OK(d.ops->writer_end(w, h, 1));
+    tape *got = NULL;
+    EXPECT_OK(d.ops->load(&got, d.self, "fin"));
+    assert_int_equal(tape_frame_count(got), 5);
+    assert_int_equal(tape_status(got), TAPE_STATUS_FINALIZED);
+    tape_free(got);
+    assert_int_equal(query_int(dbpath, "SELECT count(*) FROM writers"), 0);
+    tape_free(h);
+    direct_close(&d);
+}
+
+/* Abandoning while the database stays locked frees the writer and
+ * releases its lease in this process: later saves and deletes of the id,
+ * from any store, are not blocked by it. */
+static void test_locked_abandon_releases(void **state)
+{
+    (void)state;
+    char json[600];
+    locked_cfg(json, sizeof json, "normal");
+    direct d;
+    direct_open(&d, json);
+    tape *h = NULL;
+    EXPECT_OK(tape_new(&h, "aband"));
+    void *w = NULL;
+    EXPECT_OK(d.ops->writer_begin(&w, d.self, h));
+    tape_frame *f = frame_of(h, 0, 10);
+    EXPECT_OK(d.ops->writer_append(w, f, h));
+    tape_frame_free(f);
+    sqlite3 *other = lock_db();
+    log_count = 0;
+    tape_log_set(log_keep, NULL);
+    assert_int_equal(d.ops->writer_end(w, h, 0), TAPE_EBUSY); /* and w is freed */
+    tape_log_set(NULL, NULL);
+    char abandoned[sizeof last_log];
+    snprintf(abandoned, sizeof abandoned, "%s", last_log);
+    assert_true(log_count > 0);
+    unlock_db(other);
+    /* The lease row is stale to this process: cleared with a warning. */
+    tape_store *s = NULL;
+    EXPECT_OK(tape_store_open(&s, NULL, "sqlite", json, 0));
+    EXPECT_OK(tape_store_delete(s, "aband"));
+    /* What could not be written was logged. */
+    assert_non_null(strstr(abandoned, "\"aband\""));
+    assert_non_null(strstr(abandoned, "could not be written"));
+    assert_int_equal(query_int(dbpath, "SELECT count(*) FROM writers"), 0);
+    EXPECT_OK(tape_store_save(s, h));
+    EXPECT_OK(d.ops->remove(d.self, "aband"));
+    EXPECT_OK(tape_store_close(s));
+    tape_free(h);
+    direct_close(&d);
+}
+
+/* An append that fails is not stored later; those before it are. */
+static void test_locked_failed_append(void **state)
+{
+    (void)state;
+    static const char *const syncs[] = { "normal", "full" };
+    for (int k = 0; k < 2; k++) {
+        char json[600];
+        locked_cfg(json, sizeof json, syncs[k]);
+        direct d;
+        direct_open(&d, json);
+        tape *h = NULL;
+        EXPECT_OK(tape_new(&h, "fail"));
+        void *w = NULL;
+        EXPECT_OK(d.ops->writer_begin(&w, d.self, h));
+        /* "normal": a batch of 63 frames waits; the 64th commits it. */
+        uint64_t n = k == 0 ? 63 : 3;
+        for (uint64_t i = 0; i < n; i++) {
+            tape_frame *f = frame_of(h, i, 10);
+            EXPECT_OK(d.ops->writer_append(w, f, h));
+            tape_frame_free(f);
+        }
+        tape *h2 = NULL; /* the core's header counts the failed frame too */
+        EXPECT_OK(tape_clone_meta(&h2, h));
+        tape_frame *f = frame_of(h2, n, 10);
+        sqlite3 *other = lock_db();
+        EXPECT_ERR(d.ops->writer_append(w, f, h2), TAPE_EBUSY, "locked");
+        unlock_db(other);
+        tape_frame_free(f);
+        /* An unrelated call flushes the batch: not the failed frame. */
+        tape *got = NULL;
+        EXPECT_OK(d.ops->load(&got, d.self, "fail"));
+        assert_int_equal(tape_frame_count(got), n);
+        tape_free(got);
+        EXPECT_OK(d.ops->writer_end(w, h2, 0));
+        EXPECT_OK(d.ops->load(&got, d.self, "fail"));
+        assert_int_equal(tape_frame_count(got), n);
+        assert_int_equal(tape_status(got), TAPE_STATUS_RECORDING);
+        tape_free(got);
+        /* The listing agrees with the frames (it counts what was stored). */
+        assert_int_equal(query_int(dbpath, "SELECT frame_count FROM tapes"), (int64_t)n);
+        EXPECT_OK(d.ops->remove(d.self, "fail"));
+        tape_free(h);
+        tape_free(h2);
+        direct_close(&d);
+    }
+}
+
 /* ------------------------------------------------------------ leases */
 
 static void test_writer_leases(void **state)
@@ -766,6 +933,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_writer_leases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_line_limit_save, setup, teardown),
         cmocka_unit_test_setup_teardown(test_line_limit_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locked_finish_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locked_abandon_releases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locked_failed_append, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
