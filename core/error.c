@@ -7,11 +7,12 @@
 #include <string.h>
 #include <time.h>
 
-#include <stdatomic.h>
+#include <pthread.h>
 
-/* Fixed-size buffers: setting an error can never itself fail. */
+/* Fixed-size buffers: setting an error can never itself fail. 8 KiB so a
+ * script provider's traceback fits. */
 static _Thread_local int last_code = TAPE_OK;
-static _Thread_local char last_msg[1024] = "no error";
+static _Thread_local char last_msg[TAPE__MSG_MAX] = "no error";
 
 int tape_version(void)
 {
@@ -51,18 +52,52 @@ const char *tape_strerror(int code)
     }
 }
 
+/* Copy at most size-1 bytes of src into dst. A cut text ends at a UTF-8
+ * character boundary followed by "...", so a binding can always decode
+ * the message (Python's str() raises on half a character). */
+void tape__copy_text(char *dst, size_t size, const char *src, size_t len)
+{
+    if (len < size) {
+        memcpy(dst, src, len);
+        dst[len] = '\0';
+        return;
+    }
+    size_t keep = size - 4; /* room for "..." and the NUL */
+    /* Back up over continuation bytes (10xxxxxx) to the start of the
+     * character that would be cut, then drop it whole. */
+    size_t i = keep;
+    while (i > 0 && ((unsigned char)src[i] & 0xC0) == 0x80) {
+        i--;
+    }
+    if (i < keep) {
+        unsigned char lead = (unsigned char)src[i];
+        size_t n = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+        keep = i + n <= keep ? i + n : i;
+    }
+    memcpy(dst, src, keep);
+    memcpy(dst + keep, "...", 4);
+}
+
+static void set_text(int code, const char *text, size_t len)
+{
+    tape__copy_text(last_msg, sizeof last_msg, text, len);
+    last_code = code;
+}
+
 int tape_error_setv(int code, const char *fmt, va_list ap)
 {
     /* Format into a scratch buffer first: callers may pass tape_errmsg()
-     * itself as an argument to wrap the previous message. */
-    char buf[sizeof last_msg];
+     * itself as an argument to wrap the previous message. One byte more
+     * than the message holds, so a cut is seen and marked. */
+    char buf[TAPE__MSG_MAX + 1];
+    int n;
     if (fmt == NULL) {
-        snprintf(buf, sizeof buf, "%s", tape_strerror(code));
+        n = snprintf(buf, sizeof buf, "%s", tape_strerror(code));
     } else {
-        vsnprintf(buf, sizeof buf, fmt, ap);
+        n = vsnprintf(buf, sizeof buf, fmt, ap);
     }
-    memcpy(last_msg, buf, sizeof last_msg);
-    last_code = code;
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
+    set_text(code, buf, len);
     return code;
 }
 
@@ -75,53 +110,150 @@ int tape_error_set(int code, const char *fmt, ...)
     return code;
 }
 
+int tape_error_set_message(int code, const char *msg)
+{
+    if (msg == NULL) {
+        msg = tape_strerror(code);
+    }
+    if (msg == last_msg) {
+        last_code = code;
+        return code;
+    }
+    set_text(code, msg, strlen(msg));
+    return code;
+}
+
+void tape__error_clear(void)
+{
+    last_code = TAPE_OK;
+    memcpy(last_msg, "no error", sizeof "no error");
+}
+
+void tape__error_save(tape__saved_error *e)
+{
+    e->code = last_code;
+    memcpy(e->msg, last_msg, strlen(last_msg) + 1);
+}
+
+void tape__error_restore(const tape__saved_error *e)
+{
+    last_code = e->code;
+    memcpy(last_msg, e->msg, strlen(e->msg) + 1);
+}
+
 int tape__oom(void)
 {
     return tape_error_set(TAPE_ENOMEM, "out of memory");
 }
 
-/* The hook and its userdata change together, rarely; readers take the
- * lock only while copying them, never while calling the hook. */
-static struct {
-    tape_log_fn fn;
-    void *ud;
-} log_hook;
-static atomic_flag log_lock = ATOMIC_FLAG_INIT;
-
-static void log_lock_acquire(void)
+/* Normalise a code a provider function returned (an op, validate, create,
+ * a plugin's init). The message the provider set is kept, prefixed with
+ * who said it; an unknown code becomes TAPE_EPROVIDER, still carrying the
+ * provider's words; TAPE_DONE passes only where allow_done says so. The
+ * caller cleared the error before the call, so a message left over from
+ * an earlier failure is never reported as this one's. */
+int tape__provider_rc(int rc, const char *who, const char *op, int allow_done)
 {
-    while (atomic_flag_test_and_set_explicit(&log_lock, memory_order_acquire)) {
+    if (rc == TAPE_OK || (rc == TAPE_DONE && allow_done)) {
+        return rc;
     }
+    int set = last_code != TAPE_OK;
+    if (rc > 0 || rc < TAPE_ESTATE) {
+        if (set) {
+            return tape_error_set(TAPE_EPROVIDER, "%s: %s returned unknown code %d: %s", who, op,
+                                  rc, last_msg);
+        }
+        return tape_error_set(TAPE_EPROVIDER, "%s: %s returned unknown code %d", who, op, rc);
+    }
+    if (!set) {
+        return tape_error_set(rc, "%s: %s failed (%s)", who, op, tape_strerror(rc));
+    }
+    last_code = rc; /* the provider's message, under the code it returned */
+    return rc;
 }
 
-static void log_lock_release(void)
-{
-    atomic_flag_clear_explicit(&log_lock, memory_order_release);
-}
+/* ----------------------------------------------------------- logging */
+
+/* The hook and its userdata change together, rarely. A call copies them
+ * and counts itself in its generation's bucket under the lock, then runs
+ * the hook without the lock. tape_log_set swaps the hook and waits until
+ * no call of the old one is in flight, so a binding may release the old
+ * callable as soon as it returns. From inside a hook it cannot wait for
+ * itself (nor for another hook that waits for it), so there it does not
+ * wait at all. New calls never enter a bucket being waited for: no
+ * starvation. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t log_cv = PTHREAD_COND_INITIALIZER;
+static tape_log_fn log_fn;
+static void *log_ud;
+static unsigned long log_count[2];
+static int log_cur;
+static _Thread_local unsigned long log_depth; /* hook calls running on this thread */
 
 void tape_log_set(tape_log_fn fn, void *userdata)
 {
-    log_lock_acquire();
-    log_hook.fn = fn;
-    log_hook.ud = userdata;
-    log_lock_release();
+    pthread_mutex_lock(&log_mu);
+    int waits = log_depth == 0;
+    while (waits && log_count[1 - log_cur] > 0) {
+        pthread_cond_wait(&log_cv, &log_mu); /* a hook before last, set from a hook */
+    }
+    log_fn = fn;
+    log_ud = userdata;
+    int old = log_cur;
+    log_cur = 1 - log_cur;
+    while (waits && log_count[old] > 0) {
+        pthread_cond_wait(&log_cv, &log_mu);
+    }
+    pthread_mutex_unlock(&log_mu);
+}
+
+static void log_emit(int level, const char *text)
+{
+    pthread_mutex_lock(&log_mu);
+    tape_log_fn fn = log_fn;
+    void *ud = log_ud;
+    int b = log_cur;
+    if (fn != NULL) {
+        log_count[b]++;
+    }
+    pthread_mutex_unlock(&log_mu);
+    if (fn == NULL) {
+        return;
+    }
+    log_depth++;
+    fn(ud, level, text);
+    log_depth--;
+    pthread_mutex_lock(&log_mu);
+    if (--log_count[b] == 0) {
+        pthread_cond_broadcast(&log_cv);
+    }
+    pthread_mutex_unlock(&log_mu);
 }
 
 void tape_log(int level, const char *fmt, ...)
 {
-    log_lock_acquire();
-    tape_log_fn fn = log_hook.fn;
-    void *ud = log_hook.ud;
-    log_lock_release();
-    if (fn == NULL || fmt == NULL) {
+    if (fmt == NULL) {
         return;
     }
-    char buf[1024];
+    char buf[TAPE__MSG_MAX + 1];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    fn(ud, level, buf);
+    if (n >= (int)sizeof buf) {
+        char cut[TAPE__MSG_MAX];
+        tape__copy_text(cut, sizeof cut, buf, sizeof buf - 1);
+        log_emit(level, cut);
+        return;
+    }
+    log_emit(level, buf);
+}
+
+void tape_log_message(int level, const char *msg)
+{
+    if (msg != NULL) {
+        log_emit(level, msg);
+    }
 }
 
 void tape_string_free(char *s)

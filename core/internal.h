@@ -18,6 +18,25 @@ char *tape__strndup(const char *s, size_t n);
 /* Sets "out of memory" and returns TAPE_ENOMEM. */
 int tape__oom(void);
 
+/* Longest error or log message, with its NUL (error.c). */
+#define TAPE__MSG_MAX 8192
+/* Copy len bytes of src into dst (size bytes), cut at a UTF-8 character
+ * boundary and marked "..." when it does not fit. */
+void tape__copy_text(char *dst, size_t size, const char *src, size_t len);
+/* Reset this thread's error to TAPE_OK, "no error" (before a provider
+ * call, so a message it did not set is never taken for its own). */
+void tape__error_clear(void);
+/* This thread's error, kept across cleanup that may overwrite it. */
+typedef struct tape__saved_error {
+    int code;
+    char msg[TAPE__MSG_MAX];
+} tape__saved_error;
+void tape__error_save(tape__saved_error *e);
+void tape__error_restore(const tape__saved_error *e);
+/* Normalise the code a provider function returned (see error.c). `who`
+ * names the provider ("provider \"x\""), `op` the function. */
+int tape__provider_rc(int rc, const char *who, const char *op, int allow_done);
+
 /* Wall clock in ms since the Unix epoch. */
 int64_t tape__now_ms(void);
 

@@ -26,6 +26,7 @@ static const char *const key_names[TAPE_Q_KEY_COUNT] = {
     "session_id", "name_contains", "tags_any", "tags_all", "status",
     "created_after", "created_before", "min_duration_ms", "max_duration_ms",
     "min_frames", "max_frames", "text", "order_by", "descending", "limit", "cursor",
+    "strict",
 };
 
 #define ORDER_COUNT 6
@@ -571,6 +572,7 @@ static int parse_value(tape_query *q, int key, const cJSON *v)
         return TAPE_OK;
     }
     case TAPE_Q_DESCENDING:
+    case TAPE_Q_STRICT:
         if (!cJSON_IsBool(v)) {
             return key_error(key, "true or false");
         }
@@ -770,6 +772,8 @@ int tape_query_to_json(char **out, const tape_query *q)
                     cJSON_Delete(s);
                 }
             }
+        } else if (k == TAPE_Q_STRICT) {
+            ok = cJSON_AddBoolToObject(obj, name, q->num[k] != 0) != NULL;
         } else if (k == TAPE_Q_STATUS) {
             ok = cJSON_AddStringToObject(obj, name, q->num[k] == TAPE_STATUS_RECORDING
                                                         ? "recording"
@@ -1085,7 +1089,7 @@ void tape_result_free(tape_result *r)
     free(r);
 }
 
-int tape_result_push(tape_result *r, tape_entry *e)
+int tape_result_push(tape_result *r, const tape_entry *e)
 {
     if (r == NULL || e == NULL) {
         return tape_error_set(TAPE_EINVAL, "tape_result_push: %s is NULL",
@@ -1390,4 +1394,29 @@ done:
     }
     *out = r;
     return TAPE_OK;
+}
+
+/* The text term is the caller's: a script provider that pre-filters by
+ * text pages what is left with the core's own order and cursors. */
+static int text_taken_as_matched(int *out_match, void *ud, const tape_entry *e)
+{
+    (void)ud;
+    (void)e;
+    *out_match = 1;
+    return TAPE_OK;
+}
+
+int tape_query_page(tape_result **out, const tape_query *q, const tape_entry *const *entries,
+                    size_t count)
+{
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (out == NULL || q == NULL) {
+        return tape_error_set(TAPE_EINVAL, "tape_query_page: %s is NULL",
+                              out == NULL ? "out" : "query");
+    }
+    /* query_run only reads the entries and takes its own references. */
+    return tape__query_run(out, q, (tape_entry *const *)entries, count, text_taken_as_matched,
+                           NULL);
 }

@@ -7,10 +7,12 @@
  * so the backend is closed and freed when the last of the store handle,
  * its writers and its iterators is released.
  */
+#include "codec_internal.h"
 #include "internal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +20,7 @@ struct tape_store {
     atomic_uint refs;
     tape_provider_info *prov; /* counted: keeps the provider alive */
     const char *name;         /* borrowed from prov */
+    char who[96];             /* "provider \"name\"", for messages */
     const tape_backend_ops *ops;
     void *self;
     int serialize;            /* backend not thread-safe: one call at a time */
@@ -25,20 +28,31 @@ struct tape_store {
     pthread_mutex_t open_lock;
     atomic_int opened;
     unsigned int native, available;
-    /* Ids recorded through the fallback writer (no native writer ops):
-     * the core itself must refuse a second writer, a save or a delete. */
-    pthread_mutex_t rec_lock;
-    char **recording;
-    size_t nrecording, caprecording;
+    /* Claims on ids, for stores recorded through the fallback writer (no
+     * native writer ops), where the core itself must keep a second writer,
+     * a save or a delete away from a recording. Each check and its claim
+     * happen in one step under claim_lock; the lock is never held across a
+     * call into the backend. */
+    pthread_mutex_t claim_lock;
+    struct claim *claims;
+    size_t nclaims, capclaims;
+};
+
+/* An id in use: recording through a fallback writer, or the target of
+ * `ops` saves and deletes in flight. */
+struct claim {
+    char *id;
+    int recording;
+    unsigned int ops;
 };
 
 struct tape_writer {
     tape_store *s;
     tape *header;   /* frameless; stats kept current */
     tape *buffer;   /* fallback only: the whole tape */
-    void *native;   /* native writer state */
+    void *native;   /* native writer state (native ops: never NULL while open) */
     int finished;
-    int failed;     /* a backend append failed: the tape's state is unknown */
+    int failed;     /* a correlation could not be recorded: state unknown */
     uint64_t next_seq;
 };
 
@@ -52,35 +66,94 @@ struct tape_frame_iter {
 
 /* ---------------------------------------------------------------- calls */
 
-static void call_begin(tape_store *s)
+/* The calls into backends running on this thread, innermost first. A call
+ * that would re-enter a store the core serialises (its call_lock is not
+ * recursive), or one that is still being opened, fails at once instead of
+ * deadlocking. */
+typedef struct call_frame {
+    const tape_store *s;
+    const char *op;
+    struct call_frame *up;
+} call_frame;
+static _Thread_local call_frame *tls_calls;
+
+static const call_frame *running_in(const tape_store *s, int any)
 {
+    for (const call_frame *c = tls_calls; c != NULL; c = c->up) {
+        if (c->s == s && (any || strcmp(c->op, "open") == 0)) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static int reentry_error(const tape_store *s, const call_frame *c, const char *op)
+{
+    return tape_error_set(TAPE_ESTATE,
+                          "%s: %s called back into its own store from inside its %s op (%s); "
+                          "the core does not re-enter a backend it %s",
+                          s->who, op, c->op,
+                          s->serialize ? "the backend is not thread-safe" : "opening",
+                          s->serialize ? "serialises" : "is still opening");
+}
+
+/* Begin a call of backend op `op`. Clears this thread's error, so what the
+ * op leaves there is its own. */
+static int call_begin(tape_store *s, call_frame *f, const char *op)
+{
+    const call_frame *c = running_in(s, s->serialize);
+    if (c != NULL) {
+        return reentry_error(s, c, op);
+    }
     if (s->serialize) {
         pthread_mutex_lock(&s->call_lock);
     }
+    f->s = s;
+    f->op = op;
+    f->up = tls_calls;
+    tls_calls = f;
+    tape__error_clear();
+    return TAPE_OK;
 }
 
-static void call_end(tape_store *s)
+static void call_end(tape_store *s, call_frame *f)
 {
+    tls_calls = f->up;
     if (s->serialize) {
         pthread_mutex_unlock(&s->call_lock);
     }
 }
 
-/* A backend must set a message; if it returned an error without one (or
- * a code outside the API), give the caller something true to read. */
+/* Releasing calls (frames_close, an abandoning writer_end) cannot fail and
+ * cannot wait: made from inside an op of the same store (a finalizer, a
+ * callback), they run nested on this thread, which already owns the
+ * backend. */
+static void call_begin_release(tape_store *s, call_frame *f, const char *op)
+{
+    int nested = s->serialize && running_in(s, 1) != NULL;
+    if (s->serialize && !nested) {
+        pthread_mutex_lock(&s->call_lock);
+    }
+    f->s = nested ? NULL : s; /* NULL: call_end_release does not unlock */
+    f->op = op;
+    f->up = tls_calls;
+    tls_calls = f;
+    tape__error_clear();
+}
+
+static void call_end_release(tape_store *s, call_frame *f)
+{
+    tls_calls = f->up;
+    if (s->serialize && f->s != NULL) {
+        pthread_mutex_unlock(&s->call_lock);
+    }
+}
+
+/* What the op returned, normalised: its own message kept, an unknown
+ * code mapped to TAPE_EPROVIDER, TAPE_DONE refused outside frames_next. */
 static int checked(const tape_store *s, int rc, const char *op)
 {
-    if (rc == TAPE_OK || rc == TAPE_DONE) {
-        return rc;
-    }
-    if (rc > 0 || rc < TAPE_ESTATE) {
-        return tape_error_set(TAPE_EPROVIDER, "provider \"%s\": %s returned unknown code %d",
-                              s->name, op, rc);
-    }
-    if (tape_errcode() != rc) {
-        tape_error_set(rc, "provider \"%s\": %s failed (%s)", s->name, op, tape_strerror(rc));
-    }
-    return rc;
+    return tape__provider_rc(rc, s->who, op, strcmp(op, "frames_next") == 0);
 }
 
 static int ensure_open(tape_store *s)
@@ -88,13 +161,20 @@ static int ensure_open(tape_store *s)
     if (atomic_load_explicit(&s->opened, memory_order_acquire)) {
         return TAPE_OK;
     }
+    const call_frame *c = running_in(s, 0);
+    if (c != NULL) {
+        return reentry_error(s, c, "a call");
+    }
     int rc = TAPE_OK;
     pthread_mutex_lock(&s->open_lock);
     if (!atomic_load_explicit(&s->opened, memory_order_relaxed)) {
         if (s->ops->open != NULL) {
-            call_begin(s);
-            rc = checked(s, s->ops->open(s->self), "open");
-            call_end(s);
+            call_frame f;
+            rc = call_begin(s, &f, "open");
+            if (rc == TAPE_OK) {
+                rc = checked(s, s->ops->open(s->self), "open");
+                call_end(s, &f);
+            }
         }
         if (rc == TAPE_OK) {
             atomic_store_explicit(&s->opened, 1, memory_order_release);
@@ -120,40 +200,97 @@ static int enter(tape_store *s, const char *id, const char *fn)
     return ensure_open(s);
 }
 
-/* ---------------------------------------------------------------- recordings */
+/* ---------------------------------------------------------------- claims */
 
-static long recording_index(tape_store *s, const char *id)
+static int fallback_writer(const tape_store *s)
 {
-    for (size_t i = 0; i < s->nrecording; i++) {
-        if (strcmp(s->recording[i], id) == 0) {
-            return (long)i;
+    return s->ops->writer_begin == NULL;
+}
+
+static struct claim *claim_find(tape_store *s, const char *id)
+{
+    for (size_t i = 0; i < s->nclaims; i++) {
+        if (strcmp(s->claims[i].id, id) == 0) {
+            return &s->claims[i];
         }
     }
-    return -1;
+    return NULL;
 }
 
-/* TAPE_EBUSY if a fallback writer of this store records `id`. */
-static int check_not_recording(tape_store *s, const char *id)
+static int busy_recording(const char *id)
 {
-    if (s->ops->writer_begin != NULL) {
+    return tape_error_set(TAPE_EBUSY, "tape \"%s\" is being recorded by another writer", id);
+}
+
+/* Claim `id` (claim_lock held): for a recording, only when nobody uses it;
+ * for a save or delete, when it is not being recorded. */
+static int claim_locked(tape_store *s, const char *id, int recording)
+{
+    struct claim *c = claim_find(s, id);
+    if (c != NULL && (c->recording || recording)) {
+        return c->recording ? busy_recording(id)
+                            : tape_error_set(TAPE_EBUSY,
+                                             "tape \"%s\" is being saved or deleted by another "
+                                             "call",
+                                             id);
+    }
+    if (c == NULL) {
+        if (s->nclaims == s->capclaims) {
+            size_t cap = s->capclaims != 0 ? s->capclaims * 2 : 4;
+            struct claim *grown = realloc(s->claims, cap * sizeof *grown);
+            if (grown == NULL) {
+                return tape__oom();
+            }
+            s->claims = grown;
+            s->capclaims = cap;
+        }
+        char *copy = tape__strdup(id);
+        if (copy == NULL) {
+            return tape__oom();
+        }
+        c = &s->claims[s->nclaims++];
+        c->id = copy;
+        c->recording = 0;
+        c->ops = 0;
+    }
+    if (recording) {
+        c->recording = 1;
+    } else {
+        c->ops++;
+    }
+    return TAPE_OK;
+}
+
+static int claim(tape_store *s, const char *id, int recording)
+{
+    if (!fallback_writer(s)) {
         return TAPE_OK; /* native writers: the backend decides */
     }
-    pthread_mutex_lock(&s->rec_lock);
-    int busy = recording_index(s, id) >= 0;
-    pthread_mutex_unlock(&s->rec_lock);
-    return busy ? tape_error_set(TAPE_EBUSY, "tape \"%s\" is being recorded by another writer", id)
-                : TAPE_OK;
+    pthread_mutex_lock(&s->claim_lock);
+    int rc = claim_locked(s, id, recording);
+    pthread_mutex_unlock(&s->claim_lock);
+    return rc;
 }
 
-static void recording_remove(tape_store *s, const char *id)
+static void unclaim(tape_store *s, const char *id, int recording)
 {
-    pthread_mutex_lock(&s->rec_lock);
-    long i = recording_index(s, id);
-    if (i >= 0) {
-        free(s->recording[i]);
-        s->recording[i] = s->recording[--s->nrecording];
+    if (!fallback_writer(s)) {
+        return;
     }
-    pthread_mutex_unlock(&s->rec_lock);
+    pthread_mutex_lock(&s->claim_lock);
+    struct claim *c = claim_find(s, id);
+    if (c != NULL) {
+        if (recording) {
+            c->recording = 0;
+        } else if (c->ops > 0) {
+            c->ops--;
+        }
+        if (!c->recording && c->ops == 0) {
+            free(c->id);
+            *c = s->claims[--s->nclaims];
+        }
+    }
+    pthread_mutex_unlock(&s->claim_lock);
 }
 
 /* ---------------------------------------------------------------- open */
@@ -195,6 +332,18 @@ static int check_ops(const tape_backend_ops *ops, const char *name)
     return TAPE_OK;
 }
 
+/* Release a backend that will not become a store, keeping the error the
+ * caller is about to read (free may log or set errors of its own). */
+static void release_backend(const tape_backend_ops *ops, void *self)
+{
+    if (ops != NULL && ops->free != NULL) {
+        tape__saved_error e;
+        tape__error_save(&e);
+        ops->free(self);
+        tape__error_restore(&e);
+    }
+}
+
 static int store_open_config(tape_store **out, tape_registry *reg, const char *provider,
                              const tape_config *cfg, unsigned int flags)
 {
@@ -204,68 +353,73 @@ static int store_open_config(tape_store **out, tape_registry *reg, const char *p
         return rc;
     }
     const tape_provider *p = tape__provider_info_struct(info);
+    char who[96];
+    snprintf(who, sizeof who, "provider \"%s\"", p->name);
     if (p->validate != NULL) {
-        rc = p->validate(p->userdata, cfg);
+        tape__error_clear();
+        rc = tape__provider_rc(p->validate(p->userdata, cfg), who, "validate", 0);
         if (rc != TAPE_OK) {
-            if (tape_errcode() != rc) {
-                tape_error_set(rc, "provider \"%s\": invalid config", p->name);
-            }
             tape_provider_info_free(info);
             return rc;
         }
     }
     const tape_backend_ops *ops = NULL;
     void *self = NULL;
-    rc = p->create(&ops, &self, p->userdata, cfg);
+    tape__error_clear();
+    rc = tape__provider_rc(p->create(&ops, &self, p->userdata, cfg), who, "create", 0);
     if (rc == TAPE_OK && ops == NULL) {
-        rc = tape_error_set(TAPE_EPROVIDER, "provider \"%s\": create returned no backend",
-                            p->name);
+        rc = tape_error_set(TAPE_EPROVIDER, "%s: create returned no backend", who);
     }
-    if (rc != TAPE_OK) {
-        if (tape_errcode() != rc) {
-            tape_error_set(rc, "provider \"%s\": create failed (%s)", p->name,
-                           tape_strerror(rc));
-        }
-        tape_provider_info_free(info);
-        return rc;
+    if (rc == TAPE_OK) {
+        rc = check_ops(ops, p->name);
     }
-    rc = check_ops(ops, p->name);
     tape_store *s = rc == TAPE_OK ? calloc(1, sizeof *s) : NULL;
     if (rc == TAPE_OK && s == NULL) {
         rc = tape__oom();
     }
     if (rc != TAPE_OK) {
         /* `free` sits at the same place in every version of the vtable:
-         * release what create made even when the vtable is refused. */
-        if (ops->free != NULL) {
-            ops->free(self);
-        }
-        tape_provider_info_free(info);
+         * release what create made even when it failed after making it,
+         * or the vtable is refused. */
+        release_backend(ops, self);
+        tape__saved_error e;
+        tape__error_save(&e);
+        tape_provider_info_free(info); /* may run destroy */
+        tape__error_restore(&e);
         return rc;
     }
     atomic_init(&s->refs, 1);
     atomic_init(&s->opened, 0);
     s->prov = info;
     s->name = tape_provider_info_name(info);
+    memcpy(s->who, who, sizeof who);
     s->ops = ops;
     s->self = self;
     s->serialize = !(ops->flags & TAPE_CAP_THREAD_SAFE);
     pthread_mutex_init(&s->call_lock, NULL);
     pthread_mutex_init(&s->open_lock, NULL);
-    pthread_mutex_init(&s->rec_lock, NULL);
+    pthread_mutex_init(&s->claim_lock, NULL);
     s->native = (ops->flags & (TAPE_CAP_THREAD_SAFE | TAPE_CAP_PERSISTENT)) |
                 (ops->exists ? TAPE_CAP_EXISTS : 0) | (ops->search ? TAPE_CAP_SEARCH : 0) |
                 (ops->stats ? TAPE_CAP_STATS : 0) | (ops->writer_begin ? TAPE_CAP_WRITER : 0) |
+                (ops->writer_begin && (ops->flags & TAPE_CAP_WRITER_RETRY)
+                     ? TAPE_CAP_WRITER_RETRY
+                     : 0) |
                 (ops->frames_open ? TAPE_CAP_READ_FRAMES : 0) |
                 (ops->control ? TAPE_CAP_CONTROL : 0);
     /* Everything but control has a core fallback; calls are always safe
-     * from any thread because the core serialises when the backend can't. */
+     * from any thread because the core serialises when the backend can't.
+     * The fallback writer retries a failed finish too. */
     s->available = s->native | TAPE_CAP_EXISTS | TAPE_CAP_SEARCH | TAPE_CAP_STATS |
-                   TAPE_CAP_WRITER | TAPE_CAP_READ_FRAMES | TAPE_CAP_THREAD_SAFE;
+                   TAPE_CAP_WRITER | TAPE_CAP_READ_FRAMES | TAPE_CAP_THREAD_SAFE |
+                   (ops->writer_begin ? 0 : TAPE_CAP_WRITER_RETRY);
     if (flags & TAPE_OPEN_EAGER) {
         rc = ensure_open(s);
         if (rc != TAPE_OK) {
+            tape__saved_error e;
+            tape__error_save(&e);
             tape_store_free(s);
+            tape__error_restore(&e);
             return rc;
         }
     }
@@ -327,7 +481,8 @@ static tape_store *store_ref(tape_store *s)
     return s;
 }
 
-/* Drops a reference; the last one closes (if opened) and frees. */
+/* Drops a reference; the last one closes (if opened) and frees. The
+ * error of a failed close survives the free and destroy that follow. */
 static int store_unref(tape_store *s)
 {
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) {
@@ -335,15 +490,25 @@ static int store_unref(tape_store *s)
     }
     int rc = TAPE_OK;
     if (s->ops->close != NULL && atomic_load(&s->opened)) {
+        call_frame f;
+        call_begin_release(s, &f, "close");
         rc = checked(s, s->ops->close(s->self), "close");
+        call_end_release(s, &f);
+    }
+    tape__saved_error e;
+    if (rc != TAPE_OK) {
+        tape__error_save(&e);
     }
     s->ops->free(s->self);
     pthread_mutex_destroy(&s->call_lock);
     pthread_mutex_destroy(&s->open_lock);
-    pthread_mutex_destroy(&s->rec_lock);
-    free(s->recording); /* empty: every writer held a reference */
+    pthread_mutex_destroy(&s->claim_lock);
+    free(s->claims); /* empty: every writer and every call held a reference */
     tape_provider_info_free(s->prov);
     free(s);
+    if (rc != TAPE_OK) {
+        tape__error_restore(&e);
+    }
     return rc;
 }
 
@@ -381,6 +546,19 @@ int tape_store_capabilities(unsigned int *out_native, unsigned int *out_availabl
 
 /* ---------------------------------------------------------------- basic ops */
 
+/* One call of a backend op: begin (re-entry check, lock, error cleared),
+ * the op, the result normalised. CALL evaluates `expr` only when the
+ * call could begin. */
+#define CALL(rc, s, opname, expr)                                                            \
+    do {                                                                                     \
+        call_frame f_;                                                                       \
+        (rc) = call_begin((s), &f_, (opname));                                               \
+        if ((rc) == TAPE_OK) {                                                               \
+            (rc) = checked((s), (expr), (opname));                                           \
+            call_end((s), &f_);                                                              \
+        }                                                                                    \
+    } while (0)
+
 int tape_store_save(tape_store *s, const tape *t)
 {
     if (t == NULL) {
@@ -388,14 +566,28 @@ int tape_store_save(tape_store *s, const tape *t)
     }
     int rc = enter(s, tape_id(t), "tape_store_save");
     if (rc == TAPE_OK) {
-        rc = check_not_recording(s, tape_id(t));
+        rc = claim(s, tape_id(t), 0);
     }
     if (rc != TAPE_OK) {
         return rc;
     }
-    call_begin(s);
-    rc = checked(s, s->ops->save(s->self, t), "save");
-    call_end(s);
+    CALL(rc, s, "save", s->ops->save(s->self, t));
+    unclaim(s, tape_id(t), 0);
+    return rc;
+}
+
+/* An op that set an out-parameter and then failed: the core frees what
+ * it made, so the caller sees NULL with the error. */
+static int load_op(tape **out, tape_store *s, const char *id)
+{
+    int rc;
+    CALL(rc, s, "load", s->ops->load(out, s->self, id));
+    if (rc != TAPE_OK && *out != NULL) {
+        tape_free(*out);
+        *out = NULL;
+    } else if (rc == TAPE_OK && *out == NULL) {
+        rc = tape_error_set(TAPE_EPROVIDER, "%s: load returned no tape", s->who);
+    }
     return rc;
 }
 
@@ -406,30 +598,46 @@ int tape_store_load(tape **out, tape_store *s, const char *id)
     }
     *out = NULL;
     int rc = enter(s, id, "tape_store_load");
-    if (rc != TAPE_OK) {
-        return rc;
-    }
-    call_begin(s);
-    rc = checked(s, s->ops->load(out, s->self, id), "load");
-    call_end(s);
-    if (rc == TAPE_OK && *out == NULL) {
-        rc = tape_error_set(TAPE_EPROVIDER, "provider \"%s\": load returned no tape", s->name);
-    }
-    return rc;
+    return rc != TAPE_OK ? rc : load_op(out, s, id);
 }
 
 int tape_store_delete(tape_store *s, const char *id)
 {
     int rc = enter(s, id, "tape_store_delete");
     if (rc == TAPE_OK) {
-        rc = check_not_recording(s, id);
+        rc = claim(s, id, 0);
     }
     if (rc != TAPE_OK) {
         return rc;
     }
-    call_begin(s);
-    rc = checked(s, s->ops->remove(s->self, id), "remove");
-    call_end(s);
+    CALL(rc, s, "remove", s->ops->remove(s->self, id));
+    unclaim(s, id, 0);
+    return rc;
+}
+
+static int exists_op(int *out_exists, tape_store *s, const char *id)
+{
+    int rc;
+    *out_exists = 0;
+    if (s->ops->exists != NULL) {
+        CALL(rc, s, "exists", s->ops->exists(out_exists, s->self, id));
+        if (rc != TAPE_OK) {
+            *out_exists = 0;
+        } else {
+            *out_exists = *out_exists != 0;
+        }
+        return rc;
+    }
+    /* Fallback: a load that finds nothing. */
+    tape *t = NULL;
+    rc = load_op(&t, s, id);
+    tape_free(t);
+    if (rc == TAPE_ENOTFOUND) {
+        return TAPE_OK;
+    }
+    if (rc == TAPE_OK) {
+        *out_exists = 1;
+    }
     return rc;
 }
 
@@ -440,28 +648,7 @@ int tape_store_exists(int *out_exists, tape_store *s, const char *id)
     }
     *out_exists = 0;
     int rc = enter(s, id, "tape_store_exists");
-    if (rc != TAPE_OK) {
-        return rc;
-    }
-    if (s->ops->exists != NULL) {
-        call_begin(s);
-        rc = checked(s, s->ops->exists(out_exists, s->self, id), "exists");
-        call_end(s);
-        return rc;
-    }
-    /* Fallback: a load that finds nothing. */
-    tape *t = NULL;
-    call_begin(s);
-    rc = s->ops->load(&t, s->self, id);
-    call_end(s);
-    tape_free(t);
-    if (rc == TAPE_ENOTFOUND) {
-        return TAPE_OK;
-    }
-    if (rc == TAPE_OK) {
-        *out_exists = 1;
-    }
-    return checked(s, rc, "load");
+    return rc != TAPE_OK ? rc : exists_op(out_exists, s, id);
 }
 
 /* ---------------------------------------------------------------- listing */
@@ -472,9 +659,14 @@ typedef struct entry_vec {
     int failed;
 } entry_vec;
 
+/* The core's sink: it only takes a reference (never calls into the core
+ * or the backend), so a backend may call it with its own lock held. */
 static int collect_entry(void *ud, tape_entry *e)
 {
     entry_vec *v = ud;
+    if (e == NULL) {
+        return 0;
+    }
     if (v->count == v->cap) {
         size_t cap = v->cap != 0 ? v->cap * 2 : 256;
         tape_entry **items = realloc(v->items, cap * sizeof *items);
@@ -500,9 +692,8 @@ static void entry_vec_clear(entry_vec *v)
 
 static int list_all(entry_vec *v, tape_store *s, const tape_query *q)
 {
-    call_begin(s);
-    int rc = checked(s, s->ops->list(s->self, q, collect_entry, v), "list");
-    call_end(s);
+    int rc;
+    CALL(rc, s, "list", s->ops->list(s->self, q, collect_entry, v));
     if (rc == TAPE_OK && v->failed) {
         rc = tape__oom();
     }
@@ -515,17 +706,28 @@ static int list_all(entry_vec *v, tape_store *s, const tape_query *q)
 typedef struct text_ctx {
     tape_store *s;
     const tape_query *q;
+    int strict;
 } text_ctx;
 
-/* The text term needs frames: load each candidate the matcher asks about. */
+/* The text term needs frames: load each candidate the matcher asks about.
+ * A tape that cannot be read is not a match: it is reported to the log
+ * hook and the query goes on, unless the query is strict. */
 static int text_match_by_load(int *out_match, void *ud, const tape_entry *e)
 {
     text_ctx *ctx = ud;
     tape *t = NULL;
     *out_match = 0;
-    int rc = tape_store_load(&t, ctx->s, tape_entry_id(e));
+    int rc = load_op(&t, ctx->s, tape_entry_id(e));
     if (rc == TAPE_ENOTFOUND) {
         return TAPE_OK; /* deleted since the listing: not a match */
+    }
+    if (rc == TAPE_ECORRUPT || rc == TAPE_ELIMIT) {
+        if (ctx->strict) {
+            return rc;
+        }
+        tape_log(TAPE_LOG_WARN, "%s: text search skips tape \"%s\", which cannot be read: %s",
+                 ctx->s->who, tape_entry_id(e), tape_errmsg());
+        return TAPE_OK;
     }
     if (rc != TAPE_OK) {
         return rc;
@@ -554,18 +756,18 @@ int tape_store_query(tape_result **out, tape_store *s, const tape_query *q)
         q = all;
     }
     if (s->ops->search != NULL) {
-        call_begin(s);
-        rc = checked(s, s->ops->search(out, s->self, q), "search");
-        call_end(s);
-        if (rc == TAPE_OK && *out == NULL) {
-            rc = tape_error_set(TAPE_EPROVIDER, "provider \"%s\": search returned no result",
-                                s->name);
+        CALL(rc, s, "search", s->ops->search(out, s->self, q));
+        if (rc != TAPE_OK && *out != NULL) {
+            tape_result_free(*out);
+            *out = NULL;
+        } else if (rc == TAPE_OK && *out == NULL) {
+            rc = tape_error_set(TAPE_EPROVIDER, "%s: search returned no result", s->who);
         }
     } else {
         entry_vec v = { 0 };
         rc = list_all(&v, s, q);
         if (rc == TAPE_OK) {
-            text_ctx ctx = { s, q };
+            text_ctx ctx = { s, q, tape_query_int(q, TAPE_Q_STRICT) != 0 };
             rc = tape__query_run(out, q, v.items, v.count, text_match_by_load, &ctx);
         }
         entry_vec_clear(&v);
@@ -589,9 +791,7 @@ int tape_store_stats_get(tape_store_stats *out, tape_store *s)
     }
     tape_store_stats st = TAPE_STORE_STATS_INIT;
     if (s->ops->stats != NULL) {
-        call_begin(s);
-        rc = checked(s, s->ops->stats(&st, s->self), "stats");
-        call_end(s);
+        CALL(rc, s, "stats", s->ops->stats(&st, s->self));
     } else {
         entry_vec v = { 0 };
         rc = list_all(&v, s, NULL);
@@ -628,13 +828,70 @@ int tape_store_control(char **out_json, tape_store *s, const char *op, const cha
         return tape_error_set(TAPE_EUNSUPPORTED, "provider \"%s\" has no control op \"%.80s\"",
                               s->name, op);
     }
-    call_begin(s);
-    rc = checked(s, s->ops->control(out_json, s->self, op, in_json), "control");
-    call_end(s);
+    CALL(rc, s, "control", s->ops->control(out_json, s->self, op, in_json));
+    if (rc != TAPE_OK && *out_json != NULL) {
+        tape_string_free(*out_json);
+        *out_json = NULL;
+    }
     return rc;
 }
 
 /* ---------------------------------------------------------------- writer */
+
+/* A header's frame counters, to roll back a frame the backend refused. */
+typedef struct stats_snapshot {
+    uint64_t frame_count, last_sequence, c2s, s2c, error_count, accounted_bytes;
+    int64_t duration_ms;
+} stats_snapshot;
+
+static void stats_save(stats_snapshot *k, const tape *t)
+{
+    k->frame_count = t->frame_count;
+    k->last_sequence = t->last_sequence;
+    k->c2s = t->c2s;
+    k->s2c = t->s2c;
+    k->error_count = t->error_count;
+    k->accounted_bytes = t->accounted_bytes;
+    k->duration_ms = t->duration_ms;
+}
+
+static void stats_restore(tape *t, const stats_snapshot *k)
+{
+    t->frame_count = k->frame_count;
+    t->last_sequence = k->last_sequence;
+    t->c2s = k->c2s;
+    t->s2c = k->s2c;
+    t->error_count = k->error_count;
+    t->accounted_bytes = k->accounted_bytes;
+    t->duration_ms = k->duration_ms;
+}
+
+/* The fallback writer: claim the id, check it is free, save the header
+ * so the recording is visible. No core lock is held across the backend
+ * calls; the claim keeps saves, deletes and other writers away. */
+static int fallback_begin(tape_writer *w, tape_store *s)
+{
+    const char *id = tape_id(w->header);
+    int rc = claim(s, id, 1);
+    if (rc != TAPE_OK) {
+        return rc;
+    }
+    int exists = 0;
+    rc = exists_op(&exists, s, id);
+    if (rc == TAPE_OK && exists) {
+        rc = tape_error_set(TAPE_EEXISTS, "tape \"%s\" already exists", id);
+    }
+    if (rc == TAPE_OK) {
+        rc = tape_clone_meta(&w->buffer, w->header);
+    }
+    if (rc == TAPE_OK) {
+        CALL(rc, s, "save", s->ops->save(s->self, w->buffer));
+    }
+    if (rc != TAPE_OK) {
+        unclaim(s, id, 1);
+    }
+    return rc;
+}
 
 int tape_store_record(tape_writer **out, tape_store *s, const tape *header)
 {
@@ -662,56 +919,23 @@ int tape_store_record(tape_writer **out, tape_store *s, const tape *header)
     if (rc == TAPE_OK && tape_updated_at(w->header) == TAPE_TIME_NONE) {
         rc = tape_set_updated_at(w->header, tape__now_ms());
     }
-    if (rc == TAPE_OK && s->ops->writer_begin != NULL) {
-        call_begin(s);
-        rc = checked(s, s->ops->writer_begin(&w->native, s->self, w->header), "writer_begin");
-        call_end(s);
+    if (rc == TAPE_OK && !fallback_writer(s)) {
+        CALL(rc, s, "writer_begin", s->ops->writer_begin(&w->native, s->self, w->header));
+        if (rc == TAPE_OK && w->native == NULL) {
+            rc = tape_error_set(TAPE_EPROVIDER, "%s: writer_begin returned no writer", s->who);
+        } else if (rc != TAPE_OK && w->native != NULL) {
+            /* Set, then failed: the only way to release it is to end it. */
+            call_frame f;
+            tape__saved_error e;
+            tape__error_save(&e);
+            call_begin_release(s, &f, "writer_end");
+            s->ops->writer_end(w->native, w->header, 0);
+            call_end_release(s, &f);
+            tape__error_restore(&e);
+            w->native = NULL;
+        }
     } else if (rc == TAPE_OK) {
-        /* Fallback: save the header now so the recording is visible, keep
-         * the frames in memory and save the whole tape at finish. The
-         * check, the save and the claim happen under rec_lock so two
-         * writers cannot both start. */
-        const char *id = tape_id(header);
-        pthread_mutex_lock(&s->rec_lock);
-        int exists = 0;
-        if (recording_index(s, id) >= 0) {
-            rc = tape_error_set(TAPE_EBUSY, "tape \"%s\" is being recorded by another writer",
-                                id);
-        }
-        if (rc == TAPE_OK) {
-            rc = tape_store_exists(&exists, s, id);
-        }
-        if (rc == TAPE_OK && exists) {
-            rc = tape_error_set(TAPE_EEXISTS, "tape \"%s\" already exists", id);
-        }
-        if (rc == TAPE_OK) {
-            rc = tape_clone_meta(&w->buffer, w->header);
-        }
-        if (rc == TAPE_OK && s->nrecording == s->caprecording) {
-            size_t cap = s->caprecording != 0 ? s->caprecording * 2 : 4;
-            char **grown = realloc(s->recording, cap * sizeof *grown);
-            if (grown == NULL) {
-                rc = tape__oom();
-            } else {
-                s->recording = grown;
-                s->caprecording = cap;
-            }
-        }
-        char *claim = rc == TAPE_OK ? tape__strdup(id) : NULL;
-        if (rc == TAPE_OK && claim == NULL) {
-            rc = tape__oom();
-        }
-        if (rc == TAPE_OK) {
-            call_begin(s);
-            rc = checked(s, s->ops->save(s->self, w->buffer), "save");
-            call_end(s);
-        }
-        if (rc == TAPE_OK) {
-            s->recording[s->nrecording++] = claim;
-        } else {
-            free(claim);
-        }
-        pthread_mutex_unlock(&s->rec_lock);
+        rc = fallback_begin(w, s);
     }
     if (rc != TAPE_OK) {
         tape_free(w->header);
@@ -735,8 +959,8 @@ static int writer_usable(tape_writer *w, const char *fn)
     }
     if (w->failed) {
         return tape_error_set(TAPE_ESTATE,
-                              "%s: an earlier append to tape \"%s\" failed; the writer is "
-                              "unusable",
+                              "%s: recording a correlation of tape \"%s\" failed; the writer "
+                              "is unusable",
                               fn, tape_id(w->header));
     }
     return TAPE_OK;
@@ -753,26 +977,34 @@ int tape_writer_append(uint64_t *out_seq, tape_writer *w, const tape_frame_desc 
     if (rc != TAPE_OK) {
         return rc; /* bad input: nothing was written, the writer goes on */
     }
-    if (w->native != NULL) {
+    if (!fallback_writer(w->s)) {
+        /* The backend sees the header with this frame counted; when it
+         * refuses the frame (not stored, by the vtable's rule) the count
+         * is rolled back and the writer goes on. */
+        stats_snapshot snap;
+        stats_save(&snap, w->header);
         rc = tape_account_frame(w->header, f);
         if (rc == TAPE_OK) {
-            call_begin(w->s);
-            rc = checked(w->s, w->s->ops->writer_append(w->native, f, w->header),
-                         "writer_append");
-            call_end(w->s);
+            CALL(rc, w->s, "writer_append", w->s->ops->writer_append(w->native, f, w->header));
             if (rc != TAPE_OK) {
-                w->failed = 1; /* the header already counts this frame */
+                stats_restore(w->header, &snap);
             }
         }
         tape_frame_free(f);
     } else {
+        /* Counted in the header first: both checks are the same, and a
+         * failed push (out of memory) is rolled back, not stored. */
+        stats_snapshot snap;
+        stats_save(&snap, w->header);
         rc = tape_account_frame(w->header, f);
         if (rc == TAPE_OK) {
-            rc = tape_push_frame(w->buffer, f);
+            rc = tape_push_frame(w->buffer, f); /* takes f on success */
+            if (rc != TAPE_OK) {
+                stats_restore(w->header, &snap);
+            }
         }
         if (rc != TAPE_OK) {
             tape_frame_free(f);
-            w->failed = 1;
         }
     }
     if (rc == TAPE_OK) {
@@ -795,13 +1027,10 @@ int tape_writer_add_correlation(tape_writer *w, const char *id, uint64_t request
     if (rc != TAPE_OK) {
         return rc;
     }
-    if (w->native != NULL) {
-        call_begin(w->s);
-        rc = checked(w->s,
-                     w->s->ops->writer_correlate(w->native, w->header,
-                                                 tape_correlation_count(w->header) - 1),
-                     "writer_correlate");
-        call_end(w->s);
+    if (!fallback_writer(w->s)) {
+        CALL(rc, w->s, "writer_correlate",
+             w->s->ops->writer_correlate(w->native, w->header,
+                                         tape_correlation_count(w->header) - 1));
     } else {
         rc = tape_add_correlation(w->buffer, id, request_seq, response_seq, rtt_ms, status);
     }
@@ -811,37 +1040,115 @@ int tape_writer_add_correlation(tape_writer *w, const char *id, uint64_t request
     return rc;
 }
 
-/* Ends the recording once; finalize = 0 abandons (frames so far stay). */
+/* Copies the metadata fields a recording may learn late from src to dst. */
+static int copy_learned_meta(tape *dst, const tape *src)
+{
+    int rc = tape_set_name(dst, tape_name(src));
+    if (rc == TAPE_OK) rc = tape_set_description(dst, tape_description(src));
+    if (rc == TAPE_OK) rc = tape_set_session_id(dst, tape_session_id(src));
+    if (rc == TAPE_OK) rc = tape_set_protocol_version(dst, tape_protocol_version(src));
+    if (rc == TAPE_OK) rc = tape_set_transport_json(dst, tape_transport_json(src));
+    if (rc == TAPE_OK) rc = tape_set_environment_json(dst, tape_environment_json(src));
+    while (rc == TAPE_OK && tape_tag_count(dst) > 0) {
+        rc = tape_remove_tag(dst, tape_tag_at(dst, tape_tag_count(dst) - 1));
+    }
+    for (size_t i = 0; rc == TAPE_OK && i < tape_tag_count(src); i++) {
+        rc = tape_add_tag(dst, tape_tag_at(src, i));
+    }
+    return rc;
+}
+
+int tape_writer_update_meta(tape_writer *w, const tape *meta)
+{
+    int rc = writer_usable(w, "tape_writer_update_meta");
+    if (rc != TAPE_OK) {
+        return rc;
+    }
+    if (meta == NULL) {
+        return tape_error_set(TAPE_EINVAL, "tape_writer_update_meta: meta is NULL");
+    }
+    /* All or nothing: build the new header (and buffer) aside, then swap. */
+    tape *header = NULL;
+    rc = tape_clone_meta(&header, w->header);
+    if (rc == TAPE_OK) {
+        rc = copy_learned_meta(header, meta);
+    }
+    if (rc == TAPE_OK && w->buffer != NULL) {
+        tape *probe = NULL;
+        rc = tape_clone_meta(&probe, w->buffer); /* the buffer's setters only copy strings */
+        if (rc == TAPE_OK) {
+            rc = copy_learned_meta(probe, meta);
+        }
+        tape_free(probe);
+        if (rc == TAPE_OK) {
+            rc = copy_learned_meta(w->buffer, meta);
+        }
+    }
+    if (rc != TAPE_OK) {
+        tape_free(header);
+        return rc;
+    }
+    tape_free(w->header);
+    w->header = header;
+    return TAPE_OK;
+}
+
+/* Ends the recording; finalize = 0 abandons (frames so far stay, status
+ * recording). A finish that fails leaves the writer unfinished when the
+ * backend keeps its state (the fallback, or TAPE_CAP_WRITER_RETRY), so the
+ * caller may retry and tape_writer_free still abandons it. */
 static int writer_end(tape_writer *w, int finalize)
 {
-    int rc = TAPE_OK;
+    tape_store *s = w->s;
     int64_t now = tape__now_ms();
-    tape *target = w->native != NULL ? w->header : w->buffer;
-    if (finalize) {
-        rc = tape_set_status(target, TAPE_STATUS_FINALIZED);
-        if (rc == TAPE_OK) {
-            rc = tape_set_finalized_at(target, now);
-        }
+    tape *target = fallback_writer(s) ? w->buffer : w->header;
+    int rc = tape_set_status(target, finalize ? TAPE_STATUS_FINALIZED : TAPE_STATUS_RECORDING);
+    if (rc == TAPE_OK) {
+        rc = tape_set_finalized_at(target, finalize ? now : TAPE_TIME_NONE);
     }
     if (rc == TAPE_OK) {
         rc = tape_set_updated_at(target, now);
     }
-    if (w->native != NULL) {
-        call_begin(w->s);
-        int end_rc = checked(w->s, w->s->ops->writer_end(w->native, w->header, finalize),
-                             "writer_end");
-        call_end(w->s);
-        w->native = NULL; /* freed by writer_end either way */
-        rc = rc != TAPE_OK ? rc : end_rc;
-    } else {
-        if (rc == TAPE_OK) {
-            call_begin(w->s);
-            rc = checked(w->s, w->s->ops->save(w->s->self, w->buffer), "save");
-            call_end(w->s);
-        }
-        recording_remove(w->s, tape_id(w->header));
+    if (rc != TAPE_OK && finalize) {
+        return rc; /* nothing was ended: the writer stays as it was */
     }
-    w->finished = 1;
+    int keeps = fallback_writer(s) || (s->ops->flags & TAPE_CAP_WRITER_RETRY);
+    if (!fallback_writer(s)) {
+        int end_rc;
+        if (finalize) {
+            CALL(end_rc, s, "writer_end", s->ops->writer_end(w->native, w->header, 1));
+        } else {
+            call_frame f;
+            call_begin_release(s, &f, "writer_end");
+            end_rc = checked(s, s->ops->writer_end(w->native, w->header, 0), "writer_end");
+            call_end_release(s, &f);
+        }
+        if (end_rc == TAPE_OK || !finalize || !keeps) {
+            w->native = NULL; /* freed by writer_end */
+            w->finished = 1;
+        }
+        rc = end_rc;
+    } else {
+        int save_rc;
+        if (finalize) {
+            CALL(save_rc, s, "save", s->ops->save(s->self, w->buffer));
+        } else {
+            call_frame f;
+            call_begin_release(s, &f, "save");
+            save_rc = checked(s, s->ops->save(s->self, w->buffer), "save");
+            call_end_release(s, &f);
+        }
+        if (save_rc == TAPE_OK || !finalize) {
+            unclaim(s, tape_id(w->header), 1);
+            w->finished = 1;
+        }
+        rc = save_rc;
+    }
+    if (rc != TAPE_OK && finalize && !w->finished) {
+        /* Back to recording, for the retry or the abandon at free. */
+        tape_set_status(target, TAPE_STATUS_RECORDING);
+        tape_set_finalized_at(target, TAPE_TIME_NONE);
+    }
     return rc;
 }
 
@@ -856,13 +1163,14 @@ void tape_writer_free(tape_writer *w)
     if (w == NULL) {
         return;
     }
-    if (!w->finished && w->native == NULL && w->failed) {
-        recording_remove(w->s, tape_id(w->header)); /* nothing safe to save */
-    } else if (!w->finished) {
+    if (!w->finished) {
+        tape__saved_error e;
+        tape__error_save(&e);
         if (writer_end(w, 0) != TAPE_OK) {
             tape_log(TAPE_LOG_ERROR, "abandoning recording of tape \"%s\": %s",
                      tape_id(w->header), tape_errmsg());
         }
+        tape__error_restore(&e);
     }
     tape_store_free(w->s);
     tape_free(w->header);
@@ -888,6 +1196,9 @@ int tape_store_read_frames(tape_frame_iter **out, tape_store *s, const char *id,
     if (rc != TAPE_OK) {
         return rc;
     }
+    if (to_seq >= TAPE_SEQ_END) {
+        to_seq = UINT64_MAX; /* one "to the end" for every backend */
+    }
     tape_frame_iter *it = calloc(1, sizeof *it);
     if (it == NULL) {
         return tape__oom();
@@ -895,12 +1206,22 @@ int tape_store_read_frames(tape_frame_iter **out, tape_store *s, const char *id,
     it->from = from_seq;
     it->to = to_seq;
     if (s->ops->frames_open != NULL) {
-        call_begin(s);
-        rc = checked(s, s->ops->frames_open(&it->native, s->self, id, from_seq, to_seq),
-                     "frames_open");
-        call_end(s);
+        CALL(rc, s, "frames_open",
+             s->ops->frames_open(&it->native, s->self, id, from_seq, to_seq));
+        if (rc == TAPE_OK && it->native == NULL) {
+            rc = tape_error_set(TAPE_EPROVIDER, "%s: frames_open returned no iterator", s->who);
+        } else if (rc != TAPE_OK && it->native != NULL) {
+            call_frame f;
+            tape__saved_error e;
+            tape__error_save(&e);
+            call_begin_release(s, &f, "frames_close");
+            s->ops->frames_close(it->native);
+            call_end_release(s, &f);
+            tape__error_restore(&e);
+            it->native = NULL;
+        }
     } else {
-        rc = tape_store_load(&it->t, s, id);
+        rc = load_op(&it->t, s, id);
     }
     if (rc != TAPE_OK) {
         tape_free(it->t);
@@ -919,9 +1240,14 @@ int tape_frame_iter_next(const tape_frame **out, tape_frame_iter *it)
     }
     *out = NULL;
     if (it->native != NULL) {
-        call_begin(it->s);
-        int rc = checked(it->s, it->s->ops->frames_next(out, it->native), "frames_next");
-        call_end(it->s);
+        int rc;
+        CALL(rc, it->s, "frames_next", it->s->ops->frames_next(out, it->native));
+        if (rc != TAPE_OK) {
+            *out = NULL;
+        } else if (*out == NULL) {
+            rc = tape_error_set(TAPE_EPROVIDER, "%s: frames_next returned TAPE_OK and no frame",
+                                it->s->who);
+        }
         return rc;
     }
     size_t n = tape_frame_count(it->t);
@@ -946,9 +1272,13 @@ void tape_frame_iter_free(tape_frame_iter *it)
         return;
     }
     if (it->native != NULL) {
-        call_begin(it->s);
+        call_frame f;
+        tape__saved_error e;
+        tape__error_save(&e);
+        call_begin_release(it->s, &f, "frames_close");
         it->s->ops->frames_close(it->native);
-        call_end(it->s);
+        call_end_release(it->s, &f);
+        tape__error_restore(&e);
     }
     tape_free(it->t);
     tape_store_free(it->s);

@@ -35,6 +35,13 @@ TAPE_API int tape_error_set(int code, const char *fmt, ...)
 #endif
     ;
 TAPE_API int tape_error_setv(int code, const char *fmt, va_list ap);
+/** Set this thread's error code and message, the text taken verbatim (no
+ *  format: for bindings, whose text may hold '%'). NULL msg: the code's
+ *  name. Messages longer than 8 KiB are cut at a UTF-8 character boundary
+ *  and end in "...". Returns `code`. */
+TAPE_API int tape_error_set_message(int code, const char *msg);
+/** Send a message to the host's log hook, if any, verbatim. */
+TAPE_API void tape_log_message(int level, const char *msg);
 /** Send a message to the host's log hook, if any. */
 TAPE_API void tape_log(int level, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)
@@ -82,7 +89,10 @@ TAPE_API int tape_config_get_json(char **out, const tape_config *c, const char *
 #define TAPE_Q_DESCENDING 13     /* int 0/1 (always present) */
 #define TAPE_Q_LIMIT 14          /* int (absent: no limit) */
 #define TAPE_Q_CURSOR 15         /* string */
-#define TAPE_Q_KEY_COUNT 16
+/* Added after version 0.1.0: */
+#define TAPE_Q_STRICT 16         /* int 0/1: a tape that cannot be read fails the query
+                                  * (default: it is skipped and reported to the log hook) */
+#define TAPE_Q_KEY_COUNT 17
 
 #define TAPE_ORDER_CREATED_AT 0
 #define TAPE_ORDER_UPDATED_AT 1
@@ -114,8 +124,17 @@ TAPE_API int tape_query_after_cursor(const tape_query *q, const tape_entry *e);
 
 /* Building a result page (native search). */
 TAPE_API int tape_result_new(tape_result **out);
-/** Append an entry; the result takes a new reference. */
-TAPE_API int tape_result_push(tape_result *r, tape_entry *e);
+/** Append an entry; the result takes a new reference (e stays the
+ *  caller's). */
+TAPE_API int tape_result_push(tape_result *r, const tape_entry *e);
+/** One page of `entries` (borrowed; the page takes its own references)
+ *  under q: the core's matcher for every term except `text`, q's order,
+ *  resumption after q's cursor, q's limit and the next cursor, exactly as
+ *  the core's fallback search computes them. The `text` term is not
+ *  applied: a search that filters by text itself (a script provider, an
+ *  index) passes only the entries whose frames match. */
+TAPE_API int tape_query_page(tape_result **out, const tape_query *q,
+                             const tape_entry *const *entries, size_t count);
 /** Set the next-page cursor (copied; NULL: last page). */
 TAPE_API int tape_result_set_cursor(tape_result *r, const char *cursor);
 

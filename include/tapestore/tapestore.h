@@ -10,7 +10,9 @@
  *    out-parameter is owned by the caller and released with that type's
  *    _free function; every _free accepts NULL.
  *  - Pointers returned by accessors ("borrowed") stay valid until the
- *    object they came from is modified or freed.
+ *    object they came from is modified or freed. The same holds for a
+ *    `const` out-parameter (const char **, const tape_frame **, ...): what
+ *    it receives is borrowed, never freed by the caller.
  *  - A NULL where an object is required gives TAPE_EINVAL, never a crash.
  *  - Public structs start with `unsigned int version`; initialise them with
  *    their _INIT macro. They only ever grow at the end.
@@ -361,6 +363,9 @@ TAPE_API int tape_config_to_json(char **out, const tape_config *c);
 #define TAPE_CAP_CONTROL     (1u << 5)
 #define TAPE_CAP_THREAD_SAFE (1u << 6)  /* backend needs no serialisation */
 #define TAPE_CAP_PERSISTENT  (1u << 7)  /* data outlives the process */
+/* Added after version 0.1.0: */
+#define TAPE_CAP_WRITER_RETRY (1u << 8) /* a writer_end(finalize) that fails keeps the
+                                          * writer: the core retries or abandons it */
 #define TAPE_CAP_ALL_OPS     (TAPE_CAP_EXISTS | TAPE_CAP_SEARCH | TAPE_CAP_STATS | \
                               TAPE_CAP_WRITER | TAPE_CAP_READ_FRAMES | TAPE_CAP_CONTROL)
 
@@ -462,9 +467,22 @@ TAPE_API int tape_writer_finish(tape_writer *w);
  *  and the frames appended so far. */
 TAPE_API void tape_writer_free(tape_writer *w);
 TAPE_API const char *tape_writer_id(const tape_writer *w);
+/** Update the recording's metadata with what was learned mid-session
+ *  (client and server names from `initialize`, a redaction count): the
+ *  name, description, tags, session id, protocol version, transport and
+ *  environment of `meta` replace the writer's (meta's id, status, times,
+ *  frames and correlations are ignored; NULL fields clear). Providers with
+ *  native writers persist it at their next checkpoint and at finish; the
+ *  core's fallback writer keeps it in its buffer. On failure nothing
+ *  changes. `meta` is borrowed. */
+TAPE_API int tape_writer_update_meta(tape_writer *w, const tape *meta);
 
-/** Frames of a stored tape with from_seq <= seq <= to_seq (UINT64_MAX: to
- *  the end). TAPE_ENOTFOUND if there is no such tape. */
+/** "To the end" for tape_store_read_frames. Any to_seq >= TAPE_SEQ_END
+ *  means the same (UINT64_MAX too), so a signed 64-bit integer can say it. */
+#define TAPE_SEQ_END ((uint64_t)INT64_MAX)
+
+/** Frames of a stored tape with from_seq <= seq <= to_seq (TAPE_SEQ_END:
+ *  to the end). TAPE_ENOTFOUND if there is no such tape. */
 TAPE_API int tape_store_read_frames(tape_frame_iter **out, tape_store *s, const char *id,
                                     uint64_t from_seq, uint64_t to_seq);
 /** TAPE_OK with *out set (borrowed until the next call), TAPE_DONE at the

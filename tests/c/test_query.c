@@ -123,7 +123,7 @@ static void test_parse_all_keys(void **state)
         "\"min_frames\":1,\"max_frames\":9,\"text\":\"tools/call\",\"order_by\":\"name\","
         "\"descending\":true,\"limit\":25}");
     for (int k = 0; k < TAPE_Q_KEY_COUNT; k++) {
-        assert_int_equal(tape_query_has(q, k), k != TAPE_Q_CURSOR);
+        assert_int_equal(tape_query_has(q, k), k != TAPE_Q_CURSOR && k != TAPE_Q_STRICT);
     }
     assert_string_equal(tape_query_string(q, TAPE_Q_SESSION_ID), "s-1");
     assert_string_equal(tape_query_string(q, TAPE_Q_NAME_CONTAINS), "Demo");
@@ -377,7 +377,7 @@ static void test_key_names(void **state)
     const char *names[TAPE_Q_KEY_COUNT] = {
         "session_id", "name_contains", "tags_any", "tags_all", "status", "created_after",
         "created_before", "min_duration_ms", "max_duration_ms", "min_frames", "max_frames",
-        "text", "order_by", "descending", "limit", "cursor",
+        "text", "order_by", "descending", "limit", "cursor", "strict",
     };
     for (int k = 0; k < TAPE_Q_KEY_COUNT; k++) {
         assert_string_equal(tape_query_key_name(k), names[k]);
