@@ -151,6 +151,7 @@ struct sq_writer {
     int64_t ord;             /* next line number in `lines` */
     int64_t first_ms;        /* when the oldest pending item arrived */
     int64_t nonce;           /* names this writer's lease row (with the pid) */
+    int abandoned;           /* freed by the core, its last items not yet written */
     sq_writer *prev, *next;
 };
 
@@ -738,11 +739,36 @@ static int writer_flush(sq_writer *w, const tape *meta_src, const struct pend *e
     return rc;
 }
 
+static void writer_free(sq_writer *w);
+
+/* An abandoned writer whose last transaction failed: written now if the
+ * database allows (with the lease release), dropped with a log if its
+ * lease was taken over meanwhile, else kept for the next call. */
+static void writer_retry_abandoned(sq_writer *w)
+{
+    int rc = writer_flush(w, w->hdr, NULL, NULL, 1);
+    if (rc == TAPE_OK) {
+        tape_log(TAPE_LOG_INFO, "sqlite \"%s\": tape \"%s\": the abandoned recording's last "
+                 "items are written now",
+                 w->st->path, w->id);
+        writer_free(w);
+    } else if (rc == TAPE_ESTATE) {
+        tape_log(TAPE_LOG_ERROR, "sqlite \"%s\": tape \"%s\": %zu acknowledged frames and "
+                 "correlations of an abandoned recording are lost: %s",
+                 w->st->path, w->id, w->npend, tape_errmsg());
+        writer_free(w);
+    }
+}
+
 /* Readers see every frame appended so far: flush the store's writers. */
 int sq_flush_all(sq_store *st)
 {
-    for (sq_writer *w = st->writers; w != NULL; w = w->next) {
-        if (w->npend > 0) {
+    sq_writer *next = NULL;
+    for (sq_writer *w = st->writers; w != NULL; w = next) {
+        next = w->next;
+        if (w->abandoned) {
+            writer_retry_abandoned(w); /* never this call's failure */
+        } else if (w->npend > 0) {
             int rc = writer_flush(w, w->hdr, NULL, NULL, 0);
             if (rc != TAPE_OK) return rc;
         }
@@ -946,11 +972,20 @@ static int sq_writer_end(void *writer, const tape *header, int finalize)
         return rc;
     }
     if (rc != TAPE_OK) {
+        /* The lease stops counting in this process now; what was
+         * acknowledged is kept and written by the next call on this store
+         * that can (or at close), unless the tape was taken over. */
         tape_log(TAPE_LOG_ERROR,
                  "sqlite \"%s\": tape \"%s\": abandoning the recording: %zu acknowledged "
-                 "frames and correlations could not be written, and its lease row stays "
-                 "(stale in this process): %s",
+                 "frames and correlations could not be written yet (kept for the next call "
+                 "on this store): %s",
                  st->path, w->id, w->npend, tape_errmsg());
+        live_remove(w->nonce);
+        if (sync_meta(w->hdr, header) != TAPE_OK || tape_set_status(w->hdr, TAPE_STATUS_RECORDING) != TAPE_OK) {
+            tape_log(TAPE_LOG_WARN, "sqlite \"%s\": tape \"%s\": %s", st->path, w->id, tape_errmsg());
+        }
+        w->abandoned = 1;
+        return rc;
     }
     writer_free(w);
     return rc;
@@ -1503,8 +1538,10 @@ static void sq_free(void *self)
         .frames_next = sq_frames_next, .frames_close = sq_frames_close,                   \
     }
 
-static const tape_backend_ops sq_ops_file = SQ_OPS(TAPE_CAP_PERSISTENT);
-static const tape_backend_ops sq_ops_memory = SQ_OPS(0);
+/* TAPE_CAP_WRITER_RETRY: sq_writer_end(finalize) keeps the writer when it
+ * fails, so the core can retry it or abandon it at free. */
+static const tape_backend_ops sq_ops_file = SQ_OPS(TAPE_CAP_PERSISTENT | TAPE_CAP_WRITER_RETRY);
+static const tape_backend_ops sq_ops_memory = SQ_OPS(TAPE_CAP_WRITER_RETRY);
 
 /* ------------------------------------------------------------ config */
 
@@ -1589,7 +1626,7 @@ static const tape_provider sq_provider = {
     .description = "one SQLite database file, indexed and full-text native search",
     .provider_version = 1,
     .capabilities = TAPE_CAP_EXISTS | TAPE_CAP_SEARCH | TAPE_CAP_STATS | TAPE_CAP_WRITER |
-                    TAPE_CAP_READ_FRAMES | TAPE_CAP_PERSISTENT,
+                    TAPE_CAP_READ_FRAMES | TAPE_CAP_PERSISTENT | TAPE_CAP_WRITER_RETRY,
     .validate = sq_validate,
     .create = sq_create,
 };

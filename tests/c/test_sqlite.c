@@ -864,6 +864,135 @@ static void test_locked_failed_append(void **state)
     }
 }
 
+
+static void append_n(tape_writer *w, int n)
+{
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.ts_ms = 3;
+    d.message = "{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}";
+    for (int i = 0; i < n; i++) EXPECT_OK(tape_writer_append(NULL, w, &d));
+}
+
+static uint64_t frames_of(tape_store *s, const char *id, int *status)
+{
+    tape *t = NULL;
+    EXPECT_OK(tape_store_load(&t, s, id));
+    uint64_t n = tape_frame_count(t);
+    if (status != NULL) *status = tape_status(t);
+    tape_free(t);
+    return n;
+}
+
+/* The same through the public API (the core retries a failed finish and
+ * abandons at free). */
+static void test_locked_public(void **state)
+{
+    (void)state;
+    char json[600];
+    locked_cfg(json, sizeof json, "normal");
+    tape_store *a = NULL, *b = NULL;
+    EXPECT_OK(tape_store_open(&a, NULL, "sqlite", json, 0));
+    EXPECT_OK(tape_store_open(&b, NULL, "sqlite", json, 0));
+    unsigned int native = 0;
+    EXPECT_OK(tape_store_capabilities(&native, NULL, a));
+    assert_true(native & TAPE_CAP_WRITER_RETRY);
+    tape *h = NULL;
+    int status = 0;
+
+    /* A failed finish can be retried; every acknowledged frame is kept. */
+    EXPECT_OK(tape_new(&h, "p1"));
+    tape_writer *w = NULL;
+    EXPECT_OK(tape_store_record(&w, a, h));
+    append_n(w, 5);
+    sqlite3 *other = lock_db();
+    EXPECT_ERR(tape_writer_finish(w), TAPE_EBUSY, "locked");
+    EXPECT_ERR(tape_writer_finish(w), TAPE_EBUSY, "locked");
+    unlock_db(other);
+    EXPECT_OK(tape_writer_finish(w));
+    EXPECT_ERR(tape_writer_finish(w), TAPE_ESTATE, "already finished");
+    tape_writer_free(w);
+    assert_int_equal(frames_of(b, "p1", &status), 5);
+    assert_int_equal(status, TAPE_STATUS_FINALIZED);
+    tape_free(h);
+
+    /* Freed while the database stays locked: the frames are kept and
+     * written by the store's next call, as an abandoned recording. */
+    EXPECT_OK(tape_new(&h, "p2"));
+    EXPECT_OK(tape_store_record(&w, a, h));
+    append_n(w, 5);
+    other = lock_db();
+    EXPECT_ERR(tape_writer_finish(w), TAPE_EBUSY, "locked");
+    tape_writer_free(w);
+    unlock_db(other);
+    tape_store_stats st = TAPE_STORE_STATS_INIT;
+    EXPECT_OK(tape_store_stats_get(&st, a));
+    assert_int_equal(frames_of(b, "p2", &status), 5);
+    assert_int_equal(status, TAPE_STATUS_RECORDING);
+    assert_int_equal(query_int(dbpath, "SELECT count(*) FROM writers"), 0);
+    EXPECT_OK(tape_store_delete(b, "p2"));
+    tape_free(h);
+
+    /* The lease of a freed writer never blocks this process, even through
+     * another store and before the first store writes again. */
+    EXPECT_OK(tape_new(&h, "p3"));
+    EXPECT_OK(tape_store_record(&w, a, h));
+    append_n(w, 2);
+    other = lock_db();
+    log_count = 0;
+    tape_log_set(log_keep, NULL);
+    tape_writer_free(w);
+    unlock_db(other);
+    tape_store *c = NULL;
+    EXPECT_OK(tape_store_open(&c, NULL, "sqlite", json, 0));
+    EXPECT_OK(tape_store_delete(c, "p3"));
+    EXPECT_OK(tape_store_save(c, h));
+    EXPECT_OK(tape_store_close(c));
+    /* The first store then finds its lease taken over: it says so. */
+    EXPECT_OK(tape_store_stats_get(&st, a));
+    tape_log_set(NULL, NULL);
+    assert_non_null(strstr(last_log, "\"p3\""));
+    assert_non_null(strstr(last_log, "lost"));
+    assert_int_equal(frames_of(b, "p3", NULL), 0);
+    EXPECT_OK(tape_store_delete(b, "p3"));
+    tape_free(h);
+    EXPECT_OK(tape_store_close(a));
+    EXPECT_OK(tape_store_close(b));
+
+    /* A failed append is not stored, and the writer goes on. */
+    locked_cfg(json, sizeof json, "full");
+    EXPECT_OK(tape_store_open(&a, NULL, "sqlite", json, 0));
+    EXPECT_OK(tape_new(&h, "p4"));
+    EXPECT_OK(tape_store_record(&w, a, h));
+    append_n(w, 2);
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_SERVER_TO_CLIENT;
+    d.ts_ms = 9;
+    d.message = "{\"jsonrpc\":\"2.0\",\"method\":\"refused\"}";
+    other = lock_db();
+    EXPECT_ERR(tape_writer_append(NULL, w, &d), TAPE_EBUSY, "locked");
+    unlock_db(other);
+    uint64_t seq = 0;
+    append_n(w, 1);
+    d.message = "{\"jsonrpc\":\"2.0\",\"method\":\"last\"}";
+    EXPECT_OK(tape_writer_append(&seq, w, &d));
+    assert_int_equal(seq, 3);
+    EXPECT_OK(tape_writer_finish(w));
+    tape_writer_free(w);
+    tape *got = NULL;
+    EXPECT_OK(tape_store_load(&got, a, "p4"));
+    assert_int_equal(tape_frame_count(got), 4);
+    for (size_t i = 0; i < 4; i++) {
+        size_t ml = 0;
+        const char *m = tape_frame_message(tape_frame_at(got, i), &ml);
+        assert_null(strstr(m, "refused"));
+        assert_int_equal(tape_frame_seq(tape_frame_at(got, i)), i);
+    }
+    tape_free(got);
+    tape_free(h);
+    EXPECT_OK(tape_store_close(a));
+}
+
 /* ------------------------------------------------------------ leases */
 
 static void test_writer_leases(void **state)
@@ -936,6 +1065,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_locked_finish_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_abandon_releases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_failed_append, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locked_public, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
