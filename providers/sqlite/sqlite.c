@@ -90,6 +90,7 @@ enum {
     S_TAPE_INS,
     S_TAPE_UPD,
     S_TAG_INS,
+    S_TAGS_DEL,
     S_FRAME_INS,
     S_LINE_INS,
     S_CORR_INS,
@@ -119,6 +120,7 @@ static const char *const sq_sql[S_COUNT] = {
                    " updated_at=?6, duration_ms=?7, frame_count=?8, file_size=?9, meta=?10,"
                    " init_line=?11 WHERE id = ?1",
     [S_TAG_INS] = "INSERT OR IGNORE INTO tags(tape_id, tag) VALUES(?1,?2)",
+    [S_TAGS_DEL] = "DELETE FROM tags WHERE tape_id = ?1",
     [S_FRAME_INS] = "INSERT INTO frames(tape_id, seq, ts, direction, correlation_id, head,"
                     " message, tail) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
     [S_LINE_INS] = "INSERT INTO lines(tape_id, pos, ord, line) VALUES(?1,?2,?3,?4)",
@@ -599,6 +601,23 @@ static int update_meta(sq_store *st, const tape *t)
             bind_text(s, 11, init, init_len > 0 && init[init_len - 1] == '\n' ? init_len - 1 : init_len);
             rc = run(st, s, "cannot update a tape");
         }
+    }
+    /* the tags too: tags_any/tags_all are answered from this table */
+    sqlite3_stmt *s = rc == TAPE_OK ? stmt(st, S_TAGS_DEL) : NULL;
+    if (rc == TAPE_OK && s == NULL) rc = TAPE_EPROVIDER;
+    if (rc == TAPE_OK) {
+        bind_str(s, 1, tape_id(t));
+        rc = run(st, s, "cannot update a tape's tags");
+    }
+    for (size_t i = 0; rc == TAPE_OK && i < tape_tag_count(t); i++) {
+        s = stmt(st, S_TAG_INS);
+        if (s == NULL) {
+            rc = TAPE_EPROVIDER;
+            break;
+        }
+        bind_str(s, 1, tape_id(t));
+        bind_str(s, 2, tape_tag_at(t, i));
+        rc = run(st, s, "cannot insert a tag");
     }
     tape_entry_free(e);
     tape_string_free(meta);

@@ -993,6 +993,88 @@ static void test_locked_public(void **state)
     EXPECT_OK(tape_store_close(a));
 }
 
+
+/* ------------------------------------------------------------ learned metadata */
+
+static void expect_meta(tape_store *s, const char *id, const char *name, const char *session,
+                        const char *tag, const char *proto, const char *transport)
+{
+    tape_query *q = NULL;
+    tape_result *r = NULL;
+    char json[256];
+    snprintf(json, sizeof json, "{\"session_id\":\"%s\",\"tags_all\":[\"%s\"]}", session, tag);
+    EXPECT_OK(tape_query_parse(&q, json));
+    EXPECT_OK(tape_store_query(&r, s, q));
+    assert_int_equal(tape_result_count(r), 1);
+    const tape_entry *e = tape_result_at(r, 0);
+    assert_string_equal(tape_entry_id(e), id);
+    assert_string_equal(tape_entry_name(e), name);
+    assert_string_equal(tape_entry_description(e), "learned");
+    tape_result_free(r);
+    tape_query_free(q);
+    tape *t = NULL;
+    EXPECT_OK(tape_store_load(&t, s, id));
+    assert_string_equal(tape_name(t), name);
+    assert_string_equal(tape_session_id(t), session);
+    assert_string_equal(tape_protocol_version(t), proto);
+    assert_non_null(strstr(tape_transport_json(t), transport));
+    assert_non_null(strstr(tape_environment_json(t), "redactions"));
+    assert_int_equal(tape_tag_count(t), 2);
+    assert_string_equal(tape_tag_at(t, 1), tag);
+    tape_free(t);
+}
+
+static void test_writer_learned_meta(void **state)
+{
+    (void)state;
+    tape_store *s = NULL, *other = NULL;
+    EXPECT_OK(tape_store_open(&s, NULL, "sqlite", cfg, 0));
+    EXPECT_OK(tape_store_open(&other, NULL, "sqlite", cfg, 0));
+    tape *h = NULL, *m = NULL;
+    EXPECT_OK(tape_new(&h, "learn"));
+    EXPECT_OK(tape_set_name(h, "unknown client"));
+    EXPECT_OK(tape_add_tag(h, "proxy"));
+    EXPECT_OK(tape_set_session_id(h, "s-0"));
+    tape_writer *w = NULL;
+    EXPECT_OK(tape_store_record(&w, s, h));
+    append_n(w, 1);
+    /* What initialize taught the recorder. */
+    EXPECT_OK(tape_new(&m, "ignored"));
+    EXPECT_OK(tape_set_name(m, "claude-code 1.2 -> everything 0.6"));
+    EXPECT_OK(tape_set_description(m, "learned"));
+    EXPECT_OK(tape_add_tag(m, "proxy"));
+    EXPECT_OK(tape_add_tag(m, "client:claude-code"));
+    EXPECT_OK(tape_set_session_id(m, "s-1"));
+    EXPECT_OK(tape_set_protocol_version(m, "2025-06-18"));
+    EXPECT_OK(tape_set_transport_json(m, "{\"type\":\"stdio\"}"));
+    EXPECT_OK(tape_set_environment_json(m, "{\"redactions\":0}"));
+    EXPECT_OK(tape_writer_update_meta(w, m));
+    append_n(w, 1);
+    /* The next flush (a reader on the same store) persists it; another
+     * connection sees it too. */
+    expect_meta(s, "learn", "claude-code 1.2 -> everything 0.6", "s-1", "client:claude-code",
+                "2025-06-18", "stdio");
+    expect_meta(other, "learn", "claude-code 1.2 -> everything 0.6", "s-1",
+                "client:claude-code", "2025-06-18", "stdio");
+    /* Learned again just before the end: the finish persists it. */
+    EXPECT_OK(tape_remove_tag(m, "client:claude-code"));
+    EXPECT_OK(tape_add_tag(m, "client:cursor"));
+    EXPECT_OK(tape_set_name(m, "cursor"));
+    EXPECT_OK(tape_set_session_id(m, "s-2"));
+    EXPECT_OK(tape_set_transport_json(m, "{\"type\":\"http\"}"));
+    EXPECT_OK(tape_writer_update_meta(w, m));
+    EXPECT_OK(tape_writer_finish(w));
+    tape_writer_free(w);
+    expect_meta(other, "learn", "cursor", "s-2", "client:cursor", "2025-06-18", "http");
+    int status = 0;
+    assert_int_equal(frames_of(other, "learn", &status), 2);
+    assert_int_equal(status, TAPE_STATUS_FINALIZED);
+    tape_free(h);
+    tape_free(m);
+    EXPECT_OK(tape_store_close(s));
+    EXPECT_OK(tape_store_close(other));
+}
+
 /* ------------------------------------------------------------ leases */
 
 static void test_writer_leases(void **state)
@@ -1066,6 +1148,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_locked_abandon_releases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_failed_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_public, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_learned_meta, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
