@@ -29,6 +29,7 @@ typedef struct sq_store {
     int sync;              /* SQ_SYNC_* */
     size_t max_line;       /* config max_line_bytes: the longest line saved or read */
     int read_only;         /* config read_only: never write the files */
+    int immutable;         /* read-only, opened with immutable=1 (no -shm existed) */
     sqlite3 *db;
     sqlite3_stmt **stmts;  /* prepared once, by the S_* index in sqlite.c */
     sq_writer *writers;    /* active writers of this store (their pending frames) */

@@ -17,8 +17,10 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -779,9 +781,24 @@ static void writer_retry_abandoned(sq_writer *w)
     }
 }
 
+static int sq_open(void *self);
+static void close_db(sq_store *st);
+static int file_exists(const char *path, const char *suffix);
+
+/* A read-only store opened immutable (no connection had the WAL database
+ * open) must stop trusting the file once another connection opens it:
+ * reopen it the way that sees its WAL (checked before each call). */
+static int sq_ro_check(sq_store *st)
+{
+    if (st->db != NULL && (!st->immutable || !file_exists(st->path, "-shm"))) return TAPE_OK;
+    close_db(st);
+    return sq_open(st);
+}
+
 /* Readers see every frame appended so far: flush the store's writers. */
 int sq_flush_all(sq_store *st)
 {
+    if (st->read_only) return sq_ro_check(st); /* no writers */
     sq_writer *next = NULL;
     for (sq_writer *w = st->writers; w != NULL; w = next) {
         next = w->next;
@@ -1019,6 +1036,7 @@ static int sq_save(void *self, const tape *t)
     char *body = NULL, *meta = NULL;
     size_t body_len = 0, meta_len = 0;
     tape_entry *e = NULL;
+    if (st->read_only) return read_only_err(st, "save");
     /* What this store accepts it must read back with its own config. */
     int rc = tape_check_line_limit(t, st->max_line);
     if (rc == TAPE_OK) rc = sq_flush_all(st);
@@ -1171,6 +1189,7 @@ out:
 static int sq_remove(void *self, const char *id)
 {
     sq_store *st = self;
+    if (st->read_only) return read_only_err(st, "delete");
     int rc = sq_flush_all(st);
     if (rc == TAPE_OK) rc = tx_begin(st);
     if (rc != TAPE_OK) return rc;
@@ -1191,6 +1210,8 @@ static int sq_remove(void *self, const char *id)
 static int sq_exists(int *out, void *self, const char *id)
 {
     sq_store *st = self;
+    int rc0 = st->read_only ? sq_ro_check(st) : TAPE_OK;
+    if (rc0 != TAPE_OK) return rc0;
     sqlite3_stmt *s = stmt(st, S_TAPE_EXISTS);
     if (s == NULL) return TAPE_EPROVIDER;
     bind_str(s, 1, id);
@@ -1420,6 +1441,19 @@ static int schema_open(sq_store *st)
     int rc = schema_probe(st, &tables, &app, &ver);
     if (rc == TAPE_OK) rc = schema_classify(st, tables, app, ver);
     if (rc != TAPE_OK || (app == SQ_APPLICATION_ID && ver == SQ_SCHEMA_VERSION)) return rc;
+    if (st->read_only) {
+        return app == 0 ? tape_error_set(TAPE_EUNSUPPORTED,
+                                         "sqlite \"%s\": the database has no tapestore schema "
+                                         "yet, and a read-only store (config key "
+                                         "\"read_only\") does not create it",
+                                         st->path)
+                        : tape_error_set(TAPE_EVERSION,
+                                         "sqlite \"%s\": schema version %lld must be migrated "
+                                         "to %d, and a read-only store (config key "
+                                         "\"read_only\") does not migrate: open it once "
+                                         "without read_only",
+                                         st->path, (long long)ver, SQ_SCHEMA_VERSION);
+    }
     rc = tx_begin(st);
     /* Again under the lock: another process may have done it meanwhile. */
     if (rc == TAPE_OK) rc = schema_probe(st, &tables, &app, &ver);
@@ -1449,11 +1483,91 @@ static void close_db(sq_store *st)
     st->db = NULL;
 }
 
+/* A "file:" URI for a read-only open: the path percent-encoded, then the
+ * query parameters. NULL on OOM. */
+static char *ro_uri(const char *path, const char *params)
+{
+    size_t n = strlen(path), m = strlen(params);
+    char *u = malloc(5 + 3 * n + 1 + m + 1);
+    if (u == NULL) return NULL;
+    size_t o = 0;
+    memcpy(u, "file:", 5);
+    o = 5;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("/-._~", c) != NULL) {
+            u[o++] = (char)c;
+        } else {
+            static const char hex[] = "0123456789ABCDEF";
+            u[o++] = '%';
+            u[o++] = hex[c >> 4];
+            u[o++] = hex[c & 15];
+        }
+    }
+    u[o++] = '?';
+    memcpy(u + o, params, m + 1);
+    return u;
+}
+
+static int file_exists(const char *path, const char *suffix)
+{
+    char buf[4096];
+    if ((size_t)snprintf(buf, sizeof buf, "%s%s", path, suffix) >= sizeof buf) return 0;
+    struct stat sb;
+    return stat(buf, &sb) == 0;
+}
+
+/* 1 if the file's header says WAL mode (bytes 18 and 19 are 2). */
+static int header_is_wal(const char *path)
+{
+    unsigned char h[20];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, h, sizeof h);
+    close(fd);
+    return n == (ssize_t)sizeof h && h[18] == 2 && h[19] == 2;
+}
+
+/* How a read-only store opens the file without writing anything:
+ *  - a -shm exists (a WAL database that a connection has open, or left):
+ *    mode=ro with readonly_shm=1, so SQLite maps the shared memory
+ *    read-only (it reads the WAL without taking read marks);
+ *  - a WAL database without -shm: immutable=1, since mode=ro would create
+ *    the -wal and -shm; checked again before each call (sq_ro_check);
+ *  - a rollback-journal database: mode=ro. */
+static int ro_open(sq_store *st)
+{
+    struct stat sb;
+    if (stat(st->path, &sb) != 0) {
+        return tape_error_set(TAPE_EIO,
+                              "sqlite \"%s\": cannot open: %s (a read-only store does not "
+                              "create the file)",
+                              st->path, strerror(errno));
+    }
+    int shm = file_exists(st->path, "-shm");
+    st->immutable = !shm && header_is_wal(st->path);
+    char *uri = ro_uri(st->path, shm             ? "mode=ro&readonly_shm=1"
+                                 : st->immutable ? "mode=ro&immutable=1"
+                                                 : "mode=ro");
+    if (uri == NULL) return oom();
+    int src = sqlite3_open_v2(uri, &st->db,
+                              SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
+    free(uri);
+    return src;
+}
+
 static int sq_open(void *self)
 {
     sq_store *st = self;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    int src = sqlite3_open_v2(st->path, &st->db, flags, NULL);
+    int src;
+    if (st->read_only) {
+        src = ro_open(st);
+        if (src < 0) return src; /* a TAPE_E* code, message set */
+    } else {
+        int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+        src = sqlite3_open_v2(st->path, &st->db, flags, NULL);
+    }
     if (src != SQLITE_OK) {
         int rc = tape_error_set(src == SQLITE_NOMEM ? TAPE_ENOMEM : TAPE_EIO,
                                 "sqlite \"%s\": cannot open: %s", st->path,
@@ -1464,10 +1578,10 @@ static int sq_open(void *self)
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, st->busy_ms > INT32_MAX ? INT32_MAX : (int)st->busy_ms);
     int rc = TAPE_OK;
-    if (sqlite3_db_readonly(st->db, "main") == 1) {
+    if (!st->read_only && sqlite3_db_readonly(st->db, "main") == 1) {
         rc = tape_error_set(TAPE_EIO,
                             "sqlite \"%s\": the file is read-only; this store needs to write "
-                            "it",
+                            "it (or set config key \"read_only\")",
                             st->path);
     }
     if (rc == TAPE_OK) {
@@ -1481,12 +1595,12 @@ static int sq_open(void *self)
         if (src != SQLITE_OK) rc = sq_err(st, src, "cannot enable foreign keys");
     }
     if (rc == TAPE_OK) rc = schema_open(st);
-    if (rc == TAPE_OK && !st->memory) {
+    if (rc == TAPE_OK && !st->memory && !st->read_only) {
         src = sqlite3_exec(st->db, st->wal ? "PRAGMA journal_mode = WAL" : "PRAGMA journal_mode = DELETE",
                            NULL, NULL, NULL);
         if (src != SQLITE_OK) rc = sq_err(st, src, "cannot set the journal mode");
     }
-    if (rc == TAPE_OK) {
+    if (rc == TAPE_OK && !st->read_only) {
         static const char *const sync_sql[] = { "PRAGMA synchronous = OFF",
                                                 "PRAGMA synchronous = NORMAL",
                                                 "PRAGMA synchronous = FULL",
@@ -1607,6 +1721,11 @@ static int parse_config(sq_store *st, const tape_config *c)
                               sync);
     }
     st->memory = strcmp(path, ":memory:") == 0;
+    if (st->memory && st->read_only) {
+        return tape_error_set(TAPE_ECONFIG,
+                              "config key \"read_only\": a \":memory:\" database cannot be "
+                              "read-only (it starts empty)");
+    }
     if (st != NULL && (st->path = strdup(path)) == NULL) return oom();
     return TAPE_OK;
 }

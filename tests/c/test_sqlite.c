@@ -1075,6 +1075,232 @@ static void test_writer_learned_meta(void **state)
     EXPECT_OK(tape_store_close(other));
 }
 
+
+/* ------------------------------------------------------------ read_only */
+
+/* FNV-1a of a file, or 0 if it does not exist. */
+static uint64_t file_hash(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return 0;
+    uint64_t h = 1469598103934665603u;
+    int c;
+    while ((c = getc(f)) != EOF) h = (h ^ (uint64_t)(unsigned char)c) * 1099511628211u;
+    fclose(f);
+    return h | 1;
+}
+
+static void hash_files(uint64_t out[3])
+{
+    static const char *const sfx[] = { "", "-wal", "-shm" };
+    char p[400];
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", dbpath, sfx[i]);
+        out[i] = file_hash(p);
+    }
+}
+
+static void ro_cfg(char *out, size_t cap)
+{
+    snprintf(out, cap, "{\"path\":\"%s\",\"read_only\":true}", dbpath);
+}
+
+static void fill_store(tape_store *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        tape *t = NULL;
+        make_tape(&t, i);
+        EXPECT_OK(tape_add_tag(t, "ro"));
+        tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+        d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+        d.ts_ms = 1000;
+        d.message = "{\"jsonrpc\":\"2.0\",\"id\":99,\"method\":\"tools/call\",\"params\":{\"q\":\"findme\"}}";
+        EXPECT_OK(tape_append_frame(NULL, t, &d));
+        EXPECT_OK(tape_store_save(s, t));
+        tape_free(t);
+    }
+}
+
+/* Every kind of read, and every kind of write refused. */
+static void ro_session(int expect_tapes)
+{
+    char json[600];
+    ro_cfg(json, sizeof json);
+    tape_store *s = NULL;
+    EXPECT_OK(tape_store_open(&s, NULL, "sqlite", json, TAPE_OPEN_EAGER));
+    tape_result *r = NULL;
+    EXPECT_OK(tape_store_query(&r, s, NULL));
+    assert_int_equal(tape_result_count(r), (size_t)expect_tapes);
+    for (size_t i = 0; i < tape_result_count(r); i++) {
+        const char *id = tape_entry_id(tape_result_at(r, i));
+        tape *t = NULL;
+        EXPECT_OK(tape_store_load(&t, s, id));
+        int ex = 0;
+        EXPECT_OK(tape_store_exists(&ex, s, id));
+        assert_true(ex);
+        tape_frame_iter *it = NULL;
+        const tape_frame *f = NULL;
+        EXPECT_OK(tape_store_read_frames(&it, s, id, 1, 2));
+        while (tape_frame_iter_next(&f, it) == TAPE_OK) assert_true(tape_frame_seq(f) <= 2);
+        tape_frame_iter_free(it);
+        EXPECT_ERR(tape_store_save(s, t), TAPE_EUNSUPPORTED, "read-only");
+        EXPECT_ERR(tape_store_delete(s, id), TAPE_EUNSUPPORTED, "read-only");
+        tape_free(t);
+    }
+    tape_result_free(r);
+    tape_query *q = NULL;
+    EXPECT_OK(tape_query_parse(&q, "{\"text\":\"FINDME\",\"tags_any\":[\"ro\"],\"limit\":2}"));
+    EXPECT_OK(tape_store_query(&r, s, q));
+    assert_int_equal(tape_result_count(r), expect_tapes < 2 ? (size_t)expect_tapes : 2);
+    tape_result_free(r);
+    tape_query_free(q);
+    tape_store_stats st = TAPE_STORE_STATS_INIT;
+    EXPECT_OK(tape_store_stats_get(&st, s));
+    assert_int_equal(st.tape_count, (uint64_t)expect_tapes);
+    tape *h = NULL;
+    tape_writer *w = NULL;
+    EXPECT_OK(tape_new(&h, "new-one"));
+    EXPECT_ERR(tape_store_record(&w, s, h), TAPE_EUNSUPPORTED, "read-only");
+    EXPECT_ERR(tape_store_save(s, h), TAPE_EUNSUPPORTED, "read_only");
+    tape_free(h);
+    EXPECT_OK(tape_store_close(s));
+}
+
+static void test_read_only_key(void **state)
+{
+    (void)state;
+    char json[600];
+    ro_cfg(json, sizeof json);
+    tape_store *s = NULL;
+    /* A missing file is not created. */
+    EXPECT_ERR(tape_store_open(&s, NULL, "sqlite", json, TAPE_OPEN_EAGER), TAPE_EIO,
+               "does not create");
+    struct stat sb;
+    assert_int_not_equal(stat(dbpath, &sb), 0);
+    EXPECT_ERR(tape_store_open(&s, NULL, "sqlite", "{\"path\":\":memory:\",\"read_only\":true}", 0),
+               TAPE_ECONFIG, "read_only");
+    EXPECT_ERR(tape_store_open(&s, NULL, "sqlite", "{\"path\":\"x.db\",\"read_only\":1}", 0),
+               TAPE_ECONFIG, "read_only");
+
+    /* A WAL database at rest (no -wal, no -shm): nothing is written, and
+     * no -wal or -shm is created. */
+    EXPECT_OK(tape_store_open(&s, NULL, "sqlite", cfg, 0));
+    fill_store(s, 5);
+    EXPECT_OK(tape_store_close(s));
+    uint64_t before[3], after[3];
+    hash_files(before);
+    assert_int_equal(before[1], 0);
+    assert_int_equal(before[2], 0);
+    ro_session(5);
+    hash_files(after);
+    assert_memory_equal(before, after, sizeof before);
+
+    /* A WAL database another process has open (its -wal and -shm exist,
+     * the -wal holds a tape not yet checkpointed): read, and the three
+     * files stay byte-identical. */
+    int go[2], ready[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        tape_store *c = NULL;
+        char b = 0;
+        int ok = tape_store_open(&c, NULL, "sqlite", cfg, 0) == TAPE_OK;
+        tape *t = NULL;
+        ok = ok && tape_new(&t, "in-the-wal") == TAPE_OK && tape_add_tag(t, "ro") == TAPE_OK;
+        ok = ok && tape_store_save(c, t) == TAPE_OK;
+        tape_free(t);
+        b = ok ? 'y' : 'n';
+        if (write(ready[1], &b, 1) != 1 || read(go[0], &b, 1) != 1) ok = 0;
+        tape_store_close(c);
+        _exit(ok ? 0 : 1);
+    }
+    char b = 0;
+    assert_int_equal(read(ready[0], &b, 1), 1);
+    assert_int_equal(b, 'y');
+    hash_files(before);
+    assert_int_not_equal(before[1], 0);
+    assert_int_not_equal(before[2], 0);
+    ro_session(6);
+    hash_files(after);
+    assert_memory_equal(before, after, sizeof before);
+    assert_int_equal(write(go[1], "x", 1), 1);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    close(go[0]);
+    close(go[1]);
+    close(ready[0]);
+    close(ready[1]);
+
+    /* A rollback-journal database. */
+    char dj[600];
+    snprintf(dj, sizeof dj, "{\"path\":\"%s\",\"wal\":false}", dbpath);
+    EXPECT_OK(tape_store_open(&s, NULL, "sqlite", dj, TAPE_OPEN_EAGER));
+    EXPECT_OK(tape_store_close(s));
+    hash_files(before);
+    ro_session(6);
+    hash_files(after);
+    assert_memory_equal(before, after, sizeof before);
+}
+
+/* Opened immutable (at rest), a read-only store notices a writer that
+ * opens the database later and reads through its WAL. */
+static void test_read_only_sees_later_writer(void **state)
+{
+    (void)state;
+    tape_store *w = NULL, *r = NULL;
+    EXPECT_OK(tape_store_open(&w, NULL, "sqlite", cfg, 0));
+    fill_store(w, 2);
+    EXPECT_OK(tape_store_close(w));
+    char json[600];
+    ro_cfg(json, sizeof json);
+    EXPECT_OK(tape_store_open(&r, NULL, "sqlite", json, TAPE_OPEN_EAGER));
+    int ex = 0;
+    EXPECT_OK(tape_store_exists(&ex, r, "late"));
+    assert_false(ex);
+    EXPECT_OK(tape_store_open(&w, NULL, "sqlite", cfg, 0));
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "late"));
+    EXPECT_OK(tape_store_save(w, t));
+    tape_free(t);
+    EXPECT_OK(tape_store_exists(&ex, r, "late"));
+    assert_true(ex);
+    tape_result *res = NULL;
+    EXPECT_OK(tape_store_query(&res, r, NULL));
+    assert_int_equal(tape_result_count(res), 3);
+    tape_result_free(res);
+    EXPECT_OK(tape_store_close(w));
+    EXPECT_OK(tape_store_close(r));
+}
+
+/* A read-only open never migrates. */
+static void test_read_only_v1(void **state)
+{
+    (void)state;
+    exec_sql(dbpath, v1_ddl);
+    uint64_t before[3], after[3];
+    hash_files(before);
+    char json[600];
+    ro_cfg(json, sizeof json);
+    tape_store *s = NULL;
+    EXPECT_ERR(tape_store_open(&s, NULL, "sqlite", json, TAPE_OPEN_EAGER), TAPE_EVERSION,
+               "does not migrate");
+    hash_files(after);
+    assert_memory_equal(before, after, sizeof before);
+    assert_int_equal(query_int(dbpath, "PRAGMA user_version"), 1);
+    /* An empty file is not given a schema either. */
+    unlink(dbpath);
+    write_all(dbpath, "", 0);
+    EXPECT_ERR(tape_store_open(&s, NULL, "sqlite", json, TAPE_OPEN_EAGER), TAPE_EUNSUPPORTED,
+               "no tapestore schema");
+    struct stat sb;
+    assert_int_equal(stat(dbpath, &sb), 0);
+    assert_int_equal(sb.st_size, 0);
+}
+
 /* ------------------------------------------------------------ leases */
 
 static void test_writer_leases(void **state)
@@ -1149,6 +1375,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_locked_failed_append, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_public, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_learned_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_sees_later_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_v1, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
