@@ -78,6 +78,40 @@ static const char sq_v1_to_v2[] =
     "CREATE INDEX tapes_session ON tapes(session_id);"
     "PRAGMA user_version = 2;";
 
+/* Version 3: the frames win. A row of `tapes` is a cache of what its frames
+ * and lines say; triggers mark it stale (1) when they, or its cached
+ * columns, are changed by anyone but this provider (which bumps `gen` with
+ * every row it writes), and the next listing recomputes it from the frames,
+ * or marks it unreadable (2). Also keeps the FTS index right when a frame
+ * row is updated in place. */
+static const char sq_v2_to_v3[] =
+    "ALTER TABLE tapes ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tapes ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX tapes_stale ON tapes(stale) WHERE stale != 0;"
+    "CREATE TRIGGER frames_au AFTER UPDATE ON frames BEGIN"
+    " INSERT INTO frames_fts(frames_fts, rowid, message) VALUES('delete', old.id, old.message);"
+    " INSERT INTO frames_fts(rowid, message) VALUES(new.id, new.message); END;"
+    "CREATE TRIGGER frames_stale_ai AFTER INSERT ON frames BEGIN"
+    " UPDATE tapes SET stale = 1 WHERE id = new.tape_id AND stale != 1; END;"
+    "CREATE TRIGGER frames_stale_au AFTER UPDATE ON frames BEGIN"
+    " UPDATE tapes SET stale = 1 WHERE id IN (old.tape_id, new.tape_id) AND stale != 1; END;"
+    "CREATE TRIGGER frames_stale_ad AFTER DELETE ON frames BEGIN"
+    " UPDATE tapes SET stale = 1 WHERE id = old.tape_id AND stale != 1; END;"
+    "CREATE TRIGGER lines_stale_ai AFTER INSERT ON lines BEGIN"
+    " UPDATE tapes SET stale = 1 WHERE id = new.tape_id AND stale != 1; END;"
+    "CREATE TRIGGER lines_stale_au AFTER UPDATE ON lines BEGIN"
+    " UPDATE tapes SET stale = 1 WHERE id IN (old.tape_id, new.tape_id) AND stale != 1; END;"
+    "CREATE TRIGGER lines_stale_ad AFTER DELETE ON lines BEGIN"
+    " UPDATE tapes SET stale = 1 WHERE id = old.tape_id AND stale != 1; END;"
+    "CREATE TRIGGER tapes_stale_au AFTER UPDATE OF name, session_id, status, created_at,"
+    " updated_at, duration_ms, frame_count, file_size, meta, init_line ON tapes"
+    " WHEN new.gen = old.gen BEGIN"
+    " UPDATE tapes SET stale = 1 WHERE id = new.id AND stale != 1; END;"
+    /* rows a version-2 writer may have miscounted: checked once */
+    "UPDATE tapes SET stale = 1 WHERE frame_count !="
+    " (SELECT count(*) FROM frames f WHERE f.tape_id = tapes.id);"
+    "PRAGMA user_version = 3;";
+
 /* ------------------------------------------------------------ statements */
 
 enum {
@@ -103,6 +137,10 @@ enum {
     S_STATS,
     S_FRAMES_RANGE,
     S_FRAMES_MAX,
+    S_STALE_LIST,
+    S_STALE_FIX,
+    S_STALE_BAD,
+    S_SAVED,
     S_COUNT
 };
 
@@ -120,7 +158,7 @@ static const char *const sq_sql[S_COUNT] = {
                    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
     [S_TAPE_UPD] = "UPDATE tapes SET name=?2, session_id=?3, status=?4, created_at=?5,"
                    " updated_at=?6, duration_ms=?7, frame_count=?8, file_size=?9, meta=?10,"
-                   " init_line=?11 WHERE id = ?1",
+                   " init_line=?11, stale = 0, gen = gen + 1 WHERE id = ?1",
     [S_TAG_INS] = "INSERT OR IGNORE INTO tags(tape_id, tag) VALUES(?1,?2)",
     [S_TAGS_DEL] = "DELETE FROM tags WHERE tape_id = ?1",
     [S_FRAME_INS] = "INSERT INTO frames(tape_id, seq, ts, direction, correlation_id, head,"
@@ -137,6 +175,12 @@ static const char *const sq_sql[S_COUNT] = {
     [S_FRAMES_RANGE] = "SELECT head, message, tail FROM frames WHERE tape_id = ?1 AND seq >= ?2"
                        " AND seq <= ?3 ORDER BY seq LIMIT ?4",
     [S_FRAMES_MAX] = "SELECT max(seq) FROM frames WHERE tape_id = ?1",
+    [S_STALE_LIST] = "SELECT id FROM tapes WHERE stale = 1 AND id > ?1 ORDER BY id LIMIT 64",
+    [S_STALE_FIX] = "UPDATE tapes SET name=?2, session_id=?3, status=?4, created_at=?5,"
+                    " updated_at=?6, duration_ms=?7, frame_count=?8, file_size=?9, meta=?10,"
+                    " stale = 0, gen = gen + 1 WHERE id = ?1 AND stale = 1",
+    [S_STALE_BAD] = "UPDATE tapes SET stale = 2 WHERE id = ?1 AND stale = 1",
+    [S_SAVED] = "UPDATE tapes SET stale = 0, gen = gen + 1 WHERE id = ?1",
 };
 
 struct pend {
@@ -1085,6 +1129,11 @@ static int sq_save(void *self, const tape *t)
             rc = insert_corr(st, id, t, i);
         }
     }
+    if (rc == TAPE_OK && st->has_stale) {
+        /* our own rows: the triggers' marks do not apply */
+        sqlite3_stmt *s = stmt(st, S_SAVED);
+        rc = s == NULL ? TAPE_EPROVIDER : (bind_str(s, 1, id), run(st, s, "cannot save a tape"));
+    }
     rc = tx_end(st, rc);
 out:
     tape_entry_free(e);
@@ -1102,11 +1151,12 @@ static void put_frame_line(sq_buf *b, sqlite3_stmt *s)
     }
 }
 
-static int sq_load(tape **out, void *self, const char *id)
+/* Load without flushing the writers first (the caller did). */
+static int load_tape(tape **out, sq_store *st, const char *id)
 {
-    sq_store *st = self;
-    int rc = sq_flush_all(st);
-    if (rc == TAPE_OK) rc = sq_begin_read(st);
+    /* one snapshot; inside a caller's transaction, that one */
+    int own = sqlite3_get_autocommit(st->db);
+    int rc = own ? sq_begin_read(st) : TAPE_OK;
     if (rc != TAPE_OK) return rc;
     sq_buf body = { 0 };
     char *meta = NULL;
@@ -1172,7 +1222,7 @@ out:
     done(s);
     done(fs);
     done(ls);
-    sq_end_read(st);
+    if (own) sq_end_read(st);
     if (rc == TAPE_OK) {
         tape_decode_options opt = TAPE_DECODE_OPTIONS_INIT;
         opt.max_line_bytes = st->max_line;
@@ -1184,6 +1234,101 @@ out:
     free(body.p);
     free(meta);
     return rc;
+}
+
+static int sq_load(tape **out, void *self, const char *id)
+{
+    sq_store *st = self;
+    int rc = sq_flush_all(st);
+    return rc != TAPE_OK ? rc : load_tape(out, st, id);
+}
+
+/* The frames win: rows marked stale (changed from outside this provider)
+ * are recomputed from their frames before a listing, a search or the
+ * stats read them; a row whose frames cannot be read is marked unreadable
+ * (2): it keeps its stored metadata, and text search skips it. Best
+ * effort: a locked database leaves the rows for the next call. */
+static int repair_batch(sq_store *st, char **last, int *more)
+{
+    *more = 0;
+    sqlite3_stmt *s = stmt(st, S_STALE_LIST);
+    if (s == NULL) return TAPE_EPROVIDER;
+    bind_str(s, 1, *last != NULL ? *last : "");
+    char *ids[64];
+    size_t n = 0;
+    int src;
+    while (n < 64 && (src = sqlite3_step(s)) == SQLITE_ROW) {
+        if ((ids[n] = strdup((const char *)sqlite3_column_text(s, 0))) == NULL) break;
+        n++;
+    }
+    done(s);
+    if (n == 0) return TAPE_OK;
+    *more = n == 64;
+    free(*last);
+    *last = strdup(ids[n - 1]);
+    if (*last == NULL) *more = 0;
+    int rc = tx_begin(st);
+    for (size_t i = 0; rc == TAPE_OK && i < n; i++) {
+        rc = check_writer(st, ids[i]);
+        if (rc == TAPE_EBUSY) {
+            rc = TAPE_OK; /* being recorded: its writer rewrites the row */
+            continue;
+        }
+        tape *t = NULL;
+        if (rc == TAPE_OK) rc = load_tape(&t, st, ids[i]);
+        if (rc == TAPE_ECORRUPT || rc == TAPE_ELIMIT) {
+            tape_log(TAPE_LOG_WARN,
+                     "sqlite \"%s\": tape \"%s\" cannot be read (%s); it stays listed with "
+                     "its stored metadata and text search skips it",
+                     st->path, ids[i], tape_errmsg());
+            s = stmt(st, S_STALE_BAD);
+            rc = s == NULL ? TAPE_EPROVIDER
+                           : (bind_str(s, 1, ids[i]), run(st, s, "cannot mark a tape unreadable"));
+            continue;
+        }
+        char *meta = NULL;
+        size_t meta_len = 0;
+        tape_entry *e = NULL;
+        if (rc == TAPE_OK) rc = encode_meta(&meta, &meta_len, &e, t);
+        if (rc == TAPE_OK) {
+            s = stmt(st, S_STALE_FIX);
+            if (s == NULL) {
+                rc = TAPE_EPROVIDER;
+            } else {
+                cols c;
+                cols_of(&c, e);
+                bind_cols(s, ids[i], &c, meta, meta_len);
+                rc = run(st, s, "cannot correct a tape's stats");
+            }
+            if (rc == TAPE_OK) {
+                tape_log(TAPE_LOG_INFO,
+                         "sqlite \"%s\": tape \"%s\" was changed from outside; its listing "
+                         "is recomputed from its frames",
+                         st->path, ids[i]);
+            }
+        }
+        tape_entry_free(e);
+        tape_string_free(meta);
+        tape_free(t);
+    }
+    rc = tx_end(st, rc);
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    if (rc != TAPE_OK) *more = 0;
+    return rc;
+}
+
+int sq_repair(sq_store *st)
+{
+    if (!st->has_stale || st->read_only) return TAPE_OK;
+    char *last = NULL;
+    int more = 1, rc = TAPE_OK;
+    while (more && rc == TAPE_OK) rc = repair_batch(st, &last, &more);
+    free(last);
+    if (rc != TAPE_OK) {
+        tape_log(TAPE_LOG_DEBUG, "sqlite \"%s\": stale rows not corrected yet: %s", st->path,
+                 tape_errmsg());
+    }
+    return TAPE_OK;
 }
 
 static int sq_remove(void *self, const char *id)
@@ -1228,6 +1373,7 @@ static int sq_list(void *self, const tape_query *q, tape_entry_sink sink, void *
     (void)q; /* a hint; the native search is what queries use */
     sq_store *st = self;
     int rc = sq_flush_all(st);
+    if (rc == TAPE_OK) rc = sq_repair(st);
     sqlite3_stmt *s = rc == TAPE_OK ? stmt(st, S_LIST) : NULL;
     if (s == NULL) return rc != TAPE_OK ? rc : TAPE_EPROVIDER;
     int src;
@@ -1255,6 +1401,7 @@ static int sq_stats(tape_store_stats *out, void *self)
 {
     sq_store *st = self;
     int rc = sq_flush_all(st);
+    if (rc == TAPE_OK) rc = sq_repair(st);
     sqlite3_stmt *s = rc == TAPE_OK ? stmt(st, S_STATS) : NULL;
     if (s == NULL) return rc != TAPE_OK ? rc : TAPE_EPROVIDER;
     int src = sqlite3_step(s);
@@ -1416,7 +1563,7 @@ static int schema_probe(sq_store *st, int64_t *tables, int64_t *app, int64_t *ve
 static int schema_classify(sq_store *st, int64_t tables, int64_t app, int64_t ver)
 {
     if (app == SQ_APPLICATION_ID) {
-        if (ver == SQ_SCHEMA_VERSION || ver == 1) return TAPE_OK;
+        if (ver >= 1 && ver <= SQ_SCHEMA_VERSION) return TAPE_OK;
         if (ver > SQ_SCHEMA_VERSION) {
             return tape_error_set(TAPE_EVERSION,
                                   "sqlite \"%s\": schema version %lld is newer than this "
@@ -1440,7 +1587,11 @@ static int schema_open(sq_store *st)
     int64_t tables = 0, app = 0, ver = 0;
     int rc = schema_probe(st, &tables, &app, &ver);
     if (rc == TAPE_OK) rc = schema_classify(st, tables, app, ver);
+    st->has_stale = ver >= 3;
     if (rc != TAPE_OK || (app == SQ_APPLICATION_ID && ver == SQ_SCHEMA_VERSION)) return rc;
+    /* Version 2 reads the same without stale tracking: a read-only store
+     * uses it as it is. */
+    if (st->read_only && ver == 2) return TAPE_OK;
     if (st->read_only) {
         return app == 0 ? tape_error_set(TAPE_EUNSUPPORTED,
                                          "sqlite \"%s\": the database has no tapestore schema "
@@ -1468,7 +1619,15 @@ static int schema_open(sq_store *st)
         int src = sqlite3_exec(st->db, sq_v1_to_v2, NULL, NULL, &err);
         if (src != SQLITE_OK) rc = sq_err(st, src, "cannot migrate the schema from version 1 to 2");
         else if (app != 0) tape_log(TAPE_LOG_INFO, "sqlite \"%s\": schema migrated from version 1 to 2", st->path);
+        ver = 2;
     }
+    if (rc == TAPE_OK && ver == 2) {
+        int src = sqlite3_exec(st->db, sq_v2_to_v3, NULL, NULL, &err);
+        if (src != SQLITE_OK) rc = sq_err(st, src, "cannot migrate the schema from version 2 to 3");
+        else if (app != 0) tape_log(TAPE_LOG_INFO, "sqlite \"%s\": schema migrated from version 2 to 3", st->path);
+        ver = 3;
+    }
+    if (rc == TAPE_OK) st->has_stale = 1;
     sqlite3_free(err);
     return tx_end(st, rc);
 }

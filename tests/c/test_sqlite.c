@@ -427,7 +427,7 @@ static void test_migrate_v1(void **state)
 
     tape_store *s = NULL;
     assert_int_equal(tape_store_open(&s, NULL, "sqlite", cfg, TAPE_OPEN_EAGER), TAPE_OK);
-    assert_int_equal(query_int(dbpath, "PRAGMA user_version"), 2);
+    assert_int_equal(query_int(dbpath, "PRAGMA user_version"), 3);
     /* The tape is there, byte for byte. */
     tape *got = NULL;
     char *a = NULL, *b = NULL;
@@ -454,10 +454,10 @@ static void test_migrate_v1(void **state)
     assert_int_equal(tape_store_delete(s, "old-1"), TAPE_OK);
     assert_int_equal(query_int(dbpath, "SELECT count(*) FROM frames"), 0);
     assert_int_equal(tape_store_close(s), TAPE_OK);
-    /* Reopening a version-2 database changes nothing. */
+    /* Reopening a current database changes nothing. */
     assert_int_equal(tape_store_open(&s, NULL, "sqlite", cfg, TAPE_OPEN_EAGER), TAPE_OK);
     assert_int_equal(tape_store_close(s), TAPE_OK);
-    assert_int_equal(query_int(dbpath, "PRAGMA user_version"), 2);
+    assert_int_equal(query_int(dbpath, "PRAGMA user_version"), 3);
     tape_free(t);
 }
 
@@ -1301,6 +1301,177 @@ static void test_read_only_v1(void **state)
     assert_int_equal(sb.st_size, 0);
 }
 
+
+/* ------------------------------------------------------------ the frames win */
+
+/* Every listed entry's stats equal what a load computes from the frames
+ * (skip: an id not to load). Returns the number of entries. */
+static size_t check_stats_agree(tape_store *s, const char *skip)
+{
+    tape_result *r = NULL;
+    EXPECT_OK(tape_store_query(&r, s, NULL));
+    for (size_t i = 0; i < tape_result_count(r); i++) {
+        const tape_entry *e = tape_result_at(r, i);
+        if (skip != NULL && strcmp(tape_entry_id(e), skip) == 0) continue;
+        tape *t = NULL;
+        EXPECT_OK(tape_store_load(&t, s, tape_entry_id(e)));
+        tape_stats a = TAPE_STATS_INIT, b = TAPE_STATS_INIT;
+        EXPECT_OK(tape_entry_get_stats(&a, e));
+        EXPECT_OK(tape_get_stats(&b, t));
+        if (a.frame_count != b.frame_count || a.duration_ms != b.duration_ms ||
+            a.last_sequence != b.last_sequence || a.client_to_server != b.client_to_server ||
+            a.server_to_client != b.server_to_client || a.error_count != b.error_count ||
+            a.correlation_count != b.correlation_count || a.file_size_bytes != b.file_size_bytes) {
+            fail_msg("tape %s: listed frames %llu duration %lld size %llu corr %llu, loaded "
+                     "frames %llu duration %lld size %llu corr %llu",
+                     tape_entry_id(e), (unsigned long long)a.frame_count,
+                     (long long)a.duration_ms, (unsigned long long)a.file_size_bytes,
+                     (unsigned long long)a.correlation_count, (unsigned long long)b.frame_count,
+                     (long long)b.duration_ms, (unsigned long long)b.file_size_bytes,
+                     (unsigned long long)b.correlation_count);
+        }
+        tape_free(t);
+    }
+    size_t n = tape_result_count(r);
+    tape_result_free(r);
+    return n;
+}
+
+static size_t query_count(tape_store *s, const char *json)
+{
+    tape_query *q = NULL;
+    tape_result *r = NULL;
+    EXPECT_OK(tape_query_parse(&q, json));
+    EXPECT_OK(tape_store_query(&r, s, q));
+    size_t n = tape_result_count(r);
+    tape_result_free(r);
+    tape_query_free(q);
+    return n;
+}
+
+static void test_stats_frames_win(void **state)
+{
+    (void)state;
+    tape_store *s = NULL;
+    EXPECT_OK(tape_store_open(&s, NULL, "sqlite", cfg, 0));
+    for (int i = 0; i < 4; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "w%d", i);
+        tape *t = NULL;
+        EXPECT_OK(tape_new(&t, id));
+        for (int f = 0; f < 3; f++) {
+            tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+            d.direction = f % 2 ? TAPE_DIR_SERVER_TO_CLIENT : TAPE_DIR_CLIENT_TO_SERVER;
+            d.ts_ms = 100 * f;
+            d.message = f == 2 ? "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-1,\"message\":\"x\"}}"
+                               : "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\"}";
+            EXPECT_OK(tape_append_frame(NULL, t, &d));
+        }
+        EXPECT_OK(tape_add_correlation(t, "1", 0, 1, 100, "ok"));
+        EXPECT_OK(tape_store_save(s, t));
+        tape_free(t);
+    }
+    /* A recording with a correlation and learned metadata, finished; one
+     * left recording. */
+    tape *h = NULL, *m = NULL;
+    tape_writer *w = NULL;
+    EXPECT_OK(tape_new(&h, "rec"));
+    EXPECT_OK(tape_store_record(&w, s, h));
+    append_n(w, 3);
+    EXPECT_OK(tape_writer_add_correlation(w, "1", 0, 1, 5, "ok"));
+    EXPECT_OK(tape_new(&m, "x"));
+    EXPECT_OK(tape_set_name(m, "a name learned later"));
+    EXPECT_OK(tape_add_tag(m, "learned"));
+    EXPECT_OK(tape_writer_update_meta(w, m));
+    append_n(w, 2);
+    EXPECT_OK(tape_writer_finish(w));
+    tape_writer_free(w);
+    tape_free(h);
+    EXPECT_OK(tape_new(&h, "open"));
+    EXPECT_OK(tape_store_record(&w, s, h));
+    append_n(w, 70);
+    assert_int_equal(check_stats_agree(s, NULL), 6);
+    tape_writer_free(w);
+    assert_int_equal(check_stats_agree(s, NULL), 6);
+
+    /* Edits from outside: a frame deleted, cached columns and the stored
+     * meta's stats changed, a frame's time rewritten. */
+    exec_sql(dbpath, "DELETE FROM frames WHERE tape_id = 'w0' AND seq = 2;"
+                     "UPDATE tapes SET frame_count = 99, duration_ms = 7 WHERE id = 'w1';"
+                     "UPDATE tapes SET meta = json_set(meta, '$.stats.frame_count', 42,"
+                     " '$.stats.duration_ms', 4200) WHERE id = 'w2';"
+                     "UPDATE frames SET head = replace(head, '\"ts\":200', '\"ts\":9200')"
+                     " WHERE tape_id = 'w3' AND seq = 2;");
+    assert_int_equal(query_count(s, "{\"min_frames\":42,\"max_frames\":60}"), 0);
+    assert_int_equal(query_count(s, "{\"min_frames\":99}"), 0);
+    assert_int_equal(check_stats_agree(s, NULL), 6);
+    assert_int_equal(query_count(s, "{\"min_duration_ms\":9200}"), 1);
+    assert_int_equal(query_count(s, "{\"max_frames\":2}"), 1); /* w0 */
+    tape_store_stats st = TAPE_STORE_STATS_INIT;
+    EXPECT_OK(tape_store_stats_get(&st, s));
+    assert_int_equal(st.frame_count, 2 + 3 * 3 + 5 + 70);
+    assert_int_equal(query_int(dbpath, "SELECT count(*) FROM tapes WHERE stale != 0"), 0);
+    tape_free(m);
+    EXPECT_OK(tape_store_close(s));
+}
+
+/* One damaged tape (a frame row made invalid from outside) does not break
+ * text search: it is skipped and reported, unless the query is strict. */
+static void test_text_search_damaged(void **state)
+{
+    (void)state;
+    tape_store *s = NULL;
+    EXPECT_OK(tape_store_open(&s, NULL, "sqlite", cfg, 0));
+    fill_store(s, 3); /* every tape has a "findme" frame */
+    tape_result *r = NULL;
+    EXPECT_OK(tape_store_query(&r, s, NULL));
+    char bad[32], good[32];
+    snprintf(bad, sizeof bad, "%s", tape_entry_id(tape_result_at(r, 0)));
+    snprintf(good, sizeof good, "%s", tape_entry_id(tape_result_at(r, 1)));
+    tape_result_free(r);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE frames SET head = '{broken' || head WHERE tape_id = '%s' AND"
+             " message LIKE '%%findme%%'",
+             bad);
+    exec_sql(dbpath, sql);
+    log_count = 0;
+    last_log[0] = '\0';
+    tape_log_set(log_keep, NULL);
+    tape_query *q = NULL;
+    EXPECT_OK(tape_query_parse(&q, "{\"text\":\"findme\",\"order_by\":\"id\"}"));
+    EXPECT_OK(tape_store_query(&r, s, q));
+    tape_log_set(NULL, NULL);
+    assert_int_equal(tape_result_count(r), 2);
+    for (size_t i = 0; i < 2; i++) assert_string_not_equal(tape_entry_id(tape_result_at(r, i)), bad);
+    tape_result_free(r);
+    tape_query_free(q);
+    assert_true(log_count > 0);
+    assert_non_null(strstr(last_log, bad));
+    /* The other terms do not read frames: the tape is still listed. */
+    assert_int_equal(query_count(s, "{}"), 3);
+    /* Strict: the old behaviour. */
+    EXPECT_OK(tape_query_parse(&q, "{\"text\":\"findme\",\"strict\":true}"));
+    EXPECT_ERR(tape_store_query(&r, s, q), TAPE_ECORRUPT, bad);
+    tape_query_free(q);
+    tape *t = NULL;
+    EXPECT_ERR(tape_store_load(&t, s, bad), TAPE_ECORRUPT, bad);
+    /* Another connection sees the same (the mark is in the database). */
+    tape_store *o = NULL;
+    EXPECT_OK(tape_store_open(&o, NULL, "sqlite", cfg, 0));
+    assert_int_equal(query_count(o, "{\"text\":\"FINDME\"}"), 2);
+    /* Repaired from outside: found again. */
+    snprintf(sql, sizeof sql,
+             "UPDATE frames SET head = substr(head, 8) WHERE tape_id = '%s' AND"
+             " head LIKE '{broken%%'",
+             bad);
+    exec_sql(dbpath, sql);
+    assert_int_equal(query_count(o, "{\"text\":\"findme\"}"), 3);
+    (void)good;
+    EXPECT_OK(tape_store_close(o));
+    EXPECT_OK(tape_store_close(s));
+}
+
 /* ------------------------------------------------------------ leases */
 
 static void test_writer_leases(void **state)
@@ -1378,6 +1549,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_only_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_sees_later_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_frames_win, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_search_damaged, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
