@@ -1392,6 +1392,7 @@ static void test_stats_frames_win(void **state)
     append_n(w, 70);
     assert_int_equal(check_stats_agree(s, NULL), 6);
     tape_writer_free(w);
+    tape_free(h);
     assert_int_equal(check_stats_agree(s, NULL), 6);
 
     /* Edits from outside: a frame deleted, cached columns and the stored
