@@ -31,6 +31,7 @@ typedef struct sq_store {
     int read_only;         /* config read_only: never write the files */
     int immutable;         /* read-only, opened with immutable=1 (no -shm existed) */
     int has_stale;         /* schema >= 3: tapes.stale marks rows edited from outside */
+    int ro_fixed;          /* read-only: temp.fix holds corrected rows; read temp.tv */
     sqlite3 *db;
     sqlite3_stmt **stmts;  /* prepared once, by the S_* index in sqlite.c */
     sq_writer *writers;    /* active writers of this store (their pending frames) */
@@ -40,6 +41,9 @@ typedef struct sq_store {
 int sq_err(sq_store *st, int src, const char *what);
 int sq_flush_all(sq_store *st);
 int sq_repair(sq_store *st);
+/* The table of tape rows to read: "tapes", or for a read-only store with
+ * rows corrected in memory the temp view over both. */
+const char *sq_tapes(const sq_store *st);
 int sq_begin_read(sq_store *st);
 void sq_end_read(sq_store *st);
 

@@ -286,7 +286,9 @@ static char *fts_phrase(const char *needle)
 static int build_sql(sq_buf *b, params *p, sq_store *st, const tape_query *q, int64_t sql_limit)
 {
     int rc = TAPE_OK;
-    sq_buf_puts(b, "SELECT t.meta FROM tapes t WHERE 1");
+    sq_buf_puts(b, "SELECT t.meta FROM ");
+    sq_buf_puts(b, sq_tapes(st));
+    sq_buf_puts(b, " t WHERE 1");
     if (tape_query_has(q, TAPE_Q_SESSION_ID)) {
         sq_buf_puts(b, " AND t.session_id = ");
         rc = p_text(b, p, tape_query_string(q, TAPE_Q_SESSION_ID), NULL);
@@ -451,8 +453,9 @@ static int sq_unreadable(sq_store *st, const tape_query *q)
 {
     if (!st->has_stale || !tape_query_has(q, TAPE_Q_TEXT)) return TAPE_OK;
     sqlite3_stmt *s = NULL;
-    int src = sqlite3_prepare_v2(st->db, "SELECT id, meta FROM tapes WHERE stale = 2 ORDER BY id",
-                                 -1, &s, NULL);
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT id, meta FROM %s WHERE stale = 2 ORDER BY id", sq_tapes(st));
+    int src = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
     int rc = src == SQLITE_OK ? TAPE_OK : sq_err(st, src, "cannot prepare the search");
     int strict = tape_query_int(q, TAPE_Q_STRICT) != 0;
     while (rc == TAPE_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {

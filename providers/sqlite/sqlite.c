@@ -135,6 +135,12 @@ enum {
     S_LINES_ALL,
     S_LIST,
     S_STATS,
+    S_LIST_TV,
+    S_STATS_TV,
+    S_STALE_ANY,
+    S_FIX_CLEAR,
+    S_FIX_INS,
+    S_FIX_BAD,
     S_FRAMES_RANGE,
     S_FRAMES_MAX,
     S_STALE_LIST,
@@ -170,6 +176,17 @@ static const char *const sq_sql[S_COUNT] = {
     [S_FRAMES_ALL] = "SELECT head, message, tail FROM frames WHERE tape_id = ?1 ORDER BY seq",
     [S_LINES_ALL] = "SELECT pos, line FROM lines WHERE tape_id = ?1 ORDER BY pos, ord",
     [S_LIST] = "SELECT meta FROM tapes",
+    [S_LIST_TV] = "SELECT meta FROM temp.tv",
+    [S_STATS_TV] = "SELECT count(*), coalesce(sum(frame_count), 0), coalesce(sum(file_size), 0)"
+                   " FROM temp.tv",
+    [S_STALE_ANY] = "SELECT id FROM tapes WHERE stale = 1 ORDER BY id",
+    [S_FIX_CLEAR] = "DELETE FROM temp.fix",
+    [S_FIX_INS] = "INSERT INTO temp.fix(id, name, session_id, status, created_at, updated_at,"
+                  " duration_ms, frame_count, file_size, meta, stale)"
+                  " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,0)",
+    [S_FIX_BAD] = "INSERT INTO temp.fix SELECT id, name, session_id, status, created_at,"
+                  " updated_at, duration_ms, frame_count, file_size, meta, 2 FROM main.tapes"
+                  " WHERE id = ?1",
     [S_STATS] = "SELECT count(*), coalesce(sum(frame_count), 0), coalesce(sum(file_size), 0)"
                 " FROM tapes",
     [S_FRAMES_RANGE] = "SELECT head, message, tail FROM frames WHERE tape_id = ?1 AND seq >= ?2"
@@ -1317,9 +1334,91 @@ static int repair_batch(sq_store *st, char **last, int *more)
     return rc;
 }
 
+const char *sq_tapes(const sq_store *st)
+{
+    return st->ro_fixed ? "temp.tv" : "tapes";
+}
+
+/* In-memory tables of a read-only store: rows corrected from their frames
+ * (it cannot write them back) and a view that reads them instead. */
+static const char sq_ro_temp[] =
+    "CREATE TEMP TABLE fix(id TEXT PRIMARY KEY NOT NULL, name TEXT, session_id TEXT,"
+    " status INTEGER, created_at INTEGER, updated_at INTEGER, duration_ms INTEGER,"
+    " frame_count INTEGER, file_size INTEGER, meta TEXT, stale INTEGER);"
+    "CREATE TEMP VIEW tv AS SELECT id, name, session_id, status, created_at, updated_at,"
+    " duration_ms, frame_count, file_size, meta, stale FROM main.tapes"
+    " WHERE id NOT IN (SELECT id FROM temp.fix)"
+    " UNION ALL SELECT id, name, session_id, status, created_at, updated_at, duration_ms,"
+    " frame_count, file_size, meta, stale FROM temp.fix;";
+
+/* The read-only repair: the same judgement as repair_batch, kept in
+ * temp.fix for this call (redone by every listing, search and stats, since
+ * other connections may change the rows; normally there are none). */
+static int repair_in_memory(sq_store *st)
+{
+    sqlite3_stmt *s = stmt(st, S_FIX_CLEAR);
+    int rc = s == NULL ? TAPE_EPROVIDER : run(st, s, "cannot clear corrected rows");
+    st->ro_fixed = 0;
+    s = rc == TAPE_OK ? stmt(st, S_STALE_ANY) : NULL;
+    if (rc == TAPE_OK && s == NULL) rc = TAPE_EPROVIDER;
+    char **ids = NULL;
+    size_t n = 0, cap = 0;
+    int src = SQLITE_DONE;
+    while (rc == TAPE_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            char **p = realloc(ids, cap * sizeof *p);
+            if (p == NULL) {
+                rc = oom();
+                break;
+            }
+            ids = p;
+        }
+        if ((ids[n] = strdup((const char *)sqlite3_column_text(s, 0))) == NULL) rc = oom();
+        else n++;
+    }
+    if (rc == TAPE_OK && src != SQLITE_DONE) rc = sq_err(st, src, "cannot read stale rows");
+    done(s);
+    for (size_t i = 0; rc == TAPE_OK && i < n; i++) {
+        tape *t = NULL;
+        rc = load_tape(&t, st, ids[i]);
+        if (rc == TAPE_ECORRUPT || rc == TAPE_ELIMIT) {
+            tape_log(TAPE_LOG_WARN,
+                     "sqlite \"%s\": tape \"%s\" cannot be read (%s); it stays listed with "
+                     "its stored metadata and text search skips it",
+                     st->path, ids[i], tape_errmsg());
+            s = stmt(st, S_FIX_BAD);
+            rc = s == NULL ? TAPE_EPROVIDER : (bind_str(s, 1, ids[i]), run(st, s, "cannot keep a row"));
+        } else if (rc == TAPE_OK) {
+            char *meta = NULL;
+            size_t meta_len = 0;
+            tape_entry *e = NULL;
+            rc = encode_meta(&meta, &meta_len, &e, t);
+            s = rc == TAPE_OK ? stmt(st, S_FIX_INS) : NULL;
+            if (rc == TAPE_OK && s == NULL) rc = TAPE_EPROVIDER;
+            if (rc == TAPE_OK) {
+                cols c;
+                cols_of(&c, e);
+                bind_cols(s, ids[i], &c, meta, meta_len);
+                rc = run(st, s, "cannot keep a corrected row");
+            }
+            tape_entry_free(e);
+            tape_string_free(meta);
+        } else if (rc == TAPE_ENOTFOUND) {
+            rc = TAPE_OK; /* deleted meanwhile */
+        }
+        tape_free(t);
+        if (rc == TAPE_OK) st->ro_fixed = 1;
+    }
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+    return rc;
+}
+
 int sq_repair(sq_store *st)
 {
-    if (!st->has_stale || st->read_only) return TAPE_OK;
+    if (!st->has_stale) return TAPE_OK;
+    if (st->read_only) return repair_in_memory(st);
     char *last = NULL;
     int more = 1, rc = TAPE_OK;
     while (more && rc == TAPE_OK) rc = repair_batch(st, &last, &more);
@@ -1374,7 +1473,7 @@ static int sq_list(void *self, const tape_query *q, tape_entry_sink sink, void *
     sq_store *st = self;
     int rc = sq_flush_all(st);
     if (rc == TAPE_OK) rc = sq_repair(st);
-    sqlite3_stmt *s = rc == TAPE_OK ? stmt(st, S_LIST) : NULL;
+    sqlite3_stmt *s = rc == TAPE_OK ? stmt(st, st->ro_fixed ? S_LIST_TV : S_LIST) : NULL;
     if (s == NULL) return rc != TAPE_OK ? rc : TAPE_EPROVIDER;
     int src;
     while ((src = sqlite3_step(s)) == SQLITE_ROW) {
@@ -1402,7 +1501,7 @@ static int sq_stats(tape_store_stats *out, void *self)
     sq_store *st = self;
     int rc = sq_flush_all(st);
     if (rc == TAPE_OK) rc = sq_repair(st);
-    sqlite3_stmt *s = rc == TAPE_OK ? stmt(st, S_STATS) : NULL;
+    sqlite3_stmt *s = rc == TAPE_OK ? stmt(st, st->ro_fixed ? S_STATS_TV : S_STATS) : NULL;
     if (s == NULL) return rc != TAPE_OK ? rc : TAPE_EPROVIDER;
     int src = sqlite3_step(s);
     if (src == SQLITE_ROW) {
@@ -1754,6 +1853,12 @@ static int sq_open(void *self)
         if (src != SQLITE_OK) rc = sq_err(st, src, "cannot enable foreign keys");
     }
     if (rc == TAPE_OK) rc = schema_open(st);
+    st->ro_fixed = 0;
+    if (rc == TAPE_OK && st->read_only && st->has_stale) {
+        /* the temp database is the connection's own: this writes no file */
+        src = sqlite3_exec(st->db, sq_ro_temp, NULL, NULL, NULL);
+        if (src != SQLITE_OK) rc = sq_err(st, src, "cannot create the in-memory tables");
+    }
     if (rc == TAPE_OK && !st->memory && !st->read_only) {
         src = sqlite3_exec(st->db, st->wal ? "PRAGMA journal_mode = WAL" : "PRAGMA journal_mode = DELETE",
                            NULL, NULL, NULL);

@@ -1473,6 +1473,57 @@ static void test_text_search_damaged(void **state)
     EXPECT_OK(tape_store_close(s));
 }
 
+
+/* A read-only store cannot write corrections back: it makes them in
+ * memory, for every listing, search and stats call. */
+static void test_read_only_frames_win(void **state)
+{
+    (void)state;
+    tape_store *s = NULL;
+    EXPECT_OK(tape_store_open(&s, NULL, "sqlite", cfg, 0));
+    fill_store(s, 4);
+    tape_result *r = NULL;
+    EXPECT_OK(tape_store_query(&r, s, NULL));
+    char bad[32], edited[32];
+    snprintf(bad, sizeof bad, "%s", tape_entry_id(tape_result_at(r, 0)));
+    snprintf(edited, sizeof edited, "%s", tape_entry_id(tape_result_at(r, 1)));
+    tape_result_free(r);
+    EXPECT_OK(tape_store_close(s));
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "UPDATE frames SET head = '{broken' || head WHERE tape_id = '%s' AND"
+             " message LIKE '%%findme%%';"
+             "UPDATE tapes SET frame_count = 500, duration_ms = 500, meta = json_set(meta,"
+             " '$.stats.frame_count', 500, '$.stats.duration_ms', 500) WHERE id = '%s';",
+             bad, edited);
+    exec_sql(dbpath, sql);
+    uint64_t before[3], after[3];
+    hash_files(before);
+    char json[600];
+    ro_cfg(json, sizeof json);
+    EXPECT_OK(tape_store_open(&s, NULL, "sqlite", json, 0));
+    assert_int_equal(check_stats_agree(s, bad), 4);
+    assert_int_equal(query_count(s, "{\"min_frames\":500}"), 0);
+    assert_int_equal(query_count(s, "{\"max_duration_ms\":1000,\"order_by\":\"duration_ms\"}"), 4);
+    log_count = 0;
+    last_log[0] = '\0';
+    tape_log_set(log_keep, NULL);
+    assert_int_equal(query_count(s, "{\"text\":\"findme\"}"), 3);
+    tape_log_set(NULL, NULL);
+    assert_non_null(strstr(last_log, bad));
+    tape_query *q = NULL;
+    EXPECT_OK(tape_query_parse(&q, "{\"text\":\"findme\",\"strict\":true}"));
+    EXPECT_ERR(tape_store_query(&r, s, q), TAPE_ECORRUPT, bad);
+    tape_query_free(q);
+    tape_store_stats st = TAPE_STORE_STATS_INIT;
+    EXPECT_OK(tape_store_stats_get(&st, s));
+    assert_int_equal(st.tape_count, 4);
+    assert_true(st.frame_count < 500);
+    EXPECT_OK(tape_store_close(s));
+    hash_files(after);
+    assert_memory_equal(before, after, sizeof before);
+}
+
 /* ------------------------------------------------------------ leases */
 
 static void test_writer_leases(void **state)
@@ -1552,6 +1603,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_only_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_frames_win, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_search_damaged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_only_frames_win, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
