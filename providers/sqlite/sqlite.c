@@ -1342,6 +1342,7 @@ const char *sq_tapes(const sq_store *st)
 /* In-memory tables of a read-only store: rows corrected from their frames
  * (it cannot write them back) and a view that reads them instead. */
 static const char sq_ro_temp[] =
+    "PRAGMA temp_store = MEMORY;" /* not even a temporary file */
     "CREATE TEMP TABLE fix(id TEXT PRIMARY KEY NOT NULL, name TEXT, session_id TEXT,"
     " status INTEGER, created_at INTEGER, updated_at INTEGER, duration_ms INTEGER,"
     " frame_count INTEGER, file_size INTEGER, meta TEXT, stale INTEGER);"
