@@ -6,6 +6,7 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -435,13 +436,8 @@ int tape_registry_load_plugin(tape_registry *reg, const char *path)
     tape_plugin_init_fn init;
     /* POSIX guarantees a data pointer from dlsym converts to a function pointer. */
     memcpy(&init, &sym, sizeof init);
-    rc = init(reg, TAPE_PLUGIN_ABI_VERSION);
-    if (rc < 0) {
-        if (tape_errcode() != rc) {
-            tape_error_set(rc, "plugin %s: %s failed (%s)", path, TAPE_PLUGIN_ENTRY,
-                           tape_strerror(rc));
-        }
-        return rc;
-    }
-    return TAPE_OK;
+    char who[300];
+    snprintf(who, sizeof who, "plugin %.256s", path);
+    tape__error_clear();
+    return tape__provider_rc(init(reg, TAPE_PLUGIN_ABI_VERSION), who, TAPE_PLUGIN_ENTRY, 0);
 }

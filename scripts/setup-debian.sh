@@ -8,6 +8,7 @@ packages=(
   libcjson-dev libsqlite3-dev sqlite3
   libcmocka-dev valgrind
   clang-14 libclang-rt-14-dev      # libFuzzer targets
+  doxygen abigail-tools            # API reference, ABI check
 )
 
 missing=()

@@ -21,14 +21,14 @@ cmake --build build-asan -j"$jobs"
 echo "== tests under ASan+UBSan (valgrind runs only in the normal build)"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --output-on-failure -j"$jobs" -E 'valgrind|bench')
+  ctest --output-on-failure -j"$jobs" -E 'valgrind|bench|abi_check')
 
 echo "== ThreadSanitizer build (unit tests and the conformance suites)"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DTAPE_TSAN=ON -DTAPE_WERROR=ON \
   -DTAPE_BUILD_EXAMPLES=OFF -DTAPE_BUILD_BENCH=OFF >/dev/null
 cmake --build build-tsan -j"$jobs"
 (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-  ctest --output-on-failure -j"$jobs" -E 'valgrind|install')
+  ctest --output-on-failure -j"$jobs" -E 'valgrind|install|abi_check')
 
 if [ -x scripts/fuzz.sh ]; then
   echo "== fuzz every parser for ${fuzz_seconds}s each"

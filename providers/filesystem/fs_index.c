@@ -83,8 +83,8 @@ static int grow(fs_store *st)
 }
 
 /* Insert or replace; takes the entry reference. */
-static int ent_set(fs_store *st, const char *id, tape_entry *entry, int64_t mtime_ns,
-                   int64_t size)
+static int ent_set(fs_store *st, const char *id, tape_entry *entry, const fs_stamp *meta,
+                   const fs_stamp *jsonl)
 {
     fs_ent *e = fs_index_find(st, id);
     if (e == NULL) {
@@ -106,8 +106,8 @@ static int ent_set(fs_store *st, const char *id, tape_entry *entry, int64_t mtim
         tape_entry_free(e->entry);
     }
     e->entry = entry;
-    e->meta_mtime_ns = mtime_ns;
-    e->meta_size = size;
+    e->meta = *meta;
+    e->jsonl = *jsonl;
     return TAPE_OK;
 }
 
@@ -159,7 +159,18 @@ int fs_index_each(fs_store *st, int (*fn)(void *ud, fs_ent *e), void *ud)
 
 int fs_index_lock(fs_store *st, int exclusive)
 {
-    if (st->lockfd < 0) {
+    if (st->cfg.read_only) {
+        /* A reader takes the shared lock on an existing lock file (flock
+         * works on a read-only descriptor) and creates nothing: with no
+         * lock file yet, no writer has used the index to lock against. */
+        exclusive = 0;
+        if (st->lockfd < 0) {
+            st->lockfd = openat(st->dirfd, FS_LOCK_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            if (st->lockfd < 0) {
+                return errno == ENOENT ? TAPE_OK : fs_errno(errno, "cannot open", FS_LOCK_FILE);
+            }
+        }
+    } else if (st->lockfd < 0) {
         st->lockfd = openat(st->dirfd, FS_LOCK_FILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
                             st->cfg.file_mode);
         if (st->lockfd < 0) {
@@ -188,6 +199,41 @@ static int64_t mtime_ns_of(const struct stat *sb)
     return (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
 }
 
+/* A stamp in a record: the mtime as a decimal string (nanoseconds since
+ * the epoch do not fit a JSON number exactly), the size as a number. An
+ * mtime stored as a number (older index) reads back inexact: stale. */
+static int get_stamp(fs_stamp *out, const cJSON *rec, const char *mkey, const char *skey)
+{
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(rec, mkey);
+    const cJSON *sz = cJSON_GetObjectItemCaseSensitive(rec, skey);
+    if (!cJSON_IsNumber(sz)) {
+        return 0;
+    }
+    if (cJSON_IsString(mt)) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(mt->valuestring, &end, 10);
+        if (errno != 0 || end == mt->valuestring || *end != '\0') {
+            return 0;
+        }
+        out->mtime_ns = (int64_t)v;
+    } else if (cJSON_IsNumber(mt)) {
+        out->mtime_ns = (int64_t)mt->valuedouble;
+    } else {
+        return 0;
+    }
+    out->size = (int64_t)sz->valuedouble;
+    return 1;
+}
+
+static int add_stamp(cJSON *rec, const fs_stamp *s, const char *mkey, const char *skey)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", (long long)s->mtime_ns);
+    return cJSON_AddStringToObject(rec, mkey, buf) != NULL &&
+           cJSON_AddNumberToObject(rec, skey, (double)s->size) != NULL;
+}
+
 /* Apply one record ({"op":"put"|"del","id",...}) to the in-memory map. */
 static int apply_record(fs_store *st, const cJSON *rec)
 {
@@ -201,11 +247,15 @@ static int apply_record(fs_store *st, const cJSON *rec)
         return TAPE_OK;
     }
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(rec, "meta");
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(rec, "meta_mtime_ns");
-    const cJSON *sz = cJSON_GetObjectItemCaseSensitive(rec, "meta_size");
-    if (!cJSON_IsString(meta) || !cJSON_IsNumber(mt) || !cJSON_IsNumber(sz)) {
+    fs_stamp ms, js;
+    if (!cJSON_IsString(meta) || !get_stamp(&ms, rec, "meta_mtime_ns", "meta_size")) {
         return tape_error_set(TAPE_ECORRUPT, "index record for \"%s\" is incomplete",
                               id->valuestring);
+    }
+    /* Records written before the .jsonl was stamped: never fresh. */
+    if (!get_stamp(&js, rec, "jsonl_mtime_ns", "jsonl_size")) {
+        js.mtime_ns = 0;
+        js.size = -1;
     }
     tape_entry *e = NULL;
     int rc = tape_entry_from_meta(&e, meta->valuestring, strlen(meta->valuestring));
@@ -213,16 +263,17 @@ static int apply_record(fs_store *st, const cJSON *rec)
         return tape_error_set(TAPE_ECORRUPT, "index record for \"%s\": %s", id->valuestring,
                               tape_errmsg());
     }
-    return ent_set(st, id->valuestring, e, (int64_t)mt->valuedouble, (int64_t)sz->valuedouble);
+    return ent_set(st, id->valuestring, e, &ms, &js);
 }
 
-static cJSON *make_put(const char *id, const char *meta, int64_t mtime_ns, int64_t size)
+static cJSON *make_put(const char *id, const char *meta, const fs_stamp *ms,
+                       const fs_stamp *js)
 {
     cJSON *rec = cJSON_CreateObject();
     if (rec == NULL || !cJSON_AddStringToObject(rec, "op", "put") ||
         !cJSON_AddStringToObject(rec, "id", id) ||
-        !cJSON_AddNumberToObject(rec, "meta_mtime_ns", (double)mtime_ns) ||
-        !cJSON_AddNumberToObject(rec, "meta_size", (double)size) ||
+        !add_stamp(rec, ms, "meta_mtime_ns", "meta_size") ||
+        !add_stamp(rec, js, "jsonl_mtime_ns", "jsonl_size") ||
         !cJSON_AddStringToObject(rec, "meta", meta)) {
         cJSON_Delete(rec);
         return NULL;
@@ -367,7 +418,7 @@ static int add_to_snapshot(void *ud, fs_ent *e)
         c->failed = 1;
         return TAPE_ENOMEM;
     }
-    cJSON *rec = make_put(e->id, meta, e->meta_mtime_ns, e->meta_size);
+    cJSON *rec = make_put(e->id, meta, &e->meta, &e->jsonl);
     tape_string_free(meta);
     if (rec == NULL) {
         c->failed = 1;
@@ -459,15 +510,18 @@ static int append_record(fs_store *st, cJSON *rec)
 
 int fs_index_put(fs_store *st, const char *id, const char *meta, size_t meta_len)
 {
-    char *name = fs_name(id, META_SUFFIX);
-    if (name == NULL) {
+    char *name = fs_name(id, META_SUFFIX), *jname = fs_name(id, JSONL_SUFFIX);
+    if (name == NULL || jname == NULL) {
+        free(name);
+        free(jname);
         return tape_error_set(TAPE_ENOMEM, "out of memory");
     }
-    struct stat sb;
-    int rc = fstatat(st->dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0
-                 ? TAPE_OK
-                 : fs_errno(errno, "cannot stat", name);
+    fs_stamp ms, js;
+    fs_stamp_of(&ms, st->dirfd, name);
+    fs_stamp_of(&js, st->dirfd, jname);
+    int rc = ms.size >= 0 ? TAPE_OK : fs_errno(errno, "cannot stat", name);
     free(name);
+    free(jname);
     tape_entry *e = NULL;
     if (rc == TAPE_OK) {
         rc = tape_entry_from_meta(&e, meta, meta_len);
@@ -476,13 +530,13 @@ int fs_index_put(fs_store *st, const char *id, const char *meta, size_t meta_len
         return rc;
     }
     char *copy = strndup(meta, meta_len);
-    cJSON *rec = copy != NULL ? make_put(id, copy, mtime_ns_of(&sb), (int64_t)sb.st_size) : NULL;
+    cJSON *rec = copy != NULL ? make_put(id, copy, &ms, &js) : NULL;
     free(copy);
     if (rec == NULL) {
         tape_entry_free(e);
         return tape_error_set(TAPE_ENOMEM, "out of memory");
     }
-    rc = ent_set(st, id, e, mtime_ns_of(&sb), (int64_t)sb.st_size);
+    rc = ent_set(st, id, e, &ms, &js);
     if (rc == TAPE_OK) {
         rc = append_record(st, rec);
     }
@@ -516,53 +570,10 @@ static int has_suffix(const char *name, const char *suffix, size_t *out_stem)
     return 1;
 }
 
-/* A tape whose meta file is missing (a crash between creating the .jsonl
- * and its meta) or unreadable: read the .jsonl in recovery mode. With
- * write_meta, a missing meta is recreated from it so files and index agree. */
-static int entry_from_jsonl(tape_entry **out, fs_store *st, const char *id, int write_meta,
-                            struct stat *meta_sb)
-{
-    char *name = fs_name(id, JSONL_SUFFIX), *text = NULL;
-    size_t len = 0;
-    int rc = name != NULL ? fs_read_file(&text, &len, st->dirfd, name)
-                          : tape_error_set(TAPE_ENOMEM, "out of memory");
-    free(name);
-    tape *t = NULL;
-    if (rc == TAPE_OK) {
-        tape_decode_options o = TAPE_DECODE_OPTIONS_INIT;
-        o.mode = TAPE_DECODE_RECOVER;
-        o.max_line_bytes = st->cfg.max_line_bytes;
-        rc = tape_decode(&t, text, len, NULL, 0, &o, NULL);
-    }
-    free(text);
-    if (rc == TAPE_OK) {
-        rc = tape_entry_from_tape(out, t);
-    }
-    if (rc == TAPE_OK && write_meta) {
-        char *meta = NULL, *mname = fs_name(id, META_SUFFIX);
-        size_t mlen = 0;
-        int wrc = mname != NULL ? tape_encode_meta(&meta, &mlen, t) : TAPE_ENOMEM;
-        if (wrc == TAPE_OK) {
-            wrc = fs_write_atomic(st->dirfd, mname, meta, mlen, st->cfg.file_mode,
-                                  st->cfg.durability != FS_DURABILITY_NONE);
-        }
-        if (wrc == TAPE_OK && fstatat(st->dirfd, mname, meta_sb, AT_SYMLINK_NOFOLLOW) == 0) {
-            tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\" had no meta file; recreated it "
-                     "from its .jsonl", id);
-        } else {
-            meta_sb->st_size = -1;
-        }
-        free(mname);
-        tape_string_free(meta);
-    }
-    tape_free(t);
-    return rc;
-}
-
 typedef struct scan_item {
     char *id;
     int has_meta, has_jsonl;
-    struct stat meta_sb;
+    struct stat meta_sb, jsonl_sb;
 } scan_item;
 
 static int scan_cmp(const void *a, const void *b)
@@ -640,7 +651,11 @@ static int scan_dir(scan_item **out, size_t *out_n, fs_store *st)
         if (items[n].id == NULL) { rc = tape_error_set(TAPE_ENOMEM, "out of memory"); break; }
         items[n].has_meta = is_meta;
         items[n].has_jsonl = !is_meta;
-        if (is_meta) items[n].meta_sb = sb;
+        if (is_meta) {
+            items[n].meta_sb = sb;
+        } else {
+            items[n].jsonl_sb = sb;
+        }
         n++;
     }
     closedir(d);
@@ -654,6 +669,7 @@ static int scan_dir(scan_item **out, size_t *out_n, fs_store *st)
             items[w - 1].has_meta |= items[i].has_meta;
             items[w - 1].has_jsonl |= items[i].has_jsonl;
             if (items[i].has_meta) items[w - 1].meta_sb = items[i].meta_sb;
+            if (items[i].has_jsonl) items[w - 1].jsonl_sb = items[i].jsonl_sb;
             free(items[i].id);
         } else {
             items[w++] = items[i];
@@ -661,6 +677,105 @@ static int scan_dir(scan_item **out, size_t *out_n, fs_store *st)
     }
     *out = items;
     *out_n = w;
+    return rc;
+}
+
+static int same_stats(const tape_stats *a, const tape_stats *b)
+{
+    return a->frame_count == b->frame_count && a->duration_ms == b->duration_ms &&
+           a->last_sequence == b->last_sequence && a->client_to_server == b->client_to_server &&
+           a->server_to_client == b->server_to_client && a->error_count == b->error_count &&
+           a->correlation_count == b->correlation_count &&
+           a->file_size_bytes == b->file_size_bytes;
+}
+
+/*
+ * Write t's meta document (a missing one recreated, or stale stats
+ * corrected) where that is allowed: a writable store, a tape not being
+ * recorded (its writer owns the meta), files that agree on the tape id (a
+ * foreign tape copied under another name is left as its owner made it).
+ * Failure is logged, not fatal: the index holds the right entry anyway.
+ */
+static void write_back(fs_store *st, const char *id, const tape *t, const fs_read_info *info,
+                       fs_stamp *meta_stamp, const char *why)
+{
+    char *jname = fs_name(id, JSONL_SUFFIX), *mname = fs_name(id, META_SUFFIX), *meta = NULL;
+    size_t len = 0;
+    int rc = jname != NULL && mname != NULL ? TAPE_OK : TAPE_ENOMEM;
+    if (rc == TAPE_OK && (st->cfg.read_only || info->id_mismatch ||
+                          fs_check_not_busy(st, jname, id) != TAPE_OK)) {
+        rc = TAPE_EBUSY; /* not ours to write now: the index alone is corrected */
+    }
+    if (rc == TAPE_OK) rc = tape_encode_meta(&meta, &len, t);
+    if (rc == TAPE_OK) {
+        rc = fs_write_atomic(st->dirfd, mname, meta, len, st->cfg.file_mode,
+                             st->cfg.durability != FS_DURABILITY_NONE);
+        if (rc == TAPE_OK) {
+            fs_stamp_of(meta_stamp, st->dirfd, mname);
+            tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": %s; rewrote its meta file", id,
+                     why);
+        } else {
+            tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\": %s; cannot rewrite its meta "
+                     "file (%s)", id, why, tape_errmsg());
+        }
+    }
+    tape_string_free(meta);
+    free(jname);
+    free(mname);
+}
+
+/*
+ * Make the entry of a tape whose files changed since the index saw them
+ * (or that it never saw): decode it as a load would, so the listing says
+ * what a load says ("the frames win"), under the id of its file name.
+ */
+static int fresh_entry(tape_entry **out, fs_store *st, const char *id, fs_stamp *meta_stamp,
+                       fs_stamp *jsonl_stamp)
+{
+    *out = NULL;
+    tape *t = NULL;
+    fs_read_info info;
+    int mode = st->cfg.recover ? TAPE_DECODE_RECOVER : TAPE_DECODE_STRICT;
+    int rc = fs_read_tape(&t, st, id, mode, &info);
+    if (rc == TAPE_OK) {
+        rc = tape_entry_from_tape(out, t);
+        tape_stats counted = TAPE_STATS_INIT, listed = TAPE_STATS_INIT;
+        tape_entry *old = NULL;
+        if (rc == TAPE_OK && info.meta_state == FS_META_MISSING) {
+            write_back(st, id, t, &info, meta_stamp, "no meta file; made one from its .jsonl");
+        } else if (rc == TAPE_OK && info.meta_state == FS_META_OK &&
+                   tape_entry_from_meta(&old, info.meta, info.meta_len) == TAPE_OK &&
+                   tape_entry_get_stats(&listed, old) == TAPE_OK &&
+                   tape_get_stats(&counted, t) == TAPE_OK && !same_stats(&listed, &counted)) {
+            char why[160];
+            snprintf(why, sizeof why, "the meta file's stats (%llu frames, %lld ms) disagree "
+                     "with its frames (%llu frames, %lld ms)",
+                     (unsigned long long)listed.frame_count, (long long)listed.duration_ms,
+                     (unsigned long long)counted.frame_count, (long long)counted.duration_ms);
+            write_back(st, id, t, &info, meta_stamp, why);
+        }
+        tape_entry_free(old);
+    } else if (rc != TAPE_ENOMEM) {
+        /* It does not load as configured. Still listed (nothing is hidden
+         * from whoever repairs it): from its meta, else from the frames
+         * that recovery mode can read. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", tape_errmsg());
+        rc = info.meta_state == FS_META_OK ? tape_entry_from_meta(out, info.meta, info.meta_len)
+                                           : TAPE_ECORRUPT;
+        if (rc != TAPE_OK && rc != TAPE_ENOMEM && mode != TAPE_DECODE_RECOVER) {
+            fs_read_info_free(&info);
+            rc = fs_read_tape(&t, st, id, TAPE_DECODE_RECOVER, &info);
+            if (rc == TAPE_OK) rc = tape_entry_from_tape(out, t);
+        }
+        if (rc == TAPE_OK) {
+            tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\" does not load (%s); listed from "
+                     "what can be read", id, why);
+        }
+    }
+    *jsonl_stamp = info.jsonl;
+    fs_read_info_free(&info);
+    tape_free(t);
     return rc;
 }
 
@@ -678,31 +793,22 @@ static int reconcile(fs_store *st, scan_item *it, int *changed)
         }
         return TAPE_OK;
     }
-    if (it->has_meta && e != NULL && e->meta_mtime_ns == mtime_ns_of(&it->meta_sb) &&
-        e->meta_size == (int64_t)it->meta_sb.st_size) {
-        return TAPE_OK; /* up to date */
+    fs_stamp ms = { 0, -1 }, js;
+    if (it->has_meta) {
+        ms.mtime_ns = mtime_ns_of(&it->meta_sb);
+        ms.size = (int64_t)it->meta_sb.st_size;
+    }
+    js.mtime_ns = mtime_ns_of(&it->jsonl_sb);
+    js.size = (int64_t)it->jsonl_sb.st_size;
+    if (e != NULL && ms.size >= 0 && e->meta.mtime_ns == ms.mtime_ns &&
+        e->meta.size == ms.size && e->jsonl.mtime_ns == js.mtime_ns &&
+        e->jsonl.size == js.size && strcmp(tape_entry_id(e->entry), it->id) == 0) {
+        return TAPE_OK; /* up to date: what a load would say */
     }
     tape_entry *entry = NULL;
-    int rc = TAPE_ECORRUPT;
-    struct stat meta_sb = it->meta_sb;
-    if (it->has_meta) {
-        char *name = fs_name(it->id, META_SUFFIX), *text = NULL;
-        size_t len = 0;
-        rc = name != NULL ? fs_read_file(&text, &len, st->dirfd, name) : TAPE_ENOMEM;
-        free(name);
-        if (rc == TAPE_OK) {
-            rc = tape_entry_from_meta(&entry, text, len);
-        }
-        free(text);
-        if (rc != TAPE_OK) {
-            tape_log(TAPE_LOG_WARN, "filesystem: meta of tape \"%s\" is unreadable (%s); "
-                     "listing it from its .jsonl", it->id, tape_errmsg());
-        }
-    }
-    if (rc != TAPE_OK) {
-        /* A damaged meta is kept as it is (nothing is overwritten); a
-         * missing one is recreated. */
-        rc = entry_from_jsonl(&entry, st, it->id, !it->has_meta, &meta_sb);
+    int rc = fresh_entry(&entry, st, it->id, &ms, &js);
+    if (rc == TAPE_ENOMEM) {
+        return rc;
     }
     if (rc != TAPE_OK) {
         tape_log(TAPE_LOG_WARN, "filesystem: tape \"%s\" cannot be read (%s); left out of "
@@ -714,7 +820,53 @@ static int reconcile(fs_store *st, scan_item *it, int *changed)
         return TAPE_OK; /* the files stay as they are: nothing is deleted */
     }
     *changed = 1;
-    return ent_set(st, it->id, entry, mtime_ns_of(&meta_sb), (int64_t)meta_sb.st_size);
+    return ent_set(st, it->id, entry, &ms, &js);
+}
+
+/*
+ * A tape being recorded grows between the writer's checkpoints, so its
+ * entry (from the last meta) falls behind its frames. Before a listing,
+ * every entry with status recording whose .jsonl changed since it was
+ * read is recounted from the file, in memory only (the meta is its
+ * writer's): the listing says what a load says. Costs a stat per
+ * recording, and a decode only when it grew.
+ */
+static int recount_live(void *ud, fs_ent *e)
+{
+    fs_store *st = ud;
+    if (tape_entry_status(e->entry) != TAPE_STATUS_RECORDING) {
+        return TAPE_OK;
+    }
+    char *jname = fs_name(e->id, JSONL_SUFFIX);
+    if (jname == NULL) {
+        return tape_error_set(TAPE_ENOMEM, "out of memory");
+    }
+    fs_stamp js;
+    fs_stamp_of(&js, st->dirfd, jname);
+    free(jname);
+    if (js.size < 0 || (js.mtime_ns == e->jsonl.mtime_ns && js.size == e->jsonl.size)) {
+        return TAPE_OK;
+    }
+    tape *t = NULL;
+    fs_read_info info;
+    tape_entry *entry = NULL;
+    int rc = fs_read_tape(&t, st, e->id, st->cfg.recover ? TAPE_DECODE_RECOVER
+                                                         : TAPE_DECODE_STRICT, &info);
+    if (rc == TAPE_OK) rc = tape_entry_from_tape(&entry, t);
+    if (rc == TAPE_OK) {
+        tape_entry_free(e->entry);
+        e->entry = entry;
+        e->jsonl = info.jsonl;
+    }
+    fs_read_info_free(&info);
+    tape_free(t);
+    /* Unreadable just now (a damaged file): the last entry stands. */
+    return rc == TAPE_ENOMEM ? rc : TAPE_OK;
+}
+
+int fs_index_recount_live(fs_store *st)
+{
+    return fs_index_each(st, recount_live, st);
 }
 
 int fs_index_open(fs_store *st)
@@ -722,11 +874,13 @@ int fs_index_open(fs_store *st)
     if (st->buckets == NULL && grow(st) != TAPE_OK) {
         return TAPE_ENOMEM;
     }
-    int rc = fs_index_lock(st, 1);
+    int rc = fs_index_lock(st, 1); /* shared when read-only */
     if (rc != TAPE_OK) {
         return rc;
     }
-    fs_clean_temps(st->dirfd);
+    if (!st->cfg.read_only) {
+        fs_clean_temps(st->dirfd);
+    }
     int changed = 0;
     rc = load_all(st);
     if (rc == TAPE_ENOTFOUND) {
@@ -760,8 +914,20 @@ int fs_index_open(fs_store *st)
         free(items[i].id);
     }
     free(items);
-    if (rc == TAPE_OK && (changed || st->log_lines > 0)) {
+    if (rc == TAPE_OK && !st->cfg.read_only && (changed || st->log_lines > 0)) {
         rc = compact(st);
+    } else if (rc == TAPE_OK && st->cfg.read_only && changed) {
+        /* The repaired index lives in memory only. What is on disk now is
+         * accounted for by the scan: from here on only a writer's later
+         * changes (log lines past the end, a new snapshot) are read. */
+        struct stat sb;
+        if (fstatat(st->dirfd, FS_INDEX_FILE, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+            st->index_ino = sb.st_ino;
+            st->index_mtime_ns = mtime_ns_of(&sb);
+        }
+        st->log_offset = fstatat(st->dirfd, FS_LOG_FILE, &sb, AT_SYMLINK_NOFOLLOW) == 0
+                             ? sb.st_size
+                             : 0;
     }
     fs_index_unlock(st);
     return rc;

@@ -23,8 +23,21 @@
 
 int fs_errno(int err, const char *what, const char *name)
 {
-    return tape_error_set(err == ENOSPC || err == EDQUOT ? TAPE_ELIMIT : TAPE_EIO,
+    /* Out of space, quota or file size: a limit the caller can act on. */
+    return tape_error_set(err == ENOSPC || err == EDQUOT || err == EFBIG ? TAPE_ELIMIT : TAPE_EIO,
                           "filesystem: %s %s: %s", what, name, strerror(err));
+}
+
+void fs_stamp_of(fs_stamp *out, int dirfd, const char *name)
+{
+    struct stat sb;
+    if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode)) {
+        out->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        out->size = (int64_t)sb.st_size;
+    } else {
+        out->mtime_ns = 0;
+        out->size = -1;
+    }
 }
 
 char *fs_name(const char *id, const char *suffix)

@@ -235,17 +235,33 @@ static int mem_exists(int *out, void *self, const char *id)
     return TAPE_OK;
 }
 
+/* The sink runs without the store's lock: entries are snapshotted (one
+ * reference each) under it, so a sink may call back into this backend or
+ * the core without deadlocking. */
 static int mem_list(void *self, const tape_query *q, tape_entry_sink sink, void *sink_data)
 {
     (void)q; /* the core's matcher filters; entries are cheap to hand out */
     mem_store *m = self;
     pthread_mutex_lock(&m->lock);
+    size_t n = 0;
+    tape_entry **v = m->count > 0 ? malloc(m->count * sizeof *v) : NULL;
+    if (m->count > 0 && v == NULL) {
+        pthread_mutex_unlock(&m->lock);
+        return tape_error_set(TAPE_ENOMEM, "memory: out of memory listing %zu tapes",
+                              (size_t)m->count);
+    }
     for (item *it = m->head; it != NULL; it = it->next) {
-        if (sink(sink_data, it->entry) != 0) {
-            break;
-        }
+        v[n++] = tape_entry_ref(it->entry);
     }
     pthread_mutex_unlock(&m->lock);
+    size_t i = 0;
+    for (; i < n && sink(sink_data, v[i]) == 0; i++) {
+        tape_entry_free(v[i]);
+    }
+    for (; i < n; i++) {
+        tape_entry_free(v[i]);
+    }
+    free(v);
     return TAPE_OK;
 }
 
@@ -324,9 +340,55 @@ static int mem_writer_begin(void **out, void *self, const tape *header)
 }
 
 /* Refresh the stored tape's metadata from the writer's header. */
+static int same_str(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static int same_tags(const tape *a, const tape *b)
+{
+    size_t n = tape_tag_count(a);
+    if (n != tape_tag_count(b)) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(tape_tag_at(a, i), tape_tag_at(b, i)) != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Metadata a recorder learns mid-session (tape_writer_update_meta) reaches
+ * the stored tape at the next append and at the end; unchanged fields
+ * cost a compare. */
+static int sync_learned(tape *t, const tape *header)
+{
+    int rc = TAPE_OK;
+#define SYNC(get, set)                                                                       \
+    if (rc == TAPE_OK && !same_str(get(t), get(header))) rc = set(t, get(header))
+    SYNC(tape_name, tape_set_name);
+    SYNC(tape_description, tape_set_description);
+    SYNC(tape_session_id, tape_set_session_id);
+    SYNC(tape_protocol_version, tape_set_protocol_version);
+    SYNC(tape_transport_json, tape_set_transport_json);
+    SYNC(tape_environment_json, tape_set_environment_json);
+#undef SYNC
+    if (rc == TAPE_OK && !same_tags(t, header)) {
+        while (rc == TAPE_OK && tape_tag_count(t) > 0) {
+            rc = tape_remove_tag(t, tape_tag_at(t, tape_tag_count(t) - 1));
+        }
+        for (size_t i = 0; rc == TAPE_OK && i < tape_tag_count(header); i++) {
+            rc = tape_add_tag(t, tape_tag_at(header, i));
+        }
+    }
+    return rc;
+}
+
 static int sync_meta(item *it, const tape *header)
 {
-    int rc = tape_set_status(it->t, tape_status(header));
+    int rc = sync_learned(it->t, header);
+    if (rc == TAPE_OK) rc = tape_set_status(it->t, tape_status(header));
     if (rc == TAPE_OK) rc = tape_set_updated_at(it->t, tape_updated_at(header));
     if (rc == TAPE_OK) rc = tape_set_finalized_at(it->t, tape_finalized_at(header));
     return rc;
@@ -341,11 +403,13 @@ static int mem_writer_append(void *writer, const tape_frame *f, const tape *head
     if (rc != TAPE_OK) {
         return rc;
     }
-    (void)header;
     pthread_mutex_lock(&m->lock);
     size_t line_len = 0;
     tape_frame_line(f, &line_len);
     rc = check_size(m, w->it->id, w->it->bytes + line_len + 1);
+    if (rc == TAPE_OK) {
+        rc = sync_learned(w->it->t, header);
+    }
     if (rc == TAPE_OK) {
         rc = tape_push_frame(w->it->t, copy);
     }

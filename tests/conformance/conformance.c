@@ -2806,6 +2806,140 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
+/* Case: a listing says what a load says                               */
+/* ------------------------------------------------------------------ */
+
+/* Every listed entry's stats and learned metadata equal those of the tape
+ * a load returns, so a query term (min_duration_ms, min_frames) gives the
+ * same answer in every store: saved tapes, finished and unfinished
+ * recordings, a recording whose metadata changed mid-session. */
+static void tc_check_listing_matches_load(tc_ctx *c, int line, tape_store *s)
+{
+    tape_result *r = NULL;
+    int rc = tape_store_query(&r, s, NULL);
+    if (rc != TAPE_OK) {
+        tc_fail(c, line, "tape_store_query returned %s", tape_strerror(rc));
+        return;
+    }
+    for (size_t i = 0; i < tape_result_count(r); i++) {
+        const tape_entry *e = tape_result_at(r, i);
+        tape *t = NULL;
+        rc = tape_store_load(&t, s, tape_entry_id(e));
+        if (rc != TAPE_OK) {
+            tc_fail(c, line, "listed tape \"%s\" does not load: %s (%s)", tc_s(tape_entry_id(e)),
+                    tape_strerror(rc), tape_errmsg());
+            continue;
+        }
+        tape_stats le = TAPE_STATS_INIT, lo = TAPE_STATS_INIT;
+        tape_entry_get_stats(&le, e);
+        tape_get_stats(&lo, t);
+        if (le.frame_count != lo.frame_count || le.duration_ms != lo.duration_ms ||
+            le.last_sequence != lo.last_sequence || le.client_to_server != lo.client_to_server ||
+            le.server_to_client != lo.server_to_client || le.error_count != lo.error_count ||
+            le.correlation_count != lo.correlation_count) {
+            tc_fail(c, line,
+                    "tape \"%s\": listed stats (frames %" PRIu64 ", duration %" PRId64
+                    ", last seq %" PRIu64 ", errors %" PRIu64 ", correlations %" PRIu64
+                    ") differ from loaded (frames %" PRIu64 ", duration %" PRId64
+                    ", last seq %" PRIu64 ", errors %" PRIu64 ", correlations %" PRIu64 ")",
+                    tape_entry_id(e), le.frame_count, le.duration_ms, le.last_sequence,
+                    le.error_count, le.correlation_count, lo.frame_count, lo.duration_ms,
+                    lo.last_sequence, lo.error_count, lo.correlation_count);
+        }
+        if (!tc_streq(tape_entry_name(e), tape_name(t)) ||
+            tape_entry_status(e) != tape_status(t) ||
+            tape_entry_tag_count(e) != tape_tag_count(t)) {
+            tc_fail(c, line, "tape \"%s\": listed name/status/tags (%s, %d, %zu tags) differ from "
+                    "loaded (%s, %d, %zu tags)",
+                    tape_entry_id(e), tc_s(tape_entry_name(e)), tape_entry_status(e),
+                    tape_entry_tag_count(e), tc_s(tape_name(t)), tape_status(t),
+                    tape_tag_count(t));
+        }
+        tape_free(t);
+    }
+    tape_result_free(r);
+}
+
+static void case_listing_matches_load(tc_ctx *c)
+{
+    tape_store *s = NULL;
+    tape *t = NULL, *meta = NULL;
+    tape_writer *w = NULL, *open_w = NULL;
+
+    TC_OPEN(&s);
+    for (unsigned int i = 0; i < 4; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "agree-%u", i);
+        REQUIRE_OK(tape_new(&t, id));
+        for (unsigned int j = 0; j < i * 3; j++) {
+            REQUIRE_OK(tc_add_frame(NULL, t, j % 2 ? TAPE_DIR_SERVER_TO_CLIENT
+                                                   : TAPE_DIR_CLIENT_TO_SERVER,
+                                    (int64_t)(j * 37 + i), j % 5 == 4
+                                        ? "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-1,"
+                                          "\"message\":\"x\"}}"
+                                        : "{\"jsonrpc\":\"2.0\",\"method\":\"x\"}",
+                                    0, NULL, NULL, NULL));
+        }
+        if (i == 3) {
+            REQUIRE_OK(tape_add_correlation(t, "c1", 0, 1, 37, "success"));
+        }
+        REQUIRE_OK(tape_store_save(s, t));
+        tape_free(t);
+        t = NULL;
+    }
+    /* A finished recording whose metadata was learned mid-session. */
+    REQUIRE_OK(tape_new(&t, "agree-rec"));
+    REQUIRE_OK(tape_set_name(t, "before initialize"));
+    REQUIRE_OK(tape_store_record(&w, s, t));
+    for (unsigned int i = 0; i < 4; i++) {
+        REQUIRE_OK(tc_writer_append(NULL, w, i));
+    }
+    REQUIRE_OK(tape_new(&meta, "ignored"));
+    REQUIRE_OK(tape_set_name(meta, "client demo 1.0 / server everything 2.0"));
+    REQUIRE_OK(tape_add_tag(meta, "learned"));
+    REQUIRE_OK(tape_writer_update_meta(w, meta));
+    for (unsigned int i = 4; i < 6; i++) {
+        REQUIRE_OK(tc_writer_append(NULL, w, i));
+    }
+    REQUIRE_OK(tape_writer_add_correlation(w, "c0", 0, 1, 1, "success"));
+    REQUIRE_OK(tape_writer_finish(w));
+    tape_writer_free(w);
+    w = NULL;
+    tape_free(t);
+    t = NULL;
+    {
+        tape *back = NULL;
+        REQUIRE_OK(tape_store_load(&back, s, "agree-rec"));
+        EXPECT(tc_streq(tape_name(back), "client demo 1.0 / server everything 2.0") &&
+                   tape_has_tag(back, "learned"),
+               "metadata given with tape_writer_update_meta was not stored (name \"%s\")",
+               tc_s(tape_name(back)));
+        tape_free(back);
+    }
+    /* A recording still open. */
+    REQUIRE_OK(tape_new(&t, "agree-open"));
+    REQUIRE_OK(tape_store_record(&open_w, s, t));
+    for (unsigned int i = 0; i < 3; i++) {
+        REQUIRE_OK(tc_writer_append(NULL, open_w, i));
+    }
+    tc_check_listing_matches_load(c, __LINE__, s);
+    tape_writer_free(open_w); /* abandoned: kept with status recording */
+    open_w = NULL;
+    tc_check_listing_matches_load(c, __LINE__, s);
+    if ((c->native | c->available) & TAPE_CAP_PERSISTENT) {
+        TC_CLOSE(&s);
+        REQUIRE(tc_open_ex(c, __LINE__, &s, 0) == 0, "reopening the store failed");
+        tc_check_listing_matches_load(c, __LINE__, s);
+    }
+out:
+    tape_writer_free(open_w);
+    tape_writer_free(w);
+    tape_free(meta);
+    tape_free(t);
+    TC_CLOSE(&s);
+}
+
+/* ------------------------------------------------------------------ */
 /* Case: concurrency                                                   */
 /* ------------------------------------------------------------------ */
 
@@ -3254,6 +3388,7 @@ static const struct {
     { "writer: states and errors", case_writer_states },
     { "ranged frame reads", case_ranged_reads },
     { "store stats", case_store_stats },
+    { "a listing says what a load says", case_listing_matches_load },
     { "concurrency: 8 threads x 200 tapes", case_concurrency },
     { "NULL arguments", case_null_args },
     { "persistence across reopen", case_persistence },

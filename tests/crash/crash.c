@@ -4,6 +4,7 @@
  *  - every frame acknowledged under durability "always" is there;
  *  - every acknowledged save loads whole;
  *  - no partial line is visible (loads succeed in strict mode);
+ *  - every tape is listed with the stats its frames give;
  *  - no temporary file is left once the store is reopened;
  *  - the index agrees with the meta files.
  * Usage: tape-crash-test [--trials N] [--seed S] [--keep] DIR
@@ -183,6 +184,21 @@ static void verify(int trial, const char *path, const ack *acks, size_t nacks)
             const char *id = tape_entry_id(tape_result_at(r, i));
             if (tape_store_load(&t, s, id) != TAPE_OK) {
                 failf(trial, "listed tape %s does not load: %s", id, tape_errmsg());
+            }
+            /* ...and is listed with the stats its frames give (a killed
+             * recording's meta lags behind its frames). */
+            tape_stats ls = TAPE_STATS_INIT, ts = TAPE_STATS_INIT;
+            if (t != NULL && tape_entry_get_stats(&ls, tape_result_at(r, i)) == TAPE_OK &&
+                tape_get_stats(&ts, t) == TAPE_OK &&
+                (ls.frame_count != ts.frame_count || ls.duration_ms != ts.duration_ms ||
+                 ls.file_size_bytes != ts.file_size_bytes)) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "listed with %llu frames / %llu bytes, loads with "
+                         "%llu / %llu", (unsigned long long)ls.frame_count,
+                         (unsigned long long)ls.file_size_bytes,
+                         (unsigned long long)ts.frame_count,
+                         (unsigned long long)ts.file_size_bytes);
+                failf(trial, "tape %s %s", id, msg);
             }
             tape_free(t);
         }
