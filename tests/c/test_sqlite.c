@@ -1,7 +1,11 @@
 /*
  * SQLite provider: config, the native search against the core's matcher
  * (a differential test over random tapes and queries, paging included),
- * migration from schema version 1, bad files, recording leases.
+ * migration from schema version 1, bad files, recording leases, the line
+ * limit, read-only stores (files hashed before and after), the writer on
+ * a database another connection keeps locked, metadata learned while
+ * recording, listings equal to loads after edits from outside, and text
+ * search over a damaged tape.
  * (The conformance suite covers the general provider contract.)
  */
 #include <stdarg.h>
