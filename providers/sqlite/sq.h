@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SQ_SCHEMA_VERSION 2
+#define SQ_SCHEMA_VERSION 3
 #define SQ_APPLICATION_ID 0x54415045 /* "TAPE" */
 
 #define SQ_SYNC_OFF 0
@@ -27,6 +27,11 @@ typedef struct sq_store {
     int wal;
     int64_t busy_ms;
     int sync;              /* SQ_SYNC_* */
+    size_t max_line;       /* config max_line_bytes: the longest line saved or read */
+    int read_only;         /* config read_only: never write the files */
+    int immutable;         /* read-only, opened with immutable=1 (no -shm existed) */
+    int has_stale;         /* schema >= 3: tapes.stale marks rows edited from outside */
+    int ro_fixed;          /* read-only: temp.fix holds corrected rows; read temp.tv */
     sqlite3 *db;
     sqlite3_stmt **stmts;  /* prepared once, by the S_* index in sqlite.c */
     sq_writer *writers;    /* active writers of this store (their pending frames) */
@@ -35,6 +40,10 @@ typedef struct sq_store {
 /* sqlite.c */
 int sq_err(sq_store *st, int src, const char *what);
 int sq_flush_all(sq_store *st);
+int sq_repair(sq_store *st);
+/* The table of tape rows to read: "tapes", or for a read-only store with
+ * rows corrected in memory the temp view over both. */
+const char *sq_tapes(const sq_store *st);
 int sq_begin_read(sq_store *st);
 void sq_end_read(sq_store *st);
 

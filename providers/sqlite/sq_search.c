@@ -286,7 +286,9 @@ static char *fts_phrase(const char *needle)
 static int build_sql(sq_buf *b, params *p, sq_store *st, const tape_query *q, int64_t sql_limit)
 {
     int rc = TAPE_OK;
-    sq_buf_puts(b, "SELECT t.meta FROM tapes t WHERE 1");
+    sq_buf_puts(b, "SELECT t.meta FROM ");
+    sq_buf_puts(b, sq_tapes(st));
+    sq_buf_puts(b, " t WHERE 1");
     if (tape_query_has(q, TAPE_Q_SESSION_ID)) {
         sq_buf_puts(b, " AND t.session_id = ");
         rc = p_text(b, p, tape_query_string(q, TAPE_Q_SESSION_ID), NULL);
@@ -330,6 +332,8 @@ static int build_sql(sq_buf *b, params *p, sq_store *st, const tape_query *q, in
     }
     if (rc == TAPE_OK && tape_query_has(q, TAPE_Q_TEXT)) {
         const char *needle = tape_query_string(q, TAPE_Q_TEXT);
+        /* unreadable tapes match no text (sq_unreadable reports them) */
+        if (st->has_stale) sq_buf_puts(b, " AND t.stale != 2");
         char *phrase = fts_phrase(needle);
         if (phrase != NULL) {
             sq_buf_puts(b, " AND t.id IN (SELECT f.tape_id FROM frames_fts JOIN frames f ON"
@@ -442,13 +446,56 @@ static int run_page(tape_result **out, int *exhausted, sq_store *st, const tape_
     return TAPE_OK;
 }
 
+/* Text search skips the tapes whose frames cannot be read (as the core's
+ * fallback does): each one the other terms would admit is reported to the
+ * log hook, or fails a strict query. */
+static int sq_unreadable(sq_store *st, const tape_query *q)
+{
+    if (!st->has_stale || !tape_query_has(q, TAPE_Q_TEXT)) return TAPE_OK;
+    sqlite3_stmt *s = NULL;
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT id, meta FROM %s WHERE stale = 2 ORDER BY id", sq_tapes(st));
+    int src = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    int rc = src == SQLITE_OK ? TAPE_OK : sq_err(st, src, "cannot prepare the search");
+    int strict = tape_query_int(q, TAPE_Q_STRICT) != 0;
+    while (rc == TAPE_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(s, 0);
+        tape_entry *e = NULL;
+        if (tape_entry_from_meta(&e, (const char *)sqlite3_column_text(s, 1),
+                                 (size_t)sqlite3_column_bytes(s, 1)) == TAPE_OK &&
+            !tape_query_match_entry(q, e)) {
+            tape_entry_free(e);
+            continue;
+        }
+        tape_entry_free(e);
+        if (strict) {
+            rc = tape_error_set(TAPE_ECORRUPT,
+                                "sqlite \"%s\": tape \"%s\" cannot be read (its frames were "
+                                "changed from outside and are invalid)",
+                                st->path, id);
+        } else {
+            tape_log(TAPE_LOG_WARN,
+                     "sqlite \"%s\": text search skips tape \"%s\", which cannot be read",
+                     st->path, id);
+        }
+    }
+    if (rc == TAPE_OK && src != SQLITE_DONE) rc = sq_err(st, src, "search failed");
+    sqlite3_finalize(s);
+    return rc;
+}
+
 int sq_search(tape_result **out, void *self, const tape_query *q)
 {
     sq_store *st = self;
     int rc = sq_flush_all(st);
+    if (rc == TAPE_OK) rc = sq_repair(st);
     if (rc != TAPE_OK) return rc;
     rc = sq_begin_read(st);
-    if (rc != TAPE_OK) return rc;
+    if (rc == TAPE_OK) rc = sq_unreadable(st, q);
+    if (rc != TAPE_OK) {
+        sq_end_read(st);
+        return rc;
+    }
     /* The SQL is exact, so limit + 1 rows decide the page; should a row be
      * refused by the confirmation, run again with a wider limit. */
     int64_t sql_limit = 0;
