@@ -152,6 +152,9 @@ struct tape {
     uint64_t accounted_bytes; /* lines counted by tape_account_frame only */
     int has_body;             /* 0: frameless; file size starts at size_base */
     uint64_t size_base;
+    int size_tracks_init;     /* frameless: size_base excludes the init line, whose
+                               * current length is added (writer headers, whose
+                               * session id or protocol version may change) */
 
     /* The init line as decoded, written back verbatim until a field it
      * carries changes (then it is rebuilt from the fields + init_extra). */

@@ -297,6 +297,7 @@ int tape_clone(tape **out, const tape *t)
     }
     c->has_body = t->has_body;
     c->size_base = t->size_base;
+    c->size_tracks_init = t->size_tracks_init;
     c->stored_bytes = t->stored_bytes;
     c->accounted_bytes = t->accounted_bytes;
     rc = TAPE_ENOMEM;
@@ -376,9 +377,23 @@ int tape_clone_meta(tape **out, const tape *t)
         tape_free(c);
         return rc;
     }
-    /* The copy's file size starts where the source's is now. */
+    /* The copy's file size starts where the source's is now. When the
+     * source knows its init line (a tape with its body, or such a copy),
+     * the copy keeps counting it anew, so a session id or protocol
+     * version set later (tape_writer_update_meta) changes the size as a
+     * load of the written file would see it. */
     c->has_body = 0;
     c->size_base = st.file_size_bytes;
+    if (t->has_body || t->size_tracks_init) {
+        size_t init_len = 0;
+        rc = tape__init_line_len(&init_len, t);
+        if (rc != TAPE_OK) {
+            tape_free(c);
+            return rc;
+        }
+        c->size_base = st.file_size_bytes - init_len;
+        c->size_tracks_init = 1;
+    }
     *out = c;
     return TAPE_OK;
 }
@@ -915,13 +930,13 @@ int tape_correlation_get(const char **out_id, uint64_t *out_request_seq,
 int tape__stats(tape_stats *out, const tape *t)
 {
     uint64_t size;
-    if (t->has_body) {
+    if (t->has_body || t->size_tracks_init) {
         size_t init_len;
         int rc = tape__init_line_len(&init_len, t);
         if (rc != TAPE_OK) {
             return rc;
         }
-        size = init_len;
+        size = init_len + (t->has_body ? 0 : t->size_base);
     } else {
         size = t->size_base;
     }

@@ -1019,10 +1019,57 @@ static void test_flagged_frame_new(void **state)
     tape_free(h);
 }
 
+
+/* A writer's frameless header counts its init line anew: a session id or
+ * protocol version learned mid-recording changes the size the way the
+ * encoded file changes (issue 7). */
+static void test_frameless_size_follows_init_line(void **state)
+{
+    (void)state;
+    tape *t = NULL, *h = NULL;
+    assert_int_equal(tape_new(&t, "size-1"), TAPE_OK);
+    assert_int_equal(tape_clone_meta(&h, t), TAPE_OK);
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.message = "{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}";
+    for (uint64_t i = 0; i < 3; i++) {
+        tape_frame *f = NULL;
+        assert_int_equal(tape_frame_new(&f, h, i, &d), TAPE_OK);
+        assert_int_equal(tape_account_frame(h, f), TAPE_OK);
+        assert_int_equal(tape_push_frame(t, f), TAPE_OK);
+    }
+    assert_int_equal(tape_set_session_id(h, "learned-session"), TAPE_OK);
+    assert_int_equal(tape_set_protocol_version(h, "2025-06-18"), TAPE_OK);
+    assert_int_equal(tape_set_session_id(t, "learned-session"), TAPE_OK);
+    assert_int_equal(tape_set_protocol_version(t, "2025-06-18"), TAPE_OK);
+    tape_stats sh = TAPE_STATS_INIT, st = TAPE_STATS_INIT;
+    assert_int_equal(tape_get_stats(&sh, h), TAPE_OK);
+    assert_int_equal(tape_get_stats(&st, t), TAPE_OK);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(tape_encode_jsonl(&text, &len, t), TAPE_OK);
+    assert_int_equal(st.file_size_bytes, len);
+    assert_int_equal(sh.file_size_bytes, len);
+    /* A copy of the copy keeps counting. */
+    tape *h2 = NULL;
+    assert_int_equal(tape_clone_meta(&h2, h), TAPE_OK);
+    assert_int_equal(tape_set_session_id(h2, NULL), TAPE_OK);
+    tape_stats s2 = TAPE_STATS_INIT;
+    assert_int_equal(tape_get_stats(&s2, h2), TAPE_OK);
+    assert_int_equal(s2.file_size_bytes + strlen(",\"session_id\":\"learned-session\"") -
+                         strlen(",\"session_id\":null"),
+                     len);
+    tape_string_free(text);
+    tape_free(h2);
+    tape_free(h);
+    tape_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_id_valid),
+        cmocka_unit_test(test_frameless_size_follows_init_line),
         cmocka_unit_test(test_id_invalid),
         cmocka_unit_test(test_new_uuid),
         cmocka_unit_test(test_metadata),

@@ -3013,17 +3013,20 @@ static void tc_check_listing_matches_load(tc_ctx *c, int line, tape_store *s)
             tc_fail(c, line,
                     "tape \"%s\": listed stats (frames %" PRIu64 ", duration %" PRId64
                     ", last seq %" PRIu64 ", errors %" PRIu64 ", correlations %" PRIu64
-                    ") differ from loaded (frames %" PRIu64 ", duration %" PRId64
-                    ", last seq %" PRIu64 ", errors %" PRIu64 ", correlations %" PRIu64 ")",
+                    ", bytes %" PRIu64 ") differ from loaded (frames %" PRIu64
+                    ", duration %" PRId64 ", last seq %" PRIu64 ", errors %" PRIu64
+                    ", correlations %" PRIu64 ", bytes %" PRIu64 ")",
                     tape_entry_id(e), le.frame_count, le.duration_ms, le.last_sequence,
-                    le.error_count, le.correlation_count, lo.frame_count, lo.duration_ms,
-                    lo.last_sequence, lo.error_count, lo.correlation_count);
+                    le.error_count, le.correlation_count, le.file_size_bytes, lo.frame_count,
+                    lo.duration_ms, lo.last_sequence, lo.error_count, lo.correlation_count,
+                    lo.file_size_bytes);
         }
         if (!tc_streq(tape_entry_name(e), tape_name(t)) ||
+            !tc_streq(tape_entry_session_id(e), tape_session_id(t)) ||
             tape_entry_status(e) != tape_status(t) ||
             tape_entry_tag_count(e) != tape_tag_count(t)) {
-            tc_fail(c, line, "tape \"%s\": listed name/status/tags (%s, %d, %zu tags) differ from "
-                    "loaded (%s, %d, %zu tags)",
+            tc_fail(c, line, "tape \"%s\": listed name/status/tags/session (%s, %d, %zu tags) "
+                    "differ from loaded (%s, %d, %zu tags)",
                     tape_entry_id(e), tc_s(tape_entry_name(e)), tape_entry_status(e),
                     tape_entry_tag_count(e), tc_s(tape_name(t)), tape_status(t),
                     tape_tag_count(t));
@@ -3070,6 +3073,8 @@ static void case_listing_matches_load(tc_ctx *c)
     REQUIRE_OK(tape_new(&meta, "ignored"));
     REQUIRE_OK(tape_set_name(meta, "client demo 1.0 / server everything 2.0"));
     REQUIRE_OK(tape_add_tag(meta, "learned"));
+    REQUIRE_OK(tape_set_session_id(meta, "session-learned-from-initialize"));
+    REQUIRE_OK(tape_set_protocol_version(meta, "2025-06-18"));
     REQUIRE_OK(tape_writer_update_meta(w, meta));
     for (unsigned int i = 4; i < 6; i++) {
         REQUIRE_OK(tc_writer_append(NULL, w, i));
