@@ -246,7 +246,10 @@ typedef struct tape_backend_ops {
     /** Record a correlation (index `i` of header's correlations). */
     int (*writer_correlate)(void *writer, const tape *header, size_t i);
     /** finalize != 0: the tape is finished (status finalized in header);
-     *  0: abandoned (keep what was appended). Frees the writer either way. */
+     *  0: abandoned (keep what was appended, release the lease). Frees the
+     *  writer either way, except when ops.flags has TAPE_CAP_WRITER_RETRY
+     *  and a finalize fails: then the writer is kept, and the core calls
+     *  writer_end again (1 to retry, 0 to abandon). */
     int (*writer_end)(void *writer, const tape *header, int finalize);
 
     /* Streaming ranged reads: all three or none. */

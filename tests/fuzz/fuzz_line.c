@@ -20,10 +20,30 @@ static void check_frame(const tape_frame *f)
     FUZZ_CHECK(line != NULL && strlen(line) == llen, "line is a NUL-terminated string of its length");
     FUZZ_CHECK(memchr(line, '\n', llen) == NULL, "a frame line holds no newline");
     int err = tape_frame_is_error(f);
+    int rc_over;
     FUZZ_CHECK(err == 0 || err == 1, "is_error is 0 or 1");
     (void)tape_frame_seq(f);
     (void)tape_frame_ts(f);
     (void)tape_frame_correlation_id(f);
+    unsigned int flags = tape_frame_flags(f);
+    FUZZ_CHECK((flags & ~(TAPE_FRAME_INVALID_JSON | TAPE_FRAME_OVERSIZE)) == 0,
+               "frame flags hold only known bits");
+    size_t rlen = 0;
+    const char *raw = tape_frame_raw(f, &rlen);
+    FUZZ_CHECK(raw != NULL, "a frame has raw bytes");
+    if (flags != 0) {
+        FUZZ_CHECK(mlen >= 2 && msg[0] == '"' && msg[mlen - 1] == '"',
+                   "a flagged frame's message is a JSON string");
+        FUZZ_CHECK(err == 0, "a flagged frame is never an error frame");
+    }
+    uint64_t olen = 0;
+    const char *digest = NULL;
+    rc_over = tape_frame_oversize_info(&olen, &digest, f);
+    FUZZ_CHECK((rc_over == TAPE_OK) == ((flags & TAPE_FRAME_OVERSIZE) != 0),
+               "oversize info exactly for oversize frames");
+    if (rc_over == TAPE_OK) {
+        FUZZ_CHECK(digest != NULL && strlen(digest) == 64, "an oversize digest is 64 hex digits");
+    }
 
     tape_frame *copy = NULL;
     int rc = tape_frame_clone(&copy, f);
@@ -35,6 +55,11 @@ static void check_frame(const tape_frame *f)
     const char *cline = tape_frame_line(copy, &clen);
     FUZZ_CHECK(clen == llen && memcmp(cline, line, llen) == 0, "a clone has the same line");
     FUZZ_CHECK(tape_frame_seq(copy) == tape_frame_seq(f), "a clone has the same seq");
+    FUZZ_CHECK(tape_frame_flags(copy) == flags, "a clone has the same flags");
+    size_t crlen = 0;
+    const char *craw = tape_frame_raw(copy, &crlen);
+    FUZZ_CHECK(craw != NULL && crlen == rlen && memcmp(craw, raw, rlen) == 0,
+               "a clone has the same raw bytes");
     tape_frame_free(copy);
 }
 
