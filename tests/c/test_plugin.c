@@ -252,6 +252,19 @@ static void test_init_failure_without_message(void **state)
     tape_registry_free(reg);
 }
 
+/* An init returning a code outside the API: TAPE_EPROVIDER, keeping the
+ * plugin's message (it returned 7 as such before, issue 7). */
+static void test_init_unknown_code(void **state)
+{
+    (void)state;
+    tape_registry *reg = NULL;
+    assert_int_equal(tape_registry_new(&reg), TAPE_OK);
+    assert_int_equal(tape_registry_load_plugin(reg, TAPE_BAD_PLUGIN_INIT_SEVEN), TAPE_EPROVIDER);
+    assert_int_equal(tape_errcode(), TAPE_EPROVIDER);
+    assert_msg_has("returned unknown code 7: bad plugin: the script raised");
+    tape_registry_free(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_abi_zero_is_einval),
         cmocka_unit_test(test_init_failure_keeps_plugin_message),
         cmocka_unit_test(test_init_failure_without_message),
+        cmocka_unit_test(test_init_unknown_code),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
  *   BAD_ABI=N        tape_plugin_abi = N (0, or newer than the host knows)
  *   BAD_INIT_FAILS   init sets TAPE_ECONFIG with a message and fails
  *   BAD_INIT_SILENT  init fails with TAPE_EIO without setting a message
+ *   BAD_INIT_SEVEN   init returns 7, a code outside the API, with a message
  *
  * Every init that runs registers the provider "bad-plugin-ran" first, so
  * a test can see whether the host ran code it should have refused.
@@ -51,6 +52,9 @@ int tape_plugin_init(tape_registry *reg, unsigned int abi_version)
     return tape_error_set(TAPE_ECONFIG, "bad plugin: setting \"region\" is missing");
 #elif defined(BAD_INIT_SILENT)
     return TAPE_EIO;
+#elif defined(BAD_INIT_SEVEN)
+    tape_error_set(TAPE_EIO, "bad plugin: the script raised");
+    return 7;
 #else
     return TAPE_OK;
 #endif

@@ -7,7 +7,8 @@ set(TAPE_BAD_PLUGINS
   "ABI_ZERO:BAD_ABI=0"
   "ABI_TOO_NEW:BAD_ABI=(TAPE_PLUGIN_ABI_VERSION+1)"
   "INIT_FAILS:BAD_INIT_FAILS"
-  "INIT_SILENT:BAD_INIT_SILENT")
+  "INIT_SILENT:BAD_INIT_SILENT"
+  "INIT_SEVEN:BAD_INIT_SEVEN")
 foreach(variant ${TAPE_BAD_PLUGINS})
   string(FIND "${variant}" ":" colon)
   string(SUBSTRING "${variant}" 0 ${colon} vname)
