@@ -241,6 +241,8 @@ char *tape__json_line(const cJSON *obj, size_t *out_len);
 int tape__init_line(char **out, size_t *out_len, const tape *t);
 /* Length of the init line with '\n' without building it when kept. */
 int tape__init_line_len(size_t *out, const tape *t);
+/* Undo the last tape_add_correlation on t (tape.c). */
+void tape__drop_last_correlation(tape *t);
 /* Build a correlation line (no newline). */
 char *tape__corr_line(size_t *out_len, const char *id, uint64_t req, uint64_t resp,
                       int64_t rtt, const char *status);

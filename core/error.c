@@ -13,6 +13,10 @@
  * script provider's traceback fits. */
 static _Thread_local int last_code = TAPE_OK;
 static _Thread_local char last_msg[TAPE__MSG_MAX] = "no error";
+/* Counts every error set on this thread: a provider call compares it
+ * before and after to tell a fresh message from a stale one, without
+ * clearing what the caller may still want to read. */
+static _Thread_local unsigned long last_seq;
 
 int tape_version(void)
 {
@@ -82,6 +86,7 @@ static void set_text(int code, const char *text, size_t len)
 {
     tape__copy_text(last_msg, sizeof last_msg, text, len);
     last_code = code;
+    last_seq++;
 }
 
 int tape_error_setv(int code, const char *fmt, va_list ap)
@@ -115,18 +120,21 @@ int tape_error_set_message(int code, const char *msg)
     if (msg == NULL) {
         msg = tape_strerror(code);
     }
-    if (msg == last_msg) {
+    if (msg >= last_msg && msg < last_msg + sizeof last_msg) {
+        /* Part of the current message: move it down, then mark it. */
+        size_t len = strlen(msg);
+        memmove(last_msg, msg, len + 1);
         last_code = code;
+        last_seq++;
         return code;
     }
     set_text(code, msg, strlen(msg));
     return code;
 }
 
-void tape__error_clear(void)
+unsigned long tape__error_mark(void)
 {
-    last_code = TAPE_OK;
-    memcpy(last_msg, "no error", sizeof "no error");
+    return last_seq;
 }
 
 void tape__error_save(tape__saved_error *e)
@@ -139,6 +147,7 @@ void tape__error_restore(const tape__saved_error *e)
 {
     last_code = e->code;
     memcpy(last_msg, e->msg, strlen(e->msg) + 1);
+    last_seq++;
 }
 
 int tape__oom(void)
@@ -147,17 +156,18 @@ int tape__oom(void)
 }
 
 /* Normalise a code a provider function returned (an op, validate, create,
- * a plugin's init). The message the provider set is kept, prefixed with
- * who said it; an unknown code becomes TAPE_EPROVIDER, still carrying the
- * provider's words; TAPE_DONE passes only where allow_done says so. The
- * caller cleared the error before the call, so a message left over from
- * an earlier failure is never reported as this one's. */
-int tape__provider_rc(int rc, const char *who, const char *op, int allow_done)
+ * a plugin's init). The message the provider set is kept as it is; an
+ * unknown code becomes TAPE_EPROVIDER, still carrying the provider's
+ * words; TAPE_DONE passes only where allow_done says so. `mark` is
+ * tape__error_mark() from before the call: a message set earlier is never
+ * reported as this one's. */
+int tape__provider_rc(int rc, const char *who, const char *op, int allow_done,
+                      unsigned long mark)
 {
     if (rc == TAPE_OK || (rc == TAPE_DONE && allow_done)) {
         return rc;
     }
-    int set = last_code != TAPE_OK;
+    int set = last_seq != mark;
     if (rc > 0 || rc < TAPE_ESTATE) {
         if (set) {
             return tape_error_set(TAPE_EPROVIDER, "%s: %s returned unknown code %d: %s", who, op,
@@ -175,35 +185,45 @@ int tape__provider_rc(int rc, const char *who, const char *op, int allow_done)
 /* ----------------------------------------------------------- logging */
 
 /* The hook and its userdata change together, rarely. A call copies them
- * and counts itself in its generation's bucket under the lock, then runs
- * the hook without the lock. tape_log_set swaps the hook and waits until
- * no call of the old one is in flight, so a binding may release the old
- * callable as soon as it returns. From inside a hook it cannot wait for
- * itself (nor for another hook that waits for it), so there it does not
- * wait at all. New calls never enter a bucket being waited for: no
- * starvation. */
+ * and counts itself in the current bucket under the lock, then runs the
+ * hook without the lock. tape_log_set swaps the hook, moves new calls to
+ * the other bucket and waits until the old bucket is empty, so a binding
+ * may release the old callable as soon as it returns. One such setter
+ * runs at a time, so no new call ever enters a bucket being waited for
+ * (no starvation). From inside a hook a setter cannot wait (for itself, or
+ * for a hook that waits for it): it replaces the hook in place and
+ * returns at once. */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t log_cv = PTHREAD_COND_INITIALIZER;
 static tape_log_fn log_fn;
 static void *log_ud;
 static unsigned long log_count[2];
 static int log_cur;
+static int log_setting; /* a setter is swapping and waiting */
 static _Thread_local unsigned long log_depth; /* hook calls running on this thread */
 
 void tape_log_set(tape_log_fn fn, void *userdata)
 {
     pthread_mutex_lock(&log_mu);
-    int waits = log_depth == 0;
-    while (waits && log_count[1 - log_cur] > 0) {
-        pthread_cond_wait(&log_cv, &log_mu); /* a hook before last, set from a hook */
+    if (log_depth > 0) {
+        log_fn = fn;
+        log_ud = userdata;
+        pthread_mutex_unlock(&log_mu);
+        return;
     }
+    while (log_setting) {
+        pthread_cond_wait(&log_cv, &log_mu);
+    }
+    log_setting = 1;
     log_fn = fn;
     log_ud = userdata;
     int old = log_cur;
-    log_cur = 1 - log_cur;
-    while (waits && log_count[old] > 0) {
+    log_cur = 1 - old;
+    while (log_count[old] > 0) {
         pthread_cond_wait(&log_cv, &log_mu);
     }
+    log_setting = 0;
+    pthread_cond_broadcast(&log_cv);
     pthread_mutex_unlock(&log_mu);
 }
 
@@ -240,7 +260,7 @@ void tape_log(int level, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    if (n >= (int)sizeof buf) {
+    if (n >= TAPE__MSG_MAX) {
         char cut[TAPE__MSG_MAX];
         tape__copy_text(cut, sizeof cut, buf, sizeof buf - 1);
         log_emit(level, cut);

@@ -23,9 +23,10 @@ int tape__oom(void);
 /* Copy len bytes of src into dst (size bytes), cut at a UTF-8 character
  * boundary and marked "..." when it does not fit. */
 void tape__copy_text(char *dst, size_t size, const char *src, size_t len);
-/* Reset this thread's error to TAPE_OK, "no error" (before a provider
- * call, so a message it did not set is never taken for its own). */
-void tape__error_clear(void);
+/* A mark of this thread's error state: it changes whenever an error is
+ * set. Taken before a provider call, it tells tape__provider_rc whether
+ * the provider set a message of its own, without clearing anything. */
+unsigned long tape__error_mark(void);
 /* This thread's error, kept across cleanup that may overwrite it. */
 typedef struct tape__saved_error {
     int code;
@@ -34,8 +35,10 @@ typedef struct tape__saved_error {
 void tape__error_save(tape__saved_error *e);
 void tape__error_restore(const tape__saved_error *e);
 /* Normalise the code a provider function returned (see error.c). `who`
- * names the provider ("provider \"x\""), `op` the function. */
-int tape__provider_rc(int rc, const char *who, const char *op, int allow_done);
+ * names the provider ("provider \"x\""), `op` the function, `mark` is
+ * tape__error_mark() from before the call. */
+int tape__provider_rc(int rc, const char *who, const char *op, int allow_done,
+                      unsigned long mark);
 
 /* Wall clock in ms since the Unix epoch. */
 int64_t tape__now_ms(void);

@@ -436,8 +436,9 @@ int tape_registry_load_plugin(tape_registry *reg, const char *path)
     tape_plugin_init_fn init;
     /* POSIX guarantees a data pointer from dlsym converts to a function pointer. */
     memcpy(&init, &sym, sizeof init);
-    char who[300];
-    snprintf(who, sizeof who, "plugin %.256s", path);
-    tape__error_clear();
-    return tape__provider_rc(init(reg, TAPE_PLUGIN_ABI_VERSION), who, TAPE_PLUGIN_ENTRY, 0);
+    char who[4200]; /* a whole path: a cut could split a UTF-8 character */
+    snprintf(who, sizeof who, "plugin %s", path);
+    unsigned long mark = tape__error_mark();
+    return tape__provider_rc(init(reg, TAPE_PLUGIN_ABI_VERSION), who, TAPE_PLUGIN_ENTRY, 0,
+                             mark);
 }

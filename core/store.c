@@ -73,6 +73,7 @@ struct tape_frame_iter {
 typedef struct call_frame {
     const tape_store *s;
     const char *op;
+    unsigned long mark; /* the error state before the op (see checked) */
     struct call_frame *up;
 } call_frame;
 static _Thread_local call_frame *tls_calls;
@@ -97,8 +98,9 @@ static int reentry_error(const tape_store *s, const call_frame *c, const char *o
                           s->serialize ? "serialises" : "is still opening");
 }
 
-/* Begin a call of backend op `op`. Clears this thread's error, so what the
- * op leaves there is its own. */
+/* Begin a call of backend op `op`, noting the error state so that only a
+ * message the op sets is taken for its own (nothing is cleared: a caller
+ * may still read the previous error). */
 static int call_begin(tape_store *s, call_frame *f, const char *op)
 {
     const call_frame *c = running_in(s, s->serialize);
@@ -110,9 +112,9 @@ static int call_begin(tape_store *s, call_frame *f, const char *op)
     }
     f->s = s;
     f->op = op;
+    f->mark = tape__error_mark();
     f->up = tls_calls;
     tls_calls = f;
-    tape__error_clear();
     return TAPE_OK;
 }
 
@@ -136,9 +138,9 @@ static void call_begin_release(tape_store *s, call_frame *f, const char *op)
     }
     f->s = nested ? NULL : s; /* NULL: call_end_release does not unlock */
     f->op = op;
+    f->mark = tape__error_mark();
     f->up = tls_calls;
     tls_calls = f;
-    tape__error_clear();
 }
 
 static void call_end_release(tape_store *s, call_frame *f)
@@ -151,9 +153,9 @@ static void call_end_release(tape_store *s, call_frame *f)
 
 /* What the op returned, normalised: its own message kept, an unknown
  * code mapped to TAPE_EPROVIDER, TAPE_DONE refused outside frames_next. */
-static int checked(const tape_store *s, int rc, const char *op)
+static int checked(const tape_store *s, int rc, const call_frame *f)
 {
-    return tape__provider_rc(rc, s->who, op, strcmp(op, "frames_next") == 0);
+    return tape__provider_rc(rc, s->who, f->op, strcmp(f->op, "frames_next") == 0, f->mark);
 }
 
 static int ensure_open(tape_store *s)
@@ -172,7 +174,7 @@ static int ensure_open(tape_store *s)
             call_frame f;
             rc = call_begin(s, &f, "open");
             if (rc == TAPE_OK) {
-                rc = checked(s, s->ops->open(s->self), "open");
+                rc = checked(s, s->ops->open(s->self), &f);
                 call_end(s, &f);
             }
         }
@@ -356,17 +358,20 @@ static int store_open_config(tape_store **out, tape_registry *reg, const char *p
     char who[96];
     snprintf(who, sizeof who, "provider \"%s\"", p->name);
     if (p->validate != NULL) {
-        tape__error_clear();
-        rc = tape__provider_rc(p->validate(p->userdata, cfg), who, "validate", 0);
+        unsigned long mark = tape__error_mark();
+        rc = tape__provider_rc(p->validate(p->userdata, cfg), who, "validate", 0, mark);
         if (rc != TAPE_OK) {
-            tape_provider_info_free(info);
+            tape__saved_error e;
+            tape__error_save(&e);
+            tape_provider_info_free(info); /* may run destroy */
+            tape__error_restore(&e);
             return rc;
         }
     }
     const tape_backend_ops *ops = NULL;
     void *self = NULL;
-    tape__error_clear();
-    rc = tape__provider_rc(p->create(&ops, &self, p->userdata, cfg), who, "create", 0);
+    unsigned long mark = tape__error_mark();
+    rc = tape__provider_rc(p->create(&ops, &self, p->userdata, cfg), who, "create", 0, mark);
     if (rc == TAPE_OK && ops == NULL) {
         rc = tape_error_set(TAPE_EPROVIDER, "%s: create returned no backend", who);
     }
@@ -492,13 +497,11 @@ static int store_unref(tape_store *s)
     if (s->ops->close != NULL && atomic_load(&s->opened)) {
         call_frame f;
         call_begin_release(s, &f, "close");
-        rc = checked(s, s->ops->close(s->self), "close");
+        rc = checked(s, s->ops->close(s->self), &f);
         call_end_release(s, &f);
     }
-    tape__saved_error e;
-    if (rc != TAPE_OK) {
-        tape__error_save(&e);
-    }
+    tape__saved_error e; /* close's error, or the caller's: free and destroy keep it */
+    tape__error_save(&e);
     s->ops->free(s->self);
     pthread_mutex_destroy(&s->call_lock);
     pthread_mutex_destroy(&s->open_lock);
@@ -506,9 +509,7 @@ static int store_unref(tape_store *s)
     free(s->claims); /* empty: every writer and every call held a reference */
     tape_provider_info_free(s->prov);
     free(s);
-    if (rc != TAPE_OK) {
-        tape__error_restore(&e);
-    }
+    tape__error_restore(&e);
     return rc;
 }
 
@@ -517,11 +518,20 @@ int tape_store_close(tape_store *s)
     return s == NULL ? TAPE_OK : store_unref(s);
 }
 
+/* The free functions report nothing, so they leave this thread's error as
+ * they found it: a binding's finalizer may run between a failing call and
+ * the read of its message. */
 void tape_store_free(tape_store *s)
 {
-    if (s != NULL && store_unref(s) != TAPE_OK) {
+    if (s == NULL) {
+        return;
+    }
+    tape__saved_error e;
+    tape__error_save(&e);
+    if (store_unref(s) != TAPE_OK) {
         tape_log(TAPE_LOG_ERROR, "closing store: %s", tape_errmsg());
     }
+    tape__error_restore(&e);
 }
 
 const char *tape_store_provider(const tape_store *s)
@@ -554,7 +564,7 @@ int tape_store_capabilities(unsigned int *out_native, unsigned int *out_availabl
         call_frame f_;                                                                       \
         (rc) = call_begin((s), &f_, (opname));                                               \
         if ((rc) == TAPE_OK) {                                                               \
-            (rc) = checked((s), (expr), (opname));                                           \
+            (rc) = checked((s), (expr), &f_);                                                \
             call_end((s), &f_);                                                              \
         }                                                                                    \
     } while (0)
@@ -1028,14 +1038,27 @@ int tape_writer_add_correlation(tape_writer *w, const char *id, uint64_t request
         return rc;
     }
     if (!fallback_writer(w->s)) {
-        CALL(rc, w->s, "writer_correlate",
-             w->s->ops->writer_correlate(w->native, w->header,
-                                         tape_correlation_count(w->header) - 1));
+        call_frame f;
+        rc = call_begin(w->s, &f, "writer_correlate");
+        if (rc != TAPE_OK) {
+            /* Refused before the backend saw it: undo, the writer goes on. */
+            tape__drop_last_correlation(w->header);
+            return rc;
+        }
+        rc = checked(w->s,
+                     w->s->ops->writer_correlate(w->native, w->header,
+                                                 tape_correlation_count(w->header) - 1),
+                     &f);
+        call_end(w->s, &f);
     } else {
         rc = tape_add_correlation(w->buffer, id, request_seq, response_seq, rtt_ms, status);
+        if (rc != TAPE_OK) {
+            tape__drop_last_correlation(w->header); /* out of memory: not recorded */
+            return rc;
+        }
     }
     if (rc != TAPE_OK) {
-        w->failed = 1;
+        w->failed = 1; /* the backend's state is unknown */
     }
     return rc;
 }
@@ -1067,30 +1090,23 @@ int tape_writer_update_meta(tape_writer *w, const tape *meta)
     if (meta == NULL) {
         return tape_error_set(TAPE_EINVAL, "tape_writer_update_meta: meta is NULL");
     }
-    /* All or nothing: build the new header (and buffer) aside, then swap. */
-    tape *header = NULL;
-    rc = tape_clone_meta(&header, w->header);
+    /* Tried on a frameless copy first, so a value the setters refuse
+     * changes nothing; then applied in place, so the header keeps its
+     * correlations and stats. Only running out of memory midway can leave
+     * part of the update applied. */
+    tape *probe = NULL;
+    rc = tape_clone_meta(&probe, w->header);
     if (rc == TAPE_OK) {
-        rc = copy_learned_meta(header, meta);
+        rc = copy_learned_meta(probe, meta);
+    }
+    tape_free(probe);
+    if (rc == TAPE_OK) {
+        rc = copy_learned_meta(w->header, meta);
     }
     if (rc == TAPE_OK && w->buffer != NULL) {
-        tape *probe = NULL;
-        rc = tape_clone_meta(&probe, w->buffer); /* the buffer's setters only copy strings */
-        if (rc == TAPE_OK) {
-            rc = copy_learned_meta(probe, meta);
-        }
-        tape_free(probe);
-        if (rc == TAPE_OK) {
-            rc = copy_learned_meta(w->buffer, meta);
-        }
+        rc = copy_learned_meta(w->buffer, meta);
     }
-    if (rc != TAPE_OK) {
-        tape_free(header);
-        return rc;
-    }
-    tape_free(w->header);
-    w->header = header;
-    return TAPE_OK;
+    return rc;
 }
 
 /* Ends the recording; finalize = 0 abandons (frames so far stay, status
@@ -1113,6 +1129,18 @@ static int writer_end(tape_writer *w, int finalize)
         return rc; /* nothing was ended: the writer stays as it was */
     }
     int keeps = fallback_writer(s) || (s->ops->flags & TAPE_CAP_WRITER_RETRY);
+    if (finalize) {
+        /* A finish refused before reaching the backend (re-entry) leaves
+         * the writer exactly as it was. */
+        call_frame probe;
+        int begin_rc = call_begin(s, &probe, fallback_writer(s) ? "save" : "writer_end");
+        if (begin_rc != TAPE_OK) {
+            tape_set_status(target, TAPE_STATUS_RECORDING);
+            tape_set_finalized_at(target, TAPE_TIME_NONE);
+            return begin_rc;
+        }
+        call_end(s, &probe);
+    }
     if (!fallback_writer(s)) {
         int end_rc;
         if (finalize) {
@@ -1120,7 +1148,7 @@ static int writer_end(tape_writer *w, int finalize)
         } else {
             call_frame f;
             call_begin_release(s, &f, "writer_end");
-            end_rc = checked(s, s->ops->writer_end(w->native, w->header, 0), "writer_end");
+            end_rc = checked(s, s->ops->writer_end(w->native, w->header, 0), &f);
             call_end_release(s, &f);
         }
         if (end_rc == TAPE_OK || !finalize || !keeps) {
@@ -1135,7 +1163,7 @@ static int writer_end(tape_writer *w, int finalize)
         } else {
             call_frame f;
             call_begin_release(s, &f, "save");
-            save_rc = checked(s, s->ops->save(s->self, w->buffer), "save");
+            save_rc = checked(s, s->ops->save(s->self, w->buffer), &f);
             call_end_release(s, &f);
         }
         if (save_rc == TAPE_OK || !finalize) {
@@ -1163,15 +1191,13 @@ void tape_writer_free(tape_writer *w)
     if (w == NULL) {
         return;
     }
-    if (!w->finished) {
-        tape__saved_error e;
-        tape__error_save(&e);
-        if (writer_end(w, 0) != TAPE_OK) {
-            tape_log(TAPE_LOG_ERROR, "abandoning recording of tape \"%s\": %s",
-                     tape_id(w->header), tape_errmsg());
-        }
-        tape__error_restore(&e);
+    tape__saved_error e;
+    tape__error_save(&e);
+    if (!w->finished && writer_end(w, 0) != TAPE_OK) {
+        tape_log(TAPE_LOG_ERROR, "abandoning recording of tape \"%s\": %s", tape_id(w->header),
+                 tape_errmsg());
     }
+    tape__error_restore(&e);
     tape_store_free(w->s);
     tape_free(w->header);
     tape_free(w->buffer);

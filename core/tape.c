@@ -890,6 +890,27 @@ int tape_add_correlation(tape *t, const char *id, uint64_t request_seq, uint64_t
     return rc;
 }
 
+/* Undo the last tape_add_correlation (its record and its line). */
+void tape__drop_last_correlation(tape *t)
+{
+    if (t->ncorrs == 0) {
+        return;
+    }
+    tape_corr *k = &t->corrs[--t->ncorrs];
+    t->correlation_count--;
+    if (!k->in_arena) {
+        free(k->id);
+        free(k->status);
+    }
+    if (k->xline == t->nxlines - 1) {
+        tape_xline *x = &t->xlines[--t->nxlines];
+        t->stored_bytes -= x->len + 1;
+        if (!x->in_arena) {
+            free(x->text);
+        }
+    }
+}
+
 size_t tape_correlation_count(const tape *t)
 {
     return t == NULL ? 0 : t->ncorrs;

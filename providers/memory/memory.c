@@ -408,14 +408,20 @@ static int mem_writer_append(void *writer, const tape_frame *f, const tape *head
     tape_frame_line(f, &line_len);
     rc = check_size(m, w->it->id, w->it->bytes + line_len + 1);
     if (rc == TAPE_OK) {
-        rc = sync_learned(w->it->t, header);
-    }
-    if (rc == TAPE_OK) {
         rc = tape_push_frame(w->it->t, copy);
     }
     if (rc == TAPE_OK) {
         copy = NULL;
-        rc = item_refresh(m, w->it);
+        /* The frame is stored: this append succeeds; the learned
+         * metadata is applied again at the next append and at the end. */
+        if (sync_learned(w->it->t, header) != TAPE_OK) {
+            tape_log(TAPE_LOG_WARN, "memory: tape \"%s\": learned metadata not applied yet: %s",
+                     w->it->id, tape_errmsg());
+        }
+    }
+    if (copy == NULL) {
+        int refresh_rc = item_refresh(m, w->it);
+        rc = rc != TAPE_OK ? rc : refresh_rc;
         touch(m, w->it);
         evict(m, w->it);
     }

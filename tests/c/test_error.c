@@ -101,6 +101,10 @@ static void test_verbatim_setters(void **state)
     tape_error_set_message(TAPE_EBUSY, tape_errmsg());
     assert_string_equal(tape_errmsg(), "TAPE_EIO");
     assert_int_equal(tape_errcode(), TAPE_EBUSY);
+    /* A tail of its own message (overlapping copy). */
+    tape_error_set_message(TAPE_EIO, "prefix: the part to keep");
+    tape_error_set_message(TAPE_EPROVIDER, tape_errmsg() + 8);
+    assert_string_equal(tape_errmsg(), "the part to keep");
 }
 
 static void test_strerror_names(void **state)
@@ -226,29 +230,42 @@ static void test_log_set_waits_for_calls_in_flight(void **state)
 static void test_provider_rc(void **state)
 {
     (void)state;
-    /* No message set by the provider: a generic one, never a stale one. */
-    tape__error_clear();
-    assert_int_equal(tape__provider_rc(TAPE_EIO, "provider \"p\"", "load", 0), TAPE_EIO);
+    const char *who = "provider \"p\"";
+    /* No message set by the provider: a generic one, never a stale one
+     * (the earlier failure had the same code). */
+    tape_error_set(TAPE_EIO, "stale: from an earlier call");
+    unsigned long mark = tape__error_mark();
+    assert_int_equal(tape__provider_rc(TAPE_EIO, who, "load", 0, mark), TAPE_EIO);
     assert_string_equal(tape_errmsg(), "provider \"p\": load failed (TAPE_EIO)");
     /* Its own message kept under its code. */
-    tape__error_clear();
+    mark = tape__error_mark();
     tape_error_set(TAPE_ENOTFOUND, "no tape \"x\"");
-    assert_int_equal(tape__provider_rc(TAPE_ENOTFOUND, "provider \"p\"", "load", 0),
-                     TAPE_ENOTFOUND);
+    assert_int_equal(tape__provider_rc(TAPE_ENOTFOUND, who, "load", 0, mark), TAPE_ENOTFOUND);
     assert_string_equal(tape_errmsg(), "no tape \"x\"");
+    /* ...even when it set another code than it returned. */
+    mark = tape__error_mark();
+    tape_error_set(TAPE_EIO, "disk gone");
+    assert_int_equal(tape__provider_rc(TAPE_EBUSY, who, "save", 0, mark), TAPE_EBUSY);
+    assert_int_equal(tape_errcode(), TAPE_EBUSY);
+    assert_string_equal(tape_errmsg(), "disk gone");
     /* An unknown code: TAPE_EPROVIDER, the provider's words kept. */
-    tape__error_clear();
+    mark = tape__error_mark();
     tape_error_set(TAPE_EIO, "Traceback: boom");
-    assert_int_equal(tape__provider_rc(7, "provider \"p\"", "validate", 0), TAPE_EPROVIDER);
+    assert_int_equal(tape__provider_rc(7, who, "validate", 0, mark), TAPE_EPROVIDER);
     assert_string_equal(tape_errmsg(),
                         "provider \"p\": validate returned unknown code 7: Traceback: boom");
-    tape__error_clear();
-    assert_int_equal(tape__provider_rc(-99, "provider \"p\"", "save", 0), TAPE_EPROVIDER);
+    mark = tape__error_mark();
+    assert_int_equal(tape__provider_rc(-99, who, "save", 0, mark), TAPE_EPROVIDER);
     assert_string_equal(tape_errmsg(), "provider \"p\": save returned unknown code -99");
     /* TAPE_DONE only where allowed. */
-    tape__error_clear();
-    assert_int_equal(tape__provider_rc(TAPE_DONE, "provider \"p\"", "frames_next", 1), TAPE_DONE);
-    assert_int_equal(tape__provider_rc(TAPE_DONE, "provider \"p\"", "load", 0), TAPE_EPROVIDER);
+    mark = tape__error_mark();
+    assert_int_equal(tape__provider_rc(TAPE_DONE, who, "frames_next", 1, mark), TAPE_DONE);
+    assert_int_equal(tape__provider_rc(TAPE_DONE, who, "load", 0, mark), TAPE_EPROVIDER);
+    /* A success leaves the last error readable. */
+    tape_error_set(TAPE_ECORRUPT, "still here");
+    mark = tape__error_mark();
+    assert_int_equal(tape__provider_rc(TAPE_OK, who, "load", 0, mark), TAPE_OK);
+    assert_string_equal(tape_errmsg(), "still here");
 }
 
 static void test_error_save_restore(void **state)

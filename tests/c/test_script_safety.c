@@ -348,10 +348,12 @@ static int probe_frames_next(const tape_frame **out, void *iter)
     return TAPE_DONE;
 }
 
+static atomic_int b_arrived;
 static void probe_frames_close(void *iter)
 {
     probe_iter *it = iter;
     probe *p = it->p;
+    atomic_store(&b_arrived, 1); /* reached the provider: no core lock stopped it */
     pthread_mutex_lock(&p->lock); /* the "GIL": waits for whoever holds it */
     p->frames_closes++;
     pthread_mutex_unlock(&p->lock);
@@ -577,17 +579,22 @@ typedef struct free_args {
     tape_writer *w;
 } free_args;
 
-static atomic_int a_inside, a_release;
+static atomic_int a_inside;
 
+static atomic_int a_saw_b;
 static void hook_hold_lock(probe *p, const char *op)
 {
     (void)op;
     pthread_mutex_lock(&p->lock);
     atomic_store(&a_inside, 1);
-    while (!atomic_load(&a_release)) {
+    /* Hold the provider's lock until B has reached the provider (its
+     * frames_close), for at most 5 s: if B waited on a core lock held on
+     * A's behalf, it never arrives and the test fails instead of hanging. */
+    for (int i = 0; i < 5000 && !atomic_load(&b_arrived); i++) {
         struct timespec ts = { 0, 1000 * 1000 };
         nanosleep(&ts, NULL);
     }
+    atomic_store(&a_saw_b, atomic_load(&b_arrived));
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -620,7 +627,8 @@ static void test_lock_order_provider_lock_inside(void **state)
     tape *h = small_tape("rec", 0);
     EXPECT_OK(tape_store_record(&fa.w, s, h));
     atomic_store(&a_inside, 0);
-    atomic_store(&a_release, 0);
+    atomic_store(&b_arrived, 0);
+    atomic_store(&a_saw_b, 0);
     last_probe->hook = hook_hold_lock;
     last_probe->hook_op = "load";
     pthread_t a, b;
@@ -629,12 +637,9 @@ static void test_lock_order_provider_lock_inside(void **state)
         sched_yield();
     }
     pthread_create(&b, NULL, thread_b, &fa);
-    /* B's frees wait for the provider's lock only; let A finish. */
-    struct timespec ts = { 0, 50 * 1000 * 1000 };
-    nanosleep(&ts, NULL);
-    atomic_store(&a_release, 1);
     pthread_join(a, NULL);
     pthread_join(b, NULL);
+    assert_int_equal(atomic_load(&a_saw_b), 1); /* B got in while A held the provider lock */
     assert_int_equal(last_probe->frames_closes, 1);
     /* B's abandoned fallback recording was saved with status recording. */
     tape *back = NULL;
@@ -819,9 +824,9 @@ static void test_seq_end(void **state)
     tape_free(t);
     tape_store_free(s);
 
-    /* The fallback reads to the end with TAPE_SEQ_END too. */
-    tape_store *m = NULL;
-    EXPECT_OK(tape_store_open(&m, NULL, "memory", NULL, 0));
+    /* The core's fallback reads to the end with TAPE_SEQ_END too. */
+    create_native_frames = 0;
+    tape_store *m = open_probe();
     t = small_tape("t2", 3);
     EXPECT_OK(tape_store_save(m, t));
     EXPECT_OK(tape_store_read_frames(&it, m, "t2", 1, TAPE_SEQ_END));
@@ -1150,6 +1155,167 @@ static void test_memory_sink_may_reenter(void **state)
     tape_config_free(cfg);
 }
 
+/* A finish refused because it re-enters a serialised store leaves the
+ * writer as it was (before, the native writer and its lease leaked). */
+static tape_writer *hook_writer;
+static void hook_finish_writer(probe *p, const char *op)
+{
+    (void)op;
+    p->hook_rc = tape_writer_finish(hook_writer);
+    snprintf(p->hook_msg, sizeof p->hook_msg, "%s", tape_errmsg());
+    /* A correlation refused the same way does not poison the writer. */
+    tape_writer_add_correlation(hook_writer, "c", 0, 0, 1, "ok");
+}
+
+static void test_reentrant_finish_keeps_writer(void **state)
+{
+    (void)state;
+    for (int native = 0; native < 2; native++) {
+        create_native_writer = native;
+        tape_store *s = open_probe();
+        tape *t = small_tape("t1", 1);
+        EXPECT_OK(tape_store_save(s, t));
+        tape *h = small_tape("rw", 0);
+        EXPECT_OK(tape_store_record(&hook_writer, s, h));
+        append_ping(hook_writer, NULL);
+        last_probe->hook = hook_finish_writer;
+        last_probe->hook_op = "load";
+        tape *back = NULL;
+        EXPECT_OK(tape_store_load(&back, s, "t1"));
+        tape_free(back);
+        assert_int_equal(last_probe->hook_rc, TAPE_ESTATE);
+        assert_non_null(strstr(last_probe->hook_msg, "inside its load op"));
+        append_ping(hook_writer, NULL); /* still usable */
+        EXPECT_OK(tape_writer_finish(hook_writer));
+        tape_writer_free(hook_writer);
+        EXPECT_OK(tape_store_load(&back, s, "rw"));
+        assert_int_equal(tape_frame_count(back), 2);
+        /* The fallback keeps correlations in its buffer (no backend call,
+         * nothing to refuse); the native one was refused and undone. */
+        assert_int_equal(tape_correlation_count(back), native ? 0 : 1);
+        assert_int_equal(tape_status(back), TAPE_STATUS_FINALIZED);
+        tape_free(back);
+        tape_free(h);
+        tape_free(t);
+        tape_store_free(s);
+    }
+}
+
+/* A failing create, with and without a message. */
+static int create_fails;
+static int failing_create(const tape_backend_ops **ops, void **self, void *ud,
+                          const tape_config *c)
+{
+    int rc = probe_create(ops, self, ud, c);
+    if (rc == TAPE_OK && create_fails) {
+        /* Made a backend, then failed: the core must free it (ASan). */
+        return create_fails == 1 ? tape_error_set(TAPE_EIO, "probe: no route to bucket") : 42;
+    }
+    return rc;
+}
+
+static void test_create_failures(void **state)
+{
+    (void)state;
+    tape_provider p = TAPE_PROVIDER_INIT;
+    p.name = "probe-create";
+    p.create = failing_create;
+    EXPECT_OK(tape_registry_register(reg, &p));
+    tape_store *s = (tape_store *)&s;
+    create_fails = 1;
+    EXPECT_ERR(tape_store_open(&s, reg, "probe-create", "{}", 0), TAPE_EIO, "no route to bucket");
+    assert_null(s);
+    create_fails = 2;
+    EXPECT_ERR(tape_store_open(&s, reg, "probe-create", "{}", 0), TAPE_EPROVIDER,
+               "provider \"probe-create\": create returned unknown code 42");
+    assert_null(s);
+    create_fails = 0;
+}
+
+/* Freeing keeps the caller's error: a finalizer between a failing call and
+ * the read of its message must not change it. */
+static void test_free_keeps_error(void **state)
+{
+    (void)state;
+    free_sets_error = 1;
+    create_native_frames = 1;
+    tape_store *s = open_probe();
+    tape_frame_iter *it = NULL;
+    EXPECT_OK(tape_store_read_frames(&it, s, "x", 0, 1));
+    tape *t = NULL;
+    EXPECT_ERR(tape_store_load(&t, s, "missing"), TAPE_ENOTFOUND, "probe: no tape \"missing\"");
+    tape_store_free(s);    /* not the last reference: the iterator holds one */
+    tape_frame_iter_free(it); /* the last one: close, free (which sets an error) */
+    assert_int_equal(tape_errcode(), TAPE_ENOTFOUND);
+    assert_string_equal(tape_errmsg(), "probe: no tape \"missing\"");
+    free_sets_error = 0;
+}
+
+/* With TAPE_CAP_WRITER_RETRY, a writer whose finish failed is abandoned
+ * through writer_end(0) when freed (its kept state is released). */
+static void test_retry_writer_abandoned_at_free(void **state)
+{
+    (void)state;
+    create_native_writer = 1;
+    create_flags = TAPE_CAP_WRITER_RETRY;
+    tape_store *s = open_probe();
+    tape *h = small_tape("ab", 0);
+    tape_writer *w = NULL;
+    EXPECT_OK(tape_store_record(&w, s, h));
+    append_ping(w, NULL);
+    last_probe->end_fail = 1;
+    EXPECT_ERR(tape_writer_finish(w), TAPE_EBUSY, "could not commit");
+    tape_writer_free(w);
+    assert_int_equal(last_probe->writer_ends, 2);
+    tape *back = NULL;
+    EXPECT_OK(tape_store_load(&back, s, "ab"));
+    assert_int_equal(tape_status(back), TAPE_STATUS_RECORDING);
+    assert_int_equal(tape_frame_count(back), 1);
+    tape_free(back);
+    tape_free(h);
+    tape_store_free(s);
+}
+
+/* Learned metadata keeps the correlations recorded before it. */
+static void test_update_meta_keeps_correlations(void **state)
+{
+    (void)state;
+    const char *specs[] = { "memory:", NULL };
+    for (int k = 0; k < 2; k++) {
+        tape_store *s = NULL;
+        if (specs[k] != NULL) {
+            EXPECT_OK(tape_store_open_spec(&s, NULL, specs[k], 0));
+        } else {
+            s = open_probe(); /* the fallback writer */
+        }
+        tape *h = small_tape("uc", 0);
+        tape_writer *w = NULL;
+        EXPECT_OK(tape_store_record(&w, s, h));
+        append_ping(w, NULL);
+        append_ping(w, NULL);
+        EXPECT_OK(tape_writer_add_correlation(w, "c0", 0, 1, 3, "success"));
+        tape *m = small_tape("x", 0);
+        EXPECT_OK(tape_set_name(m, "learned"));
+        EXPECT_OK(tape_writer_update_meta(w, m));
+        append_ping(w, NULL);
+        append_ping(w, NULL);
+        EXPECT_OK(tape_writer_add_correlation(w, "c1", 2, 3, 4, "success"));
+        EXPECT_OK(tape_writer_finish(w));
+        tape_writer_free(w);
+        tape *back = NULL;
+        EXPECT_OK(tape_store_load(&back, s, "uc"));
+        assert_int_equal(tape_correlation_count(back), 2);
+        const char *cid = NULL;
+        EXPECT_OK(tape_correlation_get(&cid, NULL, NULL, NULL, NULL, back, 1));
+        assert_string_equal(cid, "c1");
+        assert_string_equal(tape_name(back), "learned");
+        tape_free(back);
+        tape_free(m);
+        tape_free(h);
+        tape_store_free(s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1172,6 +1338,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_native_finish_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_search_skips_damaged_tape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_sink_may_reenter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reentrant_finish_keeps_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_keeps_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_writer_abandoned_at_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_meta_keeps_correlations, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
