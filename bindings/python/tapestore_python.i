@@ -1,0 +1,29 @@
+/*
+ * tapestore_python.i - the Python module tapestore.capi (the raw C API): the shared
+ * interface (../tapestore.i) plus the Python-only bridges of tape_python.c.
+ * Built with -threads: the GIL is released around every wrapped call into
+ * the core, destructors included; typemaps run with it held.
+ */
+%module(package="tapestore") capi
+
+%{
+#include "tape_python.h"
+/* What ../tapestore.i asks of a language module. */
+#define TAPE_SWIG_FAIL(code) do { tape_py_raise(code); SWIG_fail; } while (0)
+#define TAPE_SWIG_VOID() SWIG_Py_Void()
+#define TAPE_SWIG_BYTES(p, n) PyBytes_FromStringAndSize((p), (Py_ssize_t)(n))
+#define TAPE_SWIG_AS_BYTES(obj, p, n) tape_py_as_bytes((obj), (p), (n))
+%}
+
+%include "../tapestore.i"
+
+/* These touch Python objects, so they keep the GIL (swap_hook releases it
+ * itself around tape_log_set). */
+%nothreadallow;
+%rename(_set_error_classes) tape_py_set_error_classes;
+%rename(_log_install) tape_py_log_install;
+%rename(_log_remove) tape_py_log_remove;
+PyObject *tape_py_set_error_classes(PyObject *mapping);
+PyObject *tape_py_log_install(PyObject *callable);
+PyObject *tape_py_log_remove(void);
+%clearnothreadallow;
