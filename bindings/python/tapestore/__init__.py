@@ -338,9 +338,11 @@ class Frame:
     @property
     def message(self) -> Any:
         """The message decoded as JSON (a dict for a JSON-RPC message; a str
-        for an invalid_json or oversize frame, whose message is a JSON string)."""
+        for an invalid_json or oversize frame, whose message is a JSON string;
+        bytes that are not UTF-8 come back as surrogate escapes)."""
         if not self._decoded:
-            self._message = _json.loads(self.message_text)
+            # surrogateescape: an invalid_json frame's string may hold any byte
+            self._message = _json.loads(self.message_text.decode("utf-8", "surrogateescape"))
             self._decoded = True
         return self._message
 
