@@ -17,7 +17,6 @@ Every core error raises a subclass of :class:`TapeError` (see
 docs/python.md for the whole API.
 """
 
-from __future__ import annotations
 
 import atexit as _atexit
 import datetime as _dt
