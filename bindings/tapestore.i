@@ -8,6 +8,9 @@
  *   TAPE_SWIG_VOID()       the "nothing" object (Python: None; Lua: no value);
  *   TAPE_SWIG_BYTES(p, n)  a new object holding the bytes p[0..n) (Python:
  *                          bytes; Lua: a string);
+ *   TAPE_SWIG_UNLOCKED(stmt)  run stmt, a call into the core made by a
+ *                          typemap, without the interpreter's lock (the
+ *                          wrapped calls themselves are released by SWIG);
  *   TAPE_SWIG_AS_BYTES(obj, &p, &n)  0 with p/n set to the bytes of obj
  *                          (borrowed while obj lives), nonzero if obj is
  *                          not a byte string.
@@ -133,7 +136,7 @@ TAPE_OUT_OWNED(tape_frame_iter)
 %typemap(argout) (char **out, size_t *out_len) {
     %append_output(TAPE_SWIG_BYTES(*$1, *$2));
 }
-%typemap(freearg) (char **out, size_t *out_len) { tape_string_free(*$1); }
+%typemap(freearg) (char **out, size_t *out_len) { TAPE_SWIG_UNLOCKED(tape_string_free(*$1)); }
 
 /* char **out, char **out_json, char **out_provider: owned text, or None. */
 %typemap(in, numinputs=0) char **out (char *tmp = NULL), char **out_json (char *tmp = NULL),
@@ -141,7 +144,9 @@ TAPE_OUT_OWNED(tape_frame_iter)
 %typemap(argout) char **out, char **out_json, char **out_provider {
     %append_output(SWIG_FromCharPtr(*$1));
 }
-%typemap(freearg) char **out, char **out_json, char **out_provider { tape_string_free(*$1); }
+%typemap(freearg) char **out, char **out_json, char **out_provider {
+    TAPE_SWIG_UNLOCKED(tape_string_free(*$1));
+}
 
 /* Borrowed strings: copied out. */
 %typemap(in, numinputs=0) const char **out_id (const char *tmp = NULL),
@@ -251,10 +256,6 @@ static int tape_swig_append(uint64_t *out_seq, tape *t, tape_writer *w, int dire
     d.flags_json = flags_json;
     d.frame_flags = frame_flags;
     d.prefix_bytes = prefix_bytes;
-    if (LEN == 0 && frame_flags == 0) {
-        /* message_len 0 means strlen: an empty message must still fail. */
-        d.message = "";
-    }
     return w != NULL ? tape_writer_append(out_seq, w, &d) : tape_append_frame(out_seq, t, &d);
 }
 

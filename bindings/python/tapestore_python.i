@@ -2,7 +2,9 @@
  * tapestore_python.i - the Python module tapestore.capi (the raw C API): the shared
  * interface (../tapestore.i) plus the Python-only bridges of tape_python.c.
  * Built with -threads: the GIL is released around every wrapped call into
- * the core, destructors included; typemaps run with it held.
+ * the core, destructors included; typemaps run with it held and release it
+ * around their own core calls (TAPE_SWIG_UNLOCKED) except the thread-local
+ * error reads (tape_errmsg, tape_errcode), which take no lock.
  */
 %module(package="tapestore") capi
 
@@ -12,6 +14,7 @@
 #define TAPE_SWIG_FAIL(code) do { tape_py_raise(code); SWIG_fail; } while (0)
 #define TAPE_SWIG_VOID() SWIG_Py_Void()
 #define TAPE_SWIG_BYTES(p, n) PyBytes_FromStringAndSize((p), (Py_ssize_t)(n))
+#define TAPE_SWIG_UNLOCKED(stmt) do { Py_BEGIN_ALLOW_THREADS stmt; Py_END_ALLOW_THREADS } while (0)
 #define TAPE_SWIG_AS_BYTES(obj, p, n) tape_py_as_bytes((obj), (p), (n))
 %}
 
