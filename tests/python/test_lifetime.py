@@ -194,3 +194,33 @@ def test_install_and_remove_from_threads():
     for t in ts:
         t.join()
     tapestore.install_log_hook()
+
+
+def test_one_tape_from_eight_threads(mem):
+    """A tape is locked around each core call: no race, nothing lost."""
+    t = tapestore.Tape()
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def work(n):
+        try:
+            barrier.wait()
+            for i in range(100):
+                t.append(tapestore.CLIENT_TO_SERVER, {"jsonrpc": "2.0", "method": f"m{n}-{i}"})
+                if i % 10 == 0:
+                    assert len(list(t.frames())) >= i
+                    mem.save(t)
+                    t.tags = [f"t{n}"]
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    seqs = [f.seq for f in t.frames()]
+    assert seqs == list(range(800))
+    methods = {f.message["method"] for f in t.frames()}
+    assert len(methods) == 800

@@ -395,6 +395,9 @@ class Tape:
                  *, description: Optional[str] = None, session_id: Optional[str] = None,
                  protocol_version: Optional[str] = None) -> None:
         self._t = _c.tape_new(id)
+        # The core lets one thread at a time use a tape; the GIL is released
+        # during each call, so the tape has a lock of its own.
+        self._lock = _threading.RLock()
         if name is not None:
             self.name = name
         if description is not None:
@@ -410,136 +413,142 @@ class Tape:
     def _wrap(cls, handle: Any) -> "Tape":
         t = cls.__new__(cls)
         t._t = handle
+        t._lock = _threading.RLock()
         return t
+
+    def _do(self, fn: Any, *args: Any) -> Any:
+        with self._lock:
+            return fn(self._t, *args)
 
     # metadata -------------------------------------------------------
     @property
     def id(self) -> str:
         """The tape's id (read-only)."""
-        return _c.tape_id(self._t)
+        return self._do(_c.tape_id)
 
     @property
     def name(self) -> Optional[str]:
         """The name (None when unset)."""
-        return _c.tape_name(self._t)
+        return self._do(_c.tape_name)
 
     @name.setter
     def name(self, value: Optional[str]) -> None:
-        _c.tape_set_name(self._t, value)
+        self._do(_c.tape_set_name, value)
 
     @property
     def description(self) -> Optional[str]:
         """The description (None when unset)."""
-        return _c.tape_description(self._t)
+        return self._do(_c.tape_description)
 
     @description.setter
     def description(self, value: Optional[str]) -> None:
-        _c.tape_set_description(self._t, value)
+        self._do(_c.tape_set_description, value)
 
     @property
     def session_id(self) -> Optional[str]:
         """The MCP session id (None when unset)."""
-        return _c.tape_session_id(self._t)
+        return self._do(_c.tape_session_id)
 
     @session_id.setter
     def session_id(self, value: Optional[str]) -> None:
-        _c.tape_set_session_id(self._t, value)
+        self._do(_c.tape_set_session_id, value)
 
     @property
     def protocol_version(self) -> Optional[str]:
         """The MCP protocol version, e.g. "2025-06-18" (None when unset)."""
-        return _c.tape_protocol_version(self._t)
+        return self._do(_c.tape_protocol_version)
 
     @protocol_version.setter
     def protocol_version(self, value: Optional[str]) -> None:
-        _c.tape_set_protocol_version(self._t, value)
+        self._do(_c.tape_set_protocol_version, value)
 
     @property
     def status(self) -> str:
         """RECORDING or FINALIZED."""
-        return _STATUS_NAMES[_c.tape_status(self._t)]
+        return _STATUS_NAMES[self._do(_c.tape_status)]
 
     @status.setter
     def status(self, value: str) -> None:
         if value not in _STATUS:
             raise _invalid(f"status: expected {RECORDING!r} or {FINALIZED!r}, got {value!r}")
-        _c.tape_set_status(self._t, _STATUS[value])
+        self._do(_c.tape_set_status, _STATUS[value])
 
     @property
     def created_at(self) -> _dt.datetime:
         """Creation time (timezone-aware UTC)."""
-        return _to_dt(_c.tape_created_at(self._t))  # type: ignore[return-value]
+        return _to_dt(self._do(_c.tape_created_at))  # type: ignore[return-value]
 
     @created_at.setter
     def created_at(self, value: TimeLike) -> None:
-        _c.tape_set_created_at(self._t, _to_ms(value, "created_at"))
+        self._do(_c.tape_set_created_at, _to_ms(value, "created_at"))
 
     @property
     def updated_at(self) -> Optional[_dt.datetime]:
         """Time of the last update (UTC), None if unset."""
-        return _to_dt(_c.tape_updated_at(self._t))
+        return _to_dt(self._do(_c.tape_updated_at))
 
     @updated_at.setter
     def updated_at(self, value: Optional[TimeLike]) -> None:
-        _c.tape_set_updated_at(self._t, _TIME_NONE if value is None else _to_ms(value, "updated_at"))
+        self._do(_c.tape_set_updated_at, _TIME_NONE if value is None else _to_ms(value, "updated_at"))
 
     @property
     def finalized_at(self) -> Optional[_dt.datetime]:
         """Time the recording was finalized (UTC), None if unset."""
-        return _to_dt(_c.tape_finalized_at(self._t))
+        return _to_dt(self._do(_c.tape_finalized_at))
 
     @finalized_at.setter
     def finalized_at(self, value: Optional[TimeLike]) -> None:
-        _c.tape_set_finalized_at(self._t, _TIME_NONE if value is None else _to_ms(value, "finalized_at"))
+        self._do(_c.tape_set_finalized_at, _TIME_NONE if value is None else _to_ms(value, "finalized_at"))
 
     @property
     def transport(self) -> Any:
         """The transport (any JSON value, decoded; None when unset)."""
-        return _json_or_none(_c.tape_transport_json(self._t))
+        return _json_or_none(self._do(_c.tape_transport_json))
 
     @transport.setter
     def transport(self, value: Any) -> None:
-        _c.tape_set_transport_json(self._t, None if value is None else _json.dumps(value))
+        self._do(_c.tape_set_transport_json, None if value is None else _json.dumps(value))
 
     @property
     def environment(self) -> Any:
         """The environment (any JSON value, decoded; None when unset)."""
-        return _json_or_none(_c.tape_environment_json(self._t))
+        return _json_or_none(self._do(_c.tape_environment_json))
 
     @environment.setter
     def environment(self, value: Any) -> None:
-        _c.tape_set_environment_json(self._t, None if value is None else _json.dumps(value))
+        self._do(_c.tape_set_environment_json, None if value is None else _json.dumps(value))
 
     @property
     def tags(self) -> List[str]:
         """The tags in insertion order (a copy; assign a list to replace them)."""
-        return [_c.tape_tag_at(self._t, i) for i in range(_c.tape_tag_count(self._t))]
+        return [self._do(_c.tape_tag_at, i) for i in range(self._do(_c.tape_tag_count))]
 
     @tags.setter
     def tags(self, value: Iterable[str]) -> None:
         new = list(value)
-        for tag in self.tags:
-            if tag not in new:
-                _c.tape_remove_tag(self._t, tag)
-        for tag in new:
-            _c.tape_add_tag(self._t, tag)
+        with self._lock:
+            for tag in self.tags:
+                if tag not in new:
+                    self._do(_c.tape_remove_tag, tag)
+            for tag in new:
+                self._do(_c.tape_add_tag, tag)
 
     def add_tag(self, tag: str) -> None:
         """Add a tag (a present tag is a no-op)."""
-        _c.tape_add_tag(self._t, tag)
+        self._do(_c.tape_add_tag, tag)
 
     def remove_tag(self, tag: str) -> None:
         """Remove a tag; NotFound if absent."""
-        _c.tape_remove_tag(self._t, tag)
+        self._do(_c.tape_remove_tag, tag)
 
     def has_tag(self, tag: str) -> bool:
         """True if the tape has the tag."""
-        return bool(_c.tape_has_tag(self._t, tag))
+        return bool(self._do(_c.tape_has_tag, tag))
 
     @property
     def stats(self) -> TapeStats:
         """The tape's statistics."""
-        return TapeStats._from(_c.tape_get_stats(self._t))
+        return TapeStats._from(self._do(_c.tape_get_stats))
 
     # frames ---------------------------------------------------------
     def append(self, direction: str, message: Any, *, ts_ms: Optional[int] = None,
@@ -550,19 +559,22 @@ class Tape:
         ``invalid_json=True`` any bytes are kept exactly; with
         ``oversize=True`` only the length, SHA-256 and first ``prefix_bytes``
         are kept. ``ts_ms`` None: now minus created_at."""
-        return _append(None, self._t, direction, message, ts_ms, correlation_id, transport,
-                       flags, invalid_json, oversize, prefix_bytes)
+        return self._do(lambda t: _append(None, t, direction, message, ts_ms, correlation_id, transport,
+                       flags, invalid_json, oversize, prefix_bytes))
 
     def __len__(self) -> int:
-        return _c.tape_frame_count(self._t)
+        return self._do(_c.tape_frame_count)
 
     def frames(self, start: int = 0, stop: Optional[int] = None) -> Iterator[Frame]:
         """Iterate the frames with ``start <= index < stop`` as Frame objects."""
-        n = _c.tape_frame_count(self._t)
-        stop = n if stop is None else min(stop, n)
-        t = self._t  # keeps the tape alive while the iterator runs
-        for i in range(max(start, 0), stop):
-            yield Frame(_c.tape_frame_at(t, i))
+        i = max(start, 0)
+        while stop is None or i < stop:
+            with self._lock:  # the frame is copied before another thread can append
+                if i >= _c.tape_frame_count(self._t):
+                    return
+                f = Frame(_c.tape_frame_at(self._t, i))
+            yield f
+            i += 1
 
     def __iter__(self) -> Iterator[Frame]:
         return self.frames()
@@ -570,24 +582,23 @@ class Tape:
     @property
     def correlations(self) -> List[Correlation]:
         """The recorded request/response pairs."""
-        out = []
-        for i in range(_c.tape_correlation_count(self._t)):
-            out.append(Correlation(*_c.tape_correlation_get(self._t, i)))
-        return out
+        with self._lock:
+            return [Correlation(*self._do(_c.tape_correlation_get, i))
+                    for i in range(self._do(_c.tape_correlation_count))]
 
     def add_correlation(self, id: Optional[str], request_seq: int, response_seq: int,
                         rtt_ms: int = 0, status: Optional[str] = None) -> None:
         """Record that frame ``response_seq`` answers ``request_seq``."""
-        _c.tape_add_correlation(self._t, id, request_seq, response_seq, rtt_ms, status)
+        self._do(_c.tape_add_correlation, id, request_seq, response_seq, rtt_ms, status)
 
     # codec ------------------------------------------------------------
     def to_jsonl(self) -> bytes:
         """The .jsonl document (bytes: a message may hold any byte)."""
-        return _c.tape_encode_jsonl(self._t)
+        return self._do(_c.tape_encode_jsonl)
 
     def to_meta_json(self) -> bytes:
         """The .meta.json document (bytes)."""
-        return _c.tape_encode_meta(self._t)
+        return self._do(_c.tape_encode_meta)
 
     @classmethod
     def from_jsonl(cls, text: Union[bytes, str], meta: Union[bytes, str, None] = None, *,
@@ -603,7 +614,7 @@ class Tape:
 
     def copy(self) -> "Tape":
         """A deep copy."""
-        return Tape._wrap(_c.tape_clone(self._t))
+        return Tape._wrap(self._do(_c.tape_clone))
 
     def __repr__(self) -> str:
         return f"<Tape {self.id!r} name={self.name!r} {len(self)} frames>"
@@ -753,7 +764,8 @@ class Store:
     # operations -------------------------------------------------------
     def save(self, tape: Tape) -> None:
         """Save a tape, replacing any tape with the same id."""
-        self._call(_c.tape_store_save, tape._t)
+        with tape._lock:
+            self._call(_c.tape_store_save, tape._t)
 
     def load(self, id: str) -> Tape:
         """Load a tape; NotFound if there is none."""
@@ -840,8 +852,10 @@ class Store:
         protocol_version."""
         if header is None:
             header = Tape(name=name, tags=tags, id=id, **meta)
-        h = self._call(_c.tape_store_record, header._t)
-        return Recording(self, h, header.copy())
+        with header._lock:
+            h = self._call(_c.tape_store_record, header._t)
+            copy = header.copy()
+        return Recording(self, h, copy)
 
 
 def _query_json(terms: Dict[str, Any]) -> str:
@@ -1005,7 +1019,8 @@ class Recording(_Child):
         new = self._header.copy()
         for key, value in meta.items():
             setattr(new, key, [] if key == "tags" and value is None else value)
-        self._call(_c.tape_writer_update_meta, new._t)
+        with new._lock:
+            self._call(_c.tape_writer_update_meta, new._t)
         self._header = new
 
     def finish(self) -> None:
