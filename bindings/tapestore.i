@@ -1,7 +1,18 @@
 /*
  * tapestore.i - the SWIG interface shared by the language bindings.
  *
- * A language module %includes this file after defining, in its own .i:
+ * A language module %includes this file after defining, in its own .i,
+ * these SWIG macros (%define), which place results:
+ *   TAPE_SWIG_OUT(obj)     add obj to the wrapper's results (Python:
+ *                          %append_output; Lua: push it, SWIG_arg++);
+ *   TAPE_SWIG_SET(obj)     make obj the wrapper's result;
+ *   TAPE_SWIG_BAD_ARG(what) fail: the argument is not a `what`;
+ * and these C macros (in %{ %}), which make result objects:
+ *   TAPE_SWIG_PTR(p, type_descriptor, own)  a proxy of an opaque pointer
+ *                          (own: the proxy frees it with the type's destructor);
+ *   TAPE_SWIG_STR(s)       a string copied from s (NULL: the "nothing" object);
+ *   TAPE_SWIG_INT(v), TAPE_SWIG_UINT(v), TAPE_SWIG_I64(v), TAPE_SWIG_U64(v)
+ *                          integers (64-bit values stay exact);
  *   TAPE_SWIG_FAIL(code)   raise the error of `code` (the thread's last
  *                          error message goes with it) and leave the
  *                          wrapper (SWIG_fail);
@@ -14,8 +25,8 @@
  *   TAPE_SWIG_AS_BYTES(obj, &p, &n)  0 with p/n set to the bytes of obj
  *                          (borrowed while obj lives), nonzero if obj is
  *                          not a byte string.
- * Everything else here uses SWIG's language-neutral macros (%append_output,
- * %set_output, SWIG_From_*), so the Lua binding can reuse it as is.
+ * Nothing below names a language's API, so the Lua binding can %include it
+ * with its own definitions of these macros.
  *
  * Conventions of the wrapped API, as a script sees them:
  *  - a function returning a TAPE_E* code returns nothing on success and
@@ -66,9 +77,9 @@ TAPE_OPAQUE(tape_frame_iter, tape_frame_iter_free)
         TAPE_SWIG_FAIL($1);
     }
     if ($1 == 0) {
-        %set_output(TAPE_SWIG_VOID());
+        TAPE_SWIG_SET(TAPE_SWIG_VOID());
     } else {
-        %set_output(SWIG_From_int($1));
+        TAPE_SWIG_SET(TAPE_SWIG_INT($1));
     }
 }
 %enddef
@@ -103,7 +114,7 @@ TAPE_RC_LIST
 %define TAPE_OUT_OWNED(TYPE)
 %typemap(in, numinputs=0) TYPE **out (TYPE *tmp = NULL) { $1 = ($1_ltype)&tmp; }
 %typemap(argout) TYPE **out {
-    %append_output(SWIG_NewPointerObj(SWIG_as_voidptr(*$1), $*1_descriptor, SWIG_POINTER_OWN));
+    TAPE_SWIG_OUT(TAPE_SWIG_PTR(*$1, $*1_descriptor, 1));
 }
 %enddef
 TAPE_OUT_OWNED(tape)
@@ -123,7 +134,7 @@ TAPE_OUT_OWNED(tape_frame_iter)
 %typemap(in, numinputs=0) const tape_frame **out (const tape_frame *tmp = NULL) { $1 = ($1_ltype)&tmp; }
 %typemap(argout) const tape_frame **out {
     if (*$1 != NULL) {
-        %append_output(SWIG_NewPointerObj(SWIG_as_voidptr((void *)*$1), $descriptor(tape_frame *), 0));
+        TAPE_SWIG_OUT(TAPE_SWIG_PTR((void *)*$1, $descriptor(tape_frame *), 0));
     }
 }
 
@@ -134,7 +145,7 @@ TAPE_OUT_OWNED(tape_frame_iter)
     $2 = &len;
 }
 %typemap(argout) (char **out, size_t *out_len) {
-    %append_output(TAPE_SWIG_BYTES(*$1, *$2));
+    TAPE_SWIG_OUT(TAPE_SWIG_BYTES(*$1, *$2));
 }
 %typemap(freearg) (char **out, size_t *out_len) { TAPE_SWIG_UNLOCKED(tape_string_free(*$1)); }
 
@@ -142,7 +153,7 @@ TAPE_OUT_OWNED(tape_frame_iter)
 %typemap(in, numinputs=0) char **out (char *tmp = NULL), char **out_json (char *tmp = NULL),
                           char **out_provider (char *tmp = NULL) { $1 = ($1_ltype)&tmp; }
 %typemap(argout) char **out, char **out_json, char **out_provider {
-    %append_output(SWIG_FromCharPtr(*$1));
+    TAPE_SWIG_OUT(TAPE_SWIG_STR(*$1));
 }
 %typemap(freearg) char **out, char **out_json, char **out_provider {
     TAPE_SWIG_UNLOCKED(tape_string_free(*$1));
@@ -153,22 +164,22 @@ TAPE_OUT_OWNED(tape_frame_iter)
                           const char **out_status (const char *tmp = NULL),
                           const char **out_sha256_hex (const char *tmp = NULL) { $1 = ($1_ltype)&tmp; }
 %typemap(argout) const char **out_id, const char **out_status, const char **out_sha256_hex {
-    %append_output(SWIG_FromCharPtr(*$1));
+    TAPE_SWIG_OUT(TAPE_SWIG_STR(*$1));
 }
 
 /* Scalars. */
 %define TAPE_OUT_SCALAR(TYPE, NAME, FROM)
 %typemap(in, numinputs=0) TYPE *NAME (TYPE tmp = 0) { $1 = ($1_ltype)&tmp; }
-%typemap(argout) TYPE *NAME { %append_output(FROM(*$1)); }
+%typemap(argout) TYPE *NAME { TAPE_SWIG_OUT(FROM(*$1)); }
 %enddef
-TAPE_OUT_SCALAR(uint64_t, out_seq, SWIG_From_unsigned_SS_long_SS_long)
-TAPE_OUT_SCALAR(uint64_t, out_request_seq, SWIG_From_unsigned_SS_long_SS_long)
-TAPE_OUT_SCALAR(uint64_t, out_response_seq, SWIG_From_unsigned_SS_long_SS_long)
-TAPE_OUT_SCALAR(uint64_t, out_length, SWIG_From_unsigned_SS_long_SS_long)
-TAPE_OUT_SCALAR(int64_t, out_rtt_ms, SWIG_From_long_SS_long)
-TAPE_OUT_SCALAR(int, out_exists, SWIG_From_int)
-TAPE_OUT_SCALAR(unsigned int, out_native, SWIG_From_unsigned_SS_int)
-TAPE_OUT_SCALAR(unsigned int, out_available, SWIG_From_unsigned_SS_int)
+TAPE_OUT_SCALAR(uint64_t, out_seq, TAPE_SWIG_U64)
+TAPE_OUT_SCALAR(uint64_t, out_request_seq, TAPE_SWIG_U64)
+TAPE_OUT_SCALAR(uint64_t, out_response_seq, TAPE_SWIG_U64)
+TAPE_OUT_SCALAR(uint64_t, out_length, TAPE_SWIG_U64)
+TAPE_OUT_SCALAR(int64_t, out_rtt_ms, TAPE_SWIG_I64)
+TAPE_OUT_SCALAR(int, out_exists, TAPE_SWIG_INT)
+TAPE_OUT_SCALAR(unsigned int, out_native, TAPE_SWIG_UINT)
+TAPE_OUT_SCALAR(unsigned int, out_available, TAPE_SWIG_UINT)
 
 /* Borrowed (pointer, length) results: copied into bytes. */
 %typemap(in, numinputs=0) size_t *out_len (size_t len = 0) { $1 = &len; }
@@ -178,13 +189,13 @@ TAPE_OUT_SCALAR(unsigned int, out_available, SWIG_From_unsigned_SS_int)
     if ($1 == NULL) {
         TAPE_SWIG_FAIL(tape_errcode() < 0 ? tape_errcode() : TAPE_EINVAL);
     }
-    %set_output(TAPE_SWIG_BYTES($1, *arg2));
+    TAPE_SWIG_SET(TAPE_SWIG_BYTES($1, *arg2));
 }
 
 /* Byte input: (const char *bytes, size_t len) in the helpers below. */
 %typemap(in) (const char *BYTES, size_t LEN) (const char *buf = NULL, size_t size = 0) {
     if (TAPE_SWIG_AS_BYTES($input, &buf, &size) != 0) {
-        %argument_fail(SWIG_TypeError, "bytes", $symname, $argnum);
+        TAPE_SWIG_BAD_ARG("bytes");
     }
     $1 = ($1_ltype)buf;
     $2 = size;
@@ -197,8 +208,7 @@ TAPE_OUT_SCALAR(unsigned int, out_available, SWIG_From_unsigned_SS_int)
     $1 = &tmp;
 }
 %typemap(argout) tape_stats *out {
-    %append_output(SWIG_NewPointerObj(SWIG_as_voidptr(%new_copy(*$1, tape_stats)),
-                                      $descriptor(tape_stats *), SWIG_POINTER_OWN));
+    TAPE_SWIG_OUT(TAPE_SWIG_PTR(%new_copy(*$1, tape_stats), $descriptor(tape_stats *), 1));
 }
 %typemap(in, numinputs=0) tape_store_stats *out (tape_store_stats tmp) {
     tape_store_stats init = TAPE_STORE_STATS_INIT;
@@ -206,8 +216,7 @@ TAPE_OUT_SCALAR(unsigned int, out_available, SWIG_From_unsigned_SS_int)
     $1 = &tmp;
 }
 %typemap(argout) tape_store_stats *out {
-    %append_output(SWIG_NewPointerObj(SWIG_as_voidptr(%new_copy(*$1, tape_store_stats)),
-                                      $descriptor(tape_store_stats *), SWIG_POINTER_OWN));
+    TAPE_SWIG_OUT(TAPE_SWIG_PTR(%new_copy(*$1, tape_store_stats), $descriptor(tape_store_stats *), 1));
 }
 %immutable tape_stats::version;
 %immutable tape_store_stats::version;

@@ -8,11 +8,21 @@
  */
 %module(package="tapestore") capi
 
+/* What ../tapestore.i asks of a language module. */
+%define TAPE_SWIG_OUT(obj) %append_output(obj) %enddef
+%define TAPE_SWIG_SET(obj) %set_output(obj) %enddef
+%define TAPE_SWIG_BAD_ARG(what) %argument_fail(SWIG_TypeError, what, $symname, $argnum) %enddef
+
 %{
 #include "tape_python.h"
-/* What ../tapestore.i asks of a language module. */
 #define TAPE_SWIG_FAIL(code) do { tape_py_raise(code); SWIG_fail; } while (0)
 #define TAPE_SWIG_VOID() SWIG_Py_Void()
+#define TAPE_SWIG_PTR(p, desc, own) SWIG_NewPointerObj((void *)(p), (desc), (own) ? SWIG_POINTER_OWN : 0)
+#define TAPE_SWIG_STR(s) SWIG_FromCharPtr(s)
+#define TAPE_SWIG_INT(v) PyLong_FromLong((long)(v))
+#define TAPE_SWIG_UINT(v) PyLong_FromUnsignedLong((unsigned long)(v))
+#define TAPE_SWIG_I64(v) PyLong_FromLongLong((long long)(v))
+#define TAPE_SWIG_U64(v) PyLong_FromUnsignedLongLong((unsigned long long)(v))
 #define TAPE_SWIG_BYTES(p, n) PyBytes_FromStringAndSize((p), (Py_ssize_t)(n))
 #define TAPE_SWIG_UNLOCKED(stmt) do { Py_BEGIN_ALLOW_THREADS stmt; Py_END_ALLOW_THREADS } while (0)
 #define TAPE_SWIG_AS_BYTES(obj, p, n) tape_py_as_bytes((obj), (p), (n))
