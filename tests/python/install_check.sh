@@ -33,4 +33,13 @@ with tapestore.open("memory:") as s:
     assert s.load(t.id).name == "installed"
 print("imported", tapestore.__file__, "library", tapestore.version())
 ' "$prefix/$site"
+# With the interpreter's own install prefix (sysconfig's data dir: /usr/local
+# for Debian's python3, the default CMAKE_INSTALL_PREFIX) the package dir is
+# on sys.path, so a default install imports with no environment variable.
+"$python" -c '
+import os, sys, sysconfig
+d = os.path.join(sysconfig.get_path("data"), sys.argv[1])
+assert d in sys.path, f"{d} is not on sys.path {sys.path}"
+print("default install dir on sys.path:", d)
+' "$site"
 echo "python install check passed (RUNPATH $runpath)"
