@@ -224,3 +224,13 @@ def test_one_tape_from_eight_threads(mem):
     assert seqs == list(range(800))
     methods = {f.message["method"] for f in t.frames()}
     assert len(methods) == 800
+
+
+def test_close_from_inside_a_call_on_the_store_is_refused():
+    """close() waits for calls in flight: from inside one it would wait forever."""
+    s = tapestore.open("memory:")
+    with pytest.raises(tapestore.StateError, match="inside a call"):
+        s._call(lambda h: s.close())
+    assert not s.closed
+    s.close()
+    assert s.closed

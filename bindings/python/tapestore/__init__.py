@@ -674,6 +674,7 @@ class Store:
         self._provider: str = _c.tape_store_provider(handle)
         self._cond = _threading.Condition()
         self._inflight = 0
+        self._depth = _threading.local()  # calls in flight on this thread
         self._children: Dict[int, Tuple[Any, Any]] = {}  # token -> (handle, free)
 
     # guard: close waits for calls in flight, then refuses new ones
@@ -682,9 +683,11 @@ class Store:
             if self._h is None:
                 raise _state(f"store {self._provider!r} is closed")
             self._inflight += 1
+            self._depth.n = getattr(self._depth, "n", 0) + 1
             return self._h
 
     def _leave(self) -> None:
+        self._depth.n -= 1
         with self._cond:
             self._inflight -= 1
             if self._inflight == 0:
@@ -732,7 +735,11 @@ class Store:
         """Close the store: waits for calls in flight, abandons open
         recordings (their tapes stay with status recording and what was
         appended), invalidates children, then flushes and releases the
-        backend. Closing twice is a no-op."""
+        backend. Closing twice is a no-op. Closing from inside a call on
+        this store (a log handler run by the core) raises StateError, since
+        close would wait for that very call."""
+        if getattr(self._depth, "n", 0):
+            raise _state(f"store {self._provider!r}: close() called from inside a call on it")
         with self._cond:
             h = self._h
             if h is None:
