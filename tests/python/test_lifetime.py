@@ -132,23 +132,27 @@ def test_eight_threads_one_store(tmp_path):
 def test_close_while_threads_use_the_store():
     s = tapestore.open("memory:")
     s.save(make_tape(id="x", n=50))
-    stop = threading.Event()
+    running = threading.Barrier(5)  # four readers, each past one round, and the closer
     seen = []
 
     def reader():
-        while not stop.is_set():
+        first = True
+        while True:
             try:
                 list(s.frames("x"))
                 s.load("x")
             except tapestore.StateError:
                 seen.append("closed")
                 return
+            if first:
+                first = False
+                running.wait()
 
     threads = [threading.Thread(target=reader) for _ in range(4)]
     for t in threads:
         t.start()
-    s.close()
-    stop.set()
+    running.wait()
+    s.close()  # waits for the calls in flight, then every reader sees StateError
     for t in threads:
         t.join()
     assert seen.count("closed") == 4
@@ -229,8 +233,20 @@ def test_one_tape_from_eight_threads(mem):
 def test_close_from_inside_a_call_on_the_store_is_refused():
     """close() waits for calls in flight: from inside one it would wait forever."""
     s = tapestore.open("memory:")
-    with pytest.raises(tapestore.StateError, match="inside a call"):
-        s._call(lambda h: s.close())
+    got = []
+
+    def inside():
+        try:
+            s._call(lambda h: s.close())
+        except tapestore.StateError as e:
+            got.append(e)
+
+    # In a thread, so a regression fails here instead of hanging the run.
+    th = threading.Thread(target=inside, daemon=True)
+    th.start()
+    th.join(10)
+    assert not th.is_alive(), "close() from inside a call on the store hangs"
+    assert len(got) == 1 and "inside a call" in str(got[0])
     assert not s.closed
     s.close()
     assert s.closed
