@@ -9,6 +9,7 @@ packages=(
   libcmocka-dev valgrind
   clang-14 libclang-rt-14-dev      # libFuzzer targets
   doxygen abigail-tools            # API reference, ABI check
+  swig python3-dev python3-pytest  # the Python binding and its tests
 )
 
 missing=()

@@ -1,0 +1,151 @@
+/*
+ * tape_python.c - hand-written parts of the Python binding.
+ *
+ * The error bridge: the pythonic package hands its exception classes over
+ * once at import (tape_py_set_error_classes), and the SWIG wrappers raise
+ * through tape_py_raise, so a code maps to its class in one place.
+ *
+ * The log bridge: SWIG cannot make a C callback from a Python callable, so
+ * tape_log_set gets log_hook here, which calls the installed callable. The
+ * core may call the hook from any thread, concurrently, so the hook takes
+ * the GIL itself; tape_log_set waits for calls in flight, so it is called
+ * with the GIL released (else a hook waiting for the GIL would deadlock).
+ */
+#include "tape_python.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <tapestore/tapestore.h>
+
+/* code (int) -> exception class; owned. NULL until the package sets it. */
+static PyObject *error_classes = NULL;
+
+void tape_py_raise(int code)
+{
+    if (PyErr_Occurred()) {
+        return;
+    }
+    const char *msg = tape_errmsg();
+    PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "backslashreplace");
+    if (text == NULL) {
+        return;
+    }
+    PyObject *cls = NULL;
+    if (error_classes != NULL) {
+        PyObject *key = PyLong_FromLong(code);
+        if (key == NULL) {
+            Py_DECREF(text);
+            return;
+        }
+        cls = PyDict_GetItemWithError(error_classes, key); /* borrowed */
+        Py_DECREF(key);
+        if (cls == NULL && PyErr_Occurred()) {
+            Py_DECREF(text);
+            return;
+        }
+    }
+    if (cls == NULL) {
+        /* Before the package set its classes, or a code newer than it. */
+        PyErr_Format(PyExc_RuntimeError, "%s (%s)", msg, tape_strerror(code));
+        Py_DECREF(text);
+        return;
+    }
+    PyObject *exc = PyObject_CallFunction(cls, "Oi", text, code);
+    Py_DECREF(text);
+    if (exc == NULL) {
+        return;
+    }
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+}
+
+int tape_py_as_bytes(PyObject *obj, const char **p, size_t *n)
+{
+    if (!PyBytes_Check(obj)) {
+        return -1;
+    }
+    *p = PyBytes_AS_STRING(obj);
+    *n = (size_t)PyBytes_GET_SIZE(obj);
+    return 0;
+}
+
+PyObject *tape_py_set_error_classes(PyObject *mapping)
+{
+    if (!PyDict_Check(mapping)) {
+        PyErr_SetString(PyExc_TypeError, "_set_error_classes: expected a dict {code: class}");
+        return NULL;
+    }
+    PyObject *copy = PyDict_Copy(mapping);
+    if (copy == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(error_classes, copy);
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- log hook */
+
+/* The installed callable (owned), swapped under hook_lock with the GIL
+ * released, so two threads installing at once cannot cross. */
+static pthread_mutex_t hook_lock = PTHREAD_MUTEX_INITIALIZER;
+static PyObject *hook_callable = NULL;
+
+static void log_hook(void *userdata, int level, const char *msg)
+{
+    /* During finalisation PyGILState_Ensure kills the calling thread (3.11):
+     * drop the message instead. The package removes the hook at exit. */
+    if (!Py_IsInitialized() || _Py_IsFinalizing()) {
+        return;
+    }
+    PyGILState_STATE g = PyGILState_Ensure();
+    /* This thread may be inside Python with an exception pending: keep it. */
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyObject *text = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "backslashreplace");
+    PyObject *r = NULL;
+    if (text != NULL) {
+        r = PyObject_CallFunction((PyObject *)userdata, "iO", level, text);
+        Py_DECREF(text);
+    }
+    if (r == NULL) {
+        PyErr_WriteUnraisable((PyObject *)userdata);
+    } else {
+        Py_DECREF(r);
+    }
+    PyErr_Restore(et, ev, tb);
+    PyGILState_Release(g);
+}
+
+/* Install `callable` (None removes). The old callable is released only
+ * after tape_log_set returned, when no call of it is in flight. */
+static PyObject *swap_hook(PyObject *callable)
+{
+    PyObject *old;
+    Py_XINCREF(callable);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&hook_lock);
+    tape_log_set(callable != NULL ? log_hook : NULL, callable);
+    old = hook_callable;
+    hook_callable = callable;
+    pthread_mutex_unlock(&hook_lock);
+    Py_END_ALLOW_THREADS
+    Py_XDECREF(old);
+    Py_RETURN_NONE;
+}
+
+PyObject *tape_py_log_install(PyObject *callable)
+{
+    if (callable == Py_None) {
+        return swap_hook(NULL);
+    }
+    if (!PyCallable_Check(callable)) {
+        PyErr_SetString(PyExc_TypeError, "_log_install: expected a callable(level, message)");
+        return NULL;
+    }
+    return swap_hook(callable);
+}
+
+PyObject *tape_py_log_remove(void)
+{
+    return swap_hook(NULL);
+}

@@ -1,0 +1,24 @@
+/*
+ * tape_python.h - the hand-written C of the Python binding: the error
+ * bridge used by the SWIG wrappers and the log-hook bridge. Every function
+ * here is called with the GIL held.
+ */
+#ifndef TAPE_PYTHON_H
+#define TAPE_PYTHON_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+
+/* Raise the exception of `code` with this thread's tape_errmsg(), unless an
+ * exception is already set (a trampoline's own exception wins). */
+void tape_py_raise(int code);
+/* 0 with *p and *n set to the bytes of `obj` (a bytes object; borrowed while it lives). */
+int tape_py_as_bytes(PyObject *obj, const char **p, size_t *n);
+
+/* Swig-visible API (see tapestore_python.i). */
+PyObject *tape_py_set_error_classes(PyObject *mapping);
+PyObject *tape_py_log_install(PyObject *callable);
+PyObject *tape_py_log_remove(void);
+
+#endif
