@@ -10,7 +10,11 @@ packages=(
   clang-14 libclang-rt-14-dev      # libFuzzer targets
   doxygen abigail-tools            # API reference, ABI check
   swig python3-dev python3-pytest  # the Python binding and its tests
+  python3-boto3                    # the S3 provider example
 )
+# Node.js runs the real peers the tests start (s3rver); a machine that has
+# node already (any version >= 18) keeps it.
+command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -18,10 +22,17 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all packages present"
-  exit 0
+else
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "setup: installing ${missing[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+
+# npm packages pinned in package.json + package-lock.json (s3rver).
+cd "$(dirname "$0")/.."
+if [ ! -d node_modules/s3rver ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi

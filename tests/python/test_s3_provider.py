@@ -1,0 +1,206 @@
+"""The S3 provider example against a real S3-compatible server (s3rver from
+npm, pinned in package.json and installed by ``npm ci``), started here on a
+free loopback port and stopped by its pid. These tests call the provider's
+methods directly; the conformance suite runs it through the trampolines."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import pytest
+
+import tapestore
+from conftest import make_tape
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples" / "python-s3-provider"))
+import s3_provider  # noqa: E402
+
+S3RVER = ROOT / "node_modules" / "s3rver" / "bin" / "s3rver.js"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3rver(tmp_path_factory):
+    assert S3RVER.exists(), f"{S3RVER} is missing: run scripts/setup-debian.sh (npm ci)"
+    port = _free_port()
+    data = tmp_path_factory.mktemp("s3rver")
+    env = dict(os.environ, NODE_OPTIONS="--openssl-legacy-provider")
+    proc = subprocess.Popen(["node", str(S3RVER), "-d", str(data), "-a", "127.0.0.1",
+                             "-p", str(port), "--silent"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"s3rver did not start: {proc.stderr.read().decode()}")
+            time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _client(endpoint):
+    return boto3.session.Session(aws_access_key_id="S3RVER", aws_secret_access_key="S3RVER",
+                                 region_name="us-east-1").client(
+        "s3", endpoint_url=endpoint,
+        config=botocore.config.Config(signature_version="s3v4",
+                                      s3={"addressing_style": "path"}))
+
+
+_bucket_no = [0]
+
+
+@pytest.fixture
+def bucket(s3rver):
+    _bucket_no[0] += 1
+    name = f"tapes-{os.getpid()}-{_bucket_no[0]}"
+    _client(s3rver).create_bucket(Bucket=name)
+    return name
+
+
+def _config(endpoint, bucket, **extra):
+    c = {"bucket": bucket, "prefix": "rec/", "endpoint_url": endpoint,
+         "addressing_style": "path", "aws_access_key_id": "S3RVER",
+         "aws_secret_access_key": "S3RVER"}
+    c.update(extra)
+    s3_provider.S3Provider.validate(c)
+    return c
+
+
+def test_save_load_exists_list_delete(s3rver, bucket):
+    p = s3_provider.S3Provider(_config(s3rver, bucket))
+    t = make_tape(name="s3 demo", tags=["prod"], n=4)
+    assert not p.exists(t.id)
+    assert p.load(t.id) is None  # None: not found
+    p.save(t)
+    assert p.exists(t.id)
+    back = p.load(t.id)
+    assert back.to_jsonl() == t.to_jsonl()
+    assert back.name == "s3 demo" and back.tags == ["prod"]
+    listed = p.list({})
+    assert [m["tape_id"] for m in listed] == [t.id]
+    assert listed[0]["stats"]["frame_count"] == 4
+    p.delete(t.id)
+    assert not p.exists(t.id)
+    with pytest.raises(tapestore.NotFound):
+        p.delete(t.id)
+
+
+def test_meta_cache_by_etag(s3rver, bucket):
+    p = s3_provider.S3Provider(_config(s3rver, bucket))
+    for i in range(3):
+        p.save(make_tape(name=f"t{i}"))
+    gets = []
+    real = p._get
+    p._get = lambda key, ctx: (gets.append(key), real(key, ctx))[1]
+    assert len(p.list({})) == 3
+    assert len(gets) == 3
+    assert len(p.list({})) == 3
+    assert len(gets) == 3  # unchanged ETags: served from the cache
+    t = make_tape(name="changed")
+    p.save(t)
+    assert len(p.list({})) == 4
+    assert len(gets) == 4
+
+
+def test_recording_flushes_only_new_frames(s3rver, bucket):
+    cfg = _config(s3rver, bucket, flush_frames=2, flush_seconds=3600)
+    p = s3_provider.S3Provider(cfg)
+    other = s3_provider.S3Provider(cfg)  # another process's view
+    src = make_tape(n=5)
+    header = tapestore.Tape(name="live", id=src.id)
+    rec = p.begin_recording(header)
+    assert other.exists(src.id)  # visible at once, status recording
+    assert other.load(src.id).status == "recording"
+    frames = list(src.frames())
+    puts = []
+    real = p._put
+    p._put = lambda key, body, ctx: (puts.append((key, len(body))), real(key, body, ctx))[1]
+    for f in frames[:3]:
+        rec.append(f, header)
+    # One chunk with the 2 frames of the first interval, plus the meta.
+    chunk_puts = [k for k, _ in puts if ".chunks/" in k]
+    assert len(chunk_puts) == 1
+    assert len(p.load(src.id)) == 3        # this process: unflushed frames too
+    assert len(other.load(src.id)) == 2    # others: up to the last flush
+    for f in frames[3:]:
+        rec.append(f, header)
+    chunk_sizes = [n for k, n in puts if ".chunks/" in k]
+    assert len(chunk_sizes) == 2 and chunk_sizes[0] == chunk_sizes[1] > 0  # never the whole tape
+    header.status = "finalized"
+    rec.end(header, True)
+    final = other.load(src.id)
+    assert len(final) == 5 and final.status == "finalized"
+    assert [f.line for f in final.frames()] == [f.line for f in frames]
+    keys = [o["Key"] for o in _client(s3rver).list_objects_v2(Bucket=bucket)["Contents"]]
+    assert sorted(keys) == [f"rec/{src.id}.jsonl", f"rec/{src.id}.meta.json"]  # chunks gone
+
+
+def test_interop_with_filesystem(s3rver, bucket, tmp_path):
+    """Objects written by the provider load in the filesystem provider when
+    fetched with boto3 directly, and the reverse."""
+    p = s3_provider.S3Provider(_config(s3rver, bucket))
+    c = _client(s3rver)
+    t = make_tape(name="to disk", tags=["x"], n=3)
+    p.save(t)
+    disk = tmp_path / "tapes"
+    disk.mkdir()
+    for suffix in (".jsonl", ".meta.json"):
+        c.download_file(bucket, f"rec/{t.id}{suffix}", str(disk / f"{t.id}{suffix}"))
+    with tapestore.open("filesystem", path=str(disk)) as fs:
+        assert fs.load(t.id).to_jsonl() == t.to_jsonl()
+        u = make_tape(name="from disk", n=2)
+        fs.save(u)
+    for suffix in (".jsonl", ".meta.json"):
+        c.upload_file(str(disk / f"{u.id}{suffix}"), bucket, f"rec/{u.id}{suffix}")
+    assert p.load(u.id).to_jsonl() == u.to_jsonl()
+    assert sorted(m["tape_id"] for m in p.list({})) == sorted([t.id, u.id])
+
+
+def test_errors_name_the_problem(s3rver, bucket):
+    missing = s3_provider.S3Provider(_config(s3rver, "no-such-bucket-here"))
+    with pytest.raises(tapestore.ConfigError, match="NoSuchBucket"):
+        missing.list({})
+    bad_keys = s3_provider.S3Provider(_config(s3rver, bucket, aws_access_key_id="WRONG"))
+    with pytest.raises(tapestore.ConfigError, match="InvalidAccessKeyId.*credentials"):
+        bad_keys.save(make_tape())
+    unreachable = s3_provider.S3Provider(_config(f"http://127.0.0.1:{_free_port()}", bucket))
+    with pytest.raises(tapestore.IOError, match="cannot reach the endpoint"):
+        unreachable.exists("x")
+    throttled = botocore.exceptions.ClientError(
+        {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}},
+        "PutObject")
+    err = s3_provider._error("write t1", throttled)
+    assert isinstance(err, tapestore.Busy) and "SlowDown" in str(err) and "write t1" in str(err)
+
+
+@pytest.mark.parametrize("config, key", [
+    ({}, "bucket"),
+    ({"bucket": "b", "colour": 1}, "colour"),
+    ({"bucket": "b", "flush_frames": "10"}, "flush_frames"),
+    ({"bucket": "b", "flush_frames": 0}, "flush_frames"),
+    ({"bucket": "b", "addressing_style": "sideways"}, "addressing_style"),
+])
+def test_validate_names_the_key(config, key):
+    with pytest.raises(tapestore.ConfigError, match=f'"{key}"'):
+        s3_provider.S3Provider.validate(config)
