@@ -1,0 +1,122 @@
+/*
+ * c_helper.c - C threads for the Python provider tests (loaded with
+ * ctypes, which releases the GIL around each call): bare pthreads that call
+ * a store, as the proxy would, with no Python thread state of their own.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tapestore/tapestore.h>
+#include <time.h>
+
+#if defined(__GNUC__)
+#define HELPER_API __attribute__((visibility("default")))
+#else
+#define HELPER_API
+#endif
+
+HELPER_API int helper_exists_threads(tape_store *s, const char *id, int n, int iters, int *out_errors);
+HELPER_API int helper_open_and_exists(const char *spec, const char *id);
+HELPER_API int helper_start_forever(const char *spec);
+HELPER_API int helper_forever_calls(void);
+
+typedef struct job {
+    tape_store *s;
+    const char *id;
+    int iters;
+    int hits;   /* exists said 1 */
+    int errors; /* a call failed */
+} job;
+
+static void *exists_loop(void *arg)
+{
+    job *j = arg;
+    for (int i = 0; i < j->iters; i++) {
+        int ex = 0;
+        int rc = tape_store_exists(&ex, j->s, j->id);
+        if (rc == TAPE_OK && ex) {
+            j->hits++;
+        } else if (rc < 0) {
+            j->errors++;
+        }
+    }
+    return NULL;
+}
+
+/* n pthreads each call tape_store_exists(s, id) iters times. Returns the
+ * number of calls that said "exists"; *out_errors gets the failed ones. */
+HELPER_API int helper_exists_threads(tape_store *s, const char *id, int n, int iters, int *out_errors)
+{
+    pthread_t t[64];
+    job j[64];
+    if (n > 64) {
+        n = 64;
+    }
+    for (int i = 0; i < n; i++) {
+        j[i] = (job){s, id, iters, 0, 0};
+        pthread_create(&t[i], NULL, exists_loop, &j[i]);
+    }
+    int hits = 0, errors = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(t[i], NULL);
+        hits += j[i].hits;
+        errors += j[i].errors;
+    }
+    *out_errors = errors;
+    return hits;
+}
+
+/* Open `spec` from C (the default registry) and return what
+ * tape_store_exists(id) answered: 1, 0 or the error code. */
+HELPER_API int helper_open_and_exists(const char *spec, const char *id)
+{
+    tape_store *s = NULL;
+    int rc = tape_store_open_spec(&s, NULL, spec, 0);
+    if (rc != TAPE_OK) {
+        return rc;
+    }
+    int ex = 0;
+    rc = tape_store_exists(&ex, s, id);
+    tape_store_free(s);
+    return rc == TAPE_OK ? ex : rc;
+}
+
+/* A detached thread that calls exists on `spec` until the process ends;
+ * it counts its calls so the test knows it is running. */
+static atomic_int forever_calls = 0;
+static atomic_int forever_last_rc = 0;
+static char forever_spec[256];
+
+static void *forever(void *arg)
+{
+    (void)arg;
+    tape_store *s = NULL;
+    if (tape_store_open_spec(&s, NULL, forever_spec, 0) != TAPE_OK) {
+        atomic_store(&forever_last_rc, -1000);
+        return NULL;
+    }
+    for (;;) {
+        int ex = 0;
+        atomic_store(&forever_last_rc, tape_store_exists(&ex, s, "t1"));
+        atomic_fetch_add(&forever_calls, 1);
+    }
+    return NULL;
+}
+
+HELPER_API int helper_start_forever(const char *spec)
+{
+    pthread_t t;
+    strncpy(forever_spec, spec, sizeof forever_spec - 1);
+    if (pthread_create(&t, NULL, forever, NULL) != 0) {
+        return -1;
+    }
+    pthread_detach(t);
+    return 0;
+}
+
+HELPER_API int helper_forever_calls(void)
+{
+    return atomic_load(&forever_calls);
+}
