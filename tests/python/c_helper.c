@@ -120,3 +120,10 @@ HELPER_API int helper_forever_calls(void)
 {
     return atomic_load(&forever_calls);
 }
+
+HELPER_API int helper_forever_last_rc(void);
+/* What the forever thread's last call returned (0, or a TAPE_E* code). */
+HELPER_API int helper_forever_last_rc(void)
+{
+    return atomic_load(&forever_last_rc);
+}

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -426,7 +427,8 @@ class Counting(MinimalStore):
             self.calls += 1
             if self.active > 1:
                 self.overlapped = True
-        x = sum(range(50))  # let the GIL switch
+        time.sleep(0)  # releases the GIL: another call could come in now
+        x = sum(range(50))
         with self.count_lock:
             self.active -= 1
         return id == "t1" and x > 0
@@ -586,7 +588,17 @@ def test_a_registry_of_its_own():
 
 def test_a_c_thread_calling_while_the_interpreter_exits():
     script = textwrap.dedent(f"""
-        import ctypes, os, sys, time
+        import atexit, ctypes, os, sys, time
+        lib = ctypes.CDLL(os.environ["TAPE_PY_HELPER"])
+
+        def after_tapestore_shutdown():  # registered first: runs after tapestore's handler
+            n = lib.helper_forever_calls()
+            t0 = time.time()
+            while lib.helper_forever_calls() < n + 100 and time.time() - t0 < 20:
+                time.sleep(0.01)
+            # the C thread goes on, and is refused instead of entering Python
+            print("after", lib.helper_forever_calls() - n, lib.helper_forever_last_rc(), flush=True)
+        atexit.register(after_tapestore_shutdown)
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         import tapestore
         from providers_dict import MinimalStore
@@ -594,7 +606,6 @@ def test_a_c_thread_calling_while_the_interpreter_exits():
             def exists(self, id):
                 return sum(range(100)) > 0
         tapestore.register_provider("pyexit", Slowish)
-        lib = ctypes.CDLL(os.environ["TAPE_PY_HELPER"])
         lib.helper_start_forever.argtypes = [ctypes.c_char_p]
         assert lib.helper_start_forever(b"pyexit:{{}}") == 0
         t0 = time.time()
@@ -607,4 +618,7 @@ def test_a_c_thread_calling_while_the_interpreter_exits():
         p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stdout + p.stderr
         assert "exiting" in p.stdout
+        assert f"after" in p.stdout
+        calls, rc = p.stdout.split("after", 1)[1].split()
+        assert int(calls) >= 100 and int(rc) == tapestore.capi.TAPE_EPROVIDER
         assert "Fatal" not in p.stderr
