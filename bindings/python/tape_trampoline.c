@@ -821,7 +821,11 @@ PyObject *tape_py_entry_from_meta(PyObject *meta)
         return NULL;
     }
     tape_entry *e = NULL;
-    int rc = tape_entry_from_meta(&e, PyBytes_AS_STRING(meta), (size_t)PyBytes_GET_SIZE(meta));
+    int rc;
+    /* `meta` (immutable bytes) is kept alive by our caller. */
+    Py_BEGIN_ALLOW_THREADS
+    rc = tape_entry_from_meta(&e, PyBytes_AS_STRING(meta), (size_t)PyBytes_GET_SIZE(meta));
+    Py_END_ALLOW_THREADS
     if (rc != TAPE_OK) {
         tape_py_raise(rc);
         return NULL;
@@ -851,13 +855,22 @@ PyObject *tape_py_query_page(PyObject *query, PyObject *entries)
     for (Py_ssize_t i = 0; i < n; i++) {
         void *e = NULL;
         if (tape_py_ptr_get(PyList_GET_ITEM(entries, i), "tape_entry *", &e) != 0) {
+            for (Py_ssize_t k = 0; k < i; k++) {
+                tape_entry_free((tape_entry *)v[k]);
+            }
             free(v);
             return NULL;
         }
-        v[i] = e;
+        v[i] = tape_entry_ref(e); /* ours while the GIL is released */
     }
     tape_result *res = NULL;
-    int rc = tape_query_page(&res, q, v, (size_t)n);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = tape_query_page(&res, q, v, (size_t)n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        tape_entry_free((tape_entry *)v[i]);
+    }
+    Py_END_ALLOW_THREADS
     free(v);
     if (rc != TAPE_OK) {
         tape_py_raise(rc);
