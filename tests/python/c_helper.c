@@ -127,3 +127,26 @@ HELPER_API int helper_forever_last_rc(void)
 {
     return atomic_load(&forever_last_rc);
 }
+
+/* Called through ctypes.PyDLL (the GIL held): sets a Python exception,
+ * releases the GIL with it pending, as a C extension may, and calls a
+ * store; the provider must run all the same and the exception must still
+ * be pending afterwards. The Python API is looked up at run time, so this
+ * library does not link libpython. Returns what exists answered. */
+#include <dlfcn.h>
+HELPER_API int helper_exists_with_pending(const char *spec, const char *id);
+HELPER_API int helper_exists_with_pending(const char *spec, const char *id)
+{
+    void (*set_string)(void *, const char *) = (void (*)(void *, const char *))dlsym(RTLD_DEFAULT, "PyErr_SetString");
+    void *(*save)(void) = (void *(*)(void))dlsym(RTLD_DEFAULT, "PyEval_SaveThread");
+    void (*restore)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "PyEval_RestoreThread");
+    void **value_error = dlsym(RTLD_DEFAULT, "PyExc_ValueError");
+    if (set_string == NULL || save == NULL || restore == NULL || value_error == NULL) {
+        return -1000;
+    }
+    set_string(*value_error, "pending before the call");
+    void *ts = save();
+    int rc = helper_open_and_exists(spec, id);
+    restore(ts);
+    return rc;
+}

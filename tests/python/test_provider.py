@@ -622,3 +622,52 @@ def test_a_c_thread_calling_while_the_interpreter_exits():
         calls, rc = p.stdout.split("after", 1)[1].split()
         assert int(calls) >= 100 and int(rc) == tapestore.capi.TAPE_EPROVIDER
         assert "Fatal" not in p.stderr
+
+
+def test_the_class_dropped_first_stays_alive_until_unregistered():
+    import weakref
+    name = fresh()
+
+    def make():
+        class Gone(MinimalStore):
+            pass
+        return Gone
+    cls = make()
+    ref = weakref.ref(cls)
+    tapestore.register_provider(name, cls)
+    del cls
+    gc.collect()
+    assert ref() is not None  # the registration holds it
+    with tapestore.open(name) as s:
+        s.save(tape(id="g1"))
+        tapestore.unregister_provider(name)
+        gc.collect()
+        assert ref() is not None and s.exists("g1")  # the open store holds it
+    gc.collect()
+    assert ref() is None  # released with the last store
+
+
+def test_big_counts_round_trip(registered):
+    class Big(MinimalStore):
+        def stats(self):
+            return {"tape_count": 2**31 + 1, "frame_count": 2**53 + 1, "total_bytes": 2**64 - 1}
+    with tapestore.open(registered(Big)) as s:
+        st = s.stats()
+        assert (st.tape_count, st.frame_count, st.total_bytes) == (2**31 + 1, 2**53 + 1, 2**64 - 1)
+        assert len(s) == 2**31 + 1
+
+
+def test_entered_with_an_exception_pending(registered):
+    seen = []
+
+    class P(MinimalStore):
+        def exists(self, id):
+            seen.append(sys.exc_info()[1])  # nothing pending inside the method
+            return id == "known"
+    name = registered(P)
+    lib = ctypes.PyDLL(os.environ["TAPE_PY_HELPER"])  # keeps the GIL and checks for errors
+    lib.helper_exists_with_pending.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    with pytest.raises(ValueError, match="pending before the call") as ei:
+        lib.helper_exists_with_pending(f"{name}:{{}}".encode(), b"known")
+    assert seen == [None]  # the method ran, with no exception set, and did not fail
+    assert not isinstance(ei.value, SystemError)
