@@ -795,11 +795,6 @@ PyObject *tape_py_provider_register(PyObject *registry, const char *name, PyObje
     Py_RETURN_NONE;
 }
 
-PyObject *tape_py_calls_in_flight(void)
-{
-    return PyLong_FromLong(atomic_load(&inflight));
-}
-
 PyObject *tape_py_provider_shutdown(void)
 {
     atomic_store(&alive, 0);

@@ -25,7 +25,6 @@ PyObject *tape_py_provider_register(PyObject *registry, const char *name, PyObje
 PyObject *tape_py_provider_shutdown(void);
 PyObject *tape_py_entry_from_meta(PyObject *meta);
 PyObject *tape_py_query_page(PyObject *query, PyObject *entries);
-PyObject *tape_py_calls_in_flight(void);
 
 /* Bits of `ops` (the optional methods a class has). */
 #define TAPE_PY_OP_OPEN (1u << 0)

@@ -71,7 +71,6 @@ int tape_py_ptr_get(PyObject *obj, const char *type, void **out)
 %rename(_provider_shutdown) tape_py_provider_shutdown;
 %rename(_entry_from_meta) tape_py_entry_from_meta;
 %rename(_query_page) tape_py_query_page;
-%rename(_calls_in_flight) tape_py_calls_in_flight;
 PyObject *tape_py_provider_init(PyObject *tape_error, PyObject *stash);
 PyObject *tape_py_provider_register(PyObject *registry, const char *name, PyObject *cls,
                                     PyObject *dispatch, unsigned int version,
@@ -80,5 +79,4 @@ PyObject *tape_py_provider_register(PyObject *registry, const char *name, PyObje
 PyObject *tape_py_provider_shutdown(void);
 PyObject *tape_py_entry_from_meta(PyObject *meta);
 PyObject *tape_py_query_page(PyObject *query, PyObject *entries);
-PyObject *tape_py_calls_in_flight(void);
 %clearnothreadallow;
