@@ -671,3 +671,28 @@ def test_entered_with_an_exception_pending(registered):
         lib.helper_exists_with_pending(f"{name}:{{}}".encode(), b"known")
     assert seen == [None]  # the method ran, with no exception set, and did not fail
     assert not isinstance(ei.value, SystemError)
+
+
+def test_open_and_close_raising(registered):
+    class OC(MinimalStore):
+        fail = True
+
+        def open(self):
+            if OC.fail:
+                raise OSError("disk gone")
+
+        def close(self):
+            if OC.fail:
+                raise OSError("flush failed")
+    s = tapestore.open(registered(OC))
+    for _ in range(2):  # a failed open is tried again on the next call
+        with pytest.raises(tapestore.ProviderError, match="open: OSError: disk gone") as ei:
+            s.exists("a")
+        assert isinstance(ei.value.__cause__, OSError)
+    OC.fail = False
+    assert s.exists("a") is False
+    OC.fail = True
+    with pytest.raises(tapestore.ProviderError, match="close: OSError: flush failed") as ei:
+        s.close()
+    assert isinstance(ei.value.__cause__, OSError)
+    assert s.closed

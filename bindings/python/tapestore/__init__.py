@@ -821,7 +821,12 @@ class Store:
             children, self._children = self._children, {}
         for handle, free in children.values():
             free(handle)
-        _c.tape_store_close(h)
+        _pending.clear()
+        try:
+            _c.tape_store_close(h)
+        except TapeError as e:  # a Python provider's close: its exception chained
+            _rechain(e)
+            raise
 
     def __enter__(self) -> "Store":
         return self
