@@ -40,3 +40,43 @@ PyObject *tape_py_set_error_classes(PyObject *mapping);
 PyObject *tape_py_log_install(PyObject *callable);
 PyObject *tape_py_log_remove(void);
 %clearnothreadallow;
+
+/* Providers written in Python (tape_trampoline.c, tapestore/provider.py).
+ * The trampolines make and read SWIG proxies through these two, which
+ * need the SWIG runtime of this wrapper. */
+%{
+#include "tape_trampoline.h"
+PyObject *tape_py_ptr_new(void *p, const char *type, int own)
+{
+    swig_type_info *ty = SWIG_TypeQuery(type);
+    if (ty == NULL) {
+        PyErr_Format(PyExc_SystemError, "tapestore: no SWIG type %s", type);
+        return NULL;
+    }
+    return SWIG_NewPointerObj(p, ty, own ? SWIG_POINTER_OWN : 0);
+}
+int tape_py_ptr_get(PyObject *obj, const char *type, void **out)
+{
+    swig_type_info *ty = SWIG_TypeQuery(type);
+    if (ty == NULL || !SWIG_IsOK(SWIG_ConvertPtr(obj, out, ty, 0)) || *out == NULL) {
+        PyErr_Format(PyExc_TypeError, "expected a %s, got %s", type, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+%}
+%nothreadallow;
+%rename(_provider_init) tape_py_provider_init;
+%rename(_provider_register) tape_py_provider_register;
+%rename(_provider_shutdown) tape_py_provider_shutdown;
+%rename(_entry_from_meta) tape_py_entry_from_meta;
+%rename(_query_page) tape_py_query_page;
+PyObject *tape_py_provider_init(PyObject *tape_error, PyObject *stash);
+PyObject *tape_py_provider_register(PyObject *registry, const char *name, PyObject *cls,
+                                    PyObject *dispatch, unsigned int version,
+                                    const char *description, unsigned int ops,
+                                    int concurrent, int persistent);
+PyObject *tape_py_provider_shutdown(void);
+PyObject *tape_py_entry_from_meta(PyObject *meta);
+PyObject *tape_py_query_page(PyObject *query, PyObject *entries);
+%clearnothreadallow;

@@ -38,6 +38,7 @@ __all__ = [
     "open", "Store", "Tape", "Frame", "Correlation", "Entry", "Page", "TapeStats",
     "StoreStats", "Recording", "FrameIterator", "QueryIterator",
     "install_log_hook", "remove_log_hook", "version",
+    "register_provider", "unregister_provider", "Query",
 ]
 
 # ------------------------------------------------------------------ constants
@@ -395,6 +396,7 @@ class Tape:
                  *, description: Optional[str] = None, session_id: Optional[str] = None,
                  protocol_version: Optional[str] = None) -> None:
         self._t = _c.tape_new(id)
+        self._ro = False
         # The core lets one thread at a time use a tape; the GIL is released
         # during each call, so the tape has a lock of its own.
         self._lock = _threading.RLock()
@@ -413,12 +415,34 @@ class Tape:
     def _wrap(cls, handle: Any) -> "Tape":
         t = cls.__new__(cls)
         t._t = handle
+        t._ro = False
         t._lock = _threading.RLock()
         return t
 
+    @classmethod
+    def _lend(cls, handle: Any) -> "Tape":
+        # A core tape lent to a provider method for the duration of the
+        # call (tapestore.provider): read-only, invalidated afterwards.
+        t = cls._wrap(handle)
+        t._ro = True
+        return t
+
+    def _revoke(self) -> None:
+        with self._lock:
+            self._t = None
+
+    def _handle(self) -> Any:
+        if self._t is None:
+            raise _state("this tape was lent to a provider method whose call has returned; "
+                         "copy() it during the call to keep it")
+        return self._t
+
     def _do(self, fn: Any, *args: Any) -> Any:
         with self._lock:
-            return fn(self._t, *args)
+            t = self._handle()
+            if self._ro and (fn in _MUTATORS or fn is _append_lent):
+                raise _state("this tape was lent read-only to a provider method; copy() it to change it")
+            return fn(t, *args)
 
     # metadata -------------------------------------------------------
     @property
@@ -559,6 +583,8 @@ class Tape:
         ``invalid_json=True`` any bytes are kept exactly; with
         ``oversize=True`` only the length, SHA-256 and first ``prefix_bytes``
         are kept. ``ts_ms`` None: now minus created_at."""
+        if self._ro:
+            self._do(_append_lent)  # raises StateError
         return self._do(lambda t: _append(None, t, direction, message, ts_ms, correlation_id, transport,
                        flags, invalid_json, oversize, prefix_bytes))
 
@@ -570,9 +596,10 @@ class Tape:
         i = max(start, 0)
         while stop is None or i < stop:
             with self._lock:  # the frame is copied before another thread can append
-                if i >= _c.tape_frame_count(self._t):
+                t = self._handle()
+                if i >= _c.tape_frame_count(t):
                     return
-                f = Frame(_c.tape_frame_at(self._t, i))
+                f = Frame(_c.tape_frame_at(t, i))
             yield f
             i += 1
 
@@ -620,6 +647,18 @@ class Tape:
         return f"<Tape {self.id!r} name={self.name!r} {len(self)} frames>"
 
 
+# What a lent (read-only) tape refuses.
+_MUTATORS = frozenset([
+    _c.tape_set_name, _c.tape_set_description, _c.tape_set_session_id, _c.tape_set_protocol_version,
+    _c.tape_set_status, _c.tape_set_created_at, _c.tape_set_updated_at, _c.tape_set_finalized_at,
+    _c.tape_set_transport_json, _c.tape_set_environment_json, _c.tape_add_tag, _c.tape_remove_tag,
+    _c.tape_add_correlation])
+
+
+def _append_lent(t: Any) -> None:  # stands for append in the read-only check
+    raise AssertionError("unreachable")
+
+
 def _append(w: Any, t: Any, direction: str, message: Any, ts_ms: Optional[int],
             correlation_id: Optional[str], transport: Any, flags: Any, invalid_json: bool,
             oversize: bool, prefix_bytes: int) -> int:
@@ -644,6 +683,15 @@ def open(spec: Optional[str] = None, /, *, eager: bool = False, **config: Any) -
 
     ``eager`` initialises the backend now instead of on first use."""
     flags = _c.TAPE_OPEN_EAGER if eager else 0
+    _pending.clear()
+    try:
+        return Store(_open(spec, flags, config))
+    except TapeError as e:
+        _rechain(e)
+        raise
+
+
+def _open(spec: Optional[str], flags: int, config: Dict[str, Any]) -> Any:
     if spec is None:
         if config:
             raise _invalid("open: config keywords need a provider name")
@@ -655,7 +703,26 @@ def open(spec: Optional[str] = None, /, *, eager: bool = False, **config: Any) -
         h = _c.tape_store_open(None, spec, _json.dumps(config), flags)
     else:
         h = _c.tape_store_open_spec(None, spec, flags)
-    return Store(h)
+    return h
+
+
+class _Pending(_threading.local):
+    """The exception a Python provider raised during the current host call
+    on this thread (tapestore.provider stashes it), re-raised chained."""
+
+    exc: Optional[BaseException] = None
+
+    def clear(self) -> None:
+        self.exc = None
+
+
+_pending = _Pending()
+
+
+def _rechain(e: TapeError) -> None:
+    orig, _pending.exc = _pending.exc, None
+    if orig is not None and orig is not e and e.__cause__ is None:
+        e.__cause__ = orig
 
 
 _tokens = _itertools.count()
@@ -696,7 +763,11 @@ class Store:
     def _call(self, fn: Any, *args: Any) -> Any:
         h = self._enter()
         try:
+            _pending.clear()
             return fn(h, *args)
+        except TapeError as e:
+            _rechain(e)
+            raise
         finally:
             self._leave()
 
@@ -750,7 +821,12 @@ class Store:
             children, self._children = self._children, {}
         for handle, free in children.values():
             free(handle)
-        _c.tape_store_close(h)
+        _pending.clear()
+        try:
+            _c.tape_store_close(h)
+        except TapeError as e:  # a Python provider's close: its exception chained
+            _rechain(e)
+            raise
 
     def __enter__(self) -> "Store":
         return self
@@ -772,7 +848,7 @@ class Store:
     def save(self, tape: Tape) -> None:
         """Save a tape, replacing any tape with the same id."""
         with tape._lock:
-            self._call(_c.tape_store_save, tape._t)
+            self._call(_c.tape_store_save, tape._handle())
 
     def load(self, id: str) -> Tape:
         """Load a tape; NotFound if there is none."""
@@ -860,7 +936,7 @@ class Store:
         if header is None:
             header = Tape(name=name, tags=tags, id=id, **meta)
         with header._lock:
-            h = self._call(_c.tape_store_record, header._t)
+            h = self._call(_c.tape_store_record, header._handle())
             copy = header.copy()
         return Recording(self, h, copy)
 
@@ -895,7 +971,11 @@ class _Child:
                 h = None if self._token is None else self._store._child(self._token)
                 if h is None:
                     raise _state(f"{self._what} is closed")
+                _pending.clear()
                 return fn(h, *args)
+            except TapeError as e:
+                _rechain(e)
+                raise
             finally:
                 self._store._leave()
 
@@ -1053,3 +1133,7 @@ class Recording(_Child):
         if isinstance(ev, BaseException):
             ev.add_note(f"tapestore: tape {self._id!r} left with status recording "
                         f"({self._appended} frames appended)")
+
+
+# ------------------------------------------------------------------ providers in Python
+from .provider import Query, register_provider, unregister_provider  # noqa: E402
