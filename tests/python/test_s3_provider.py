@@ -204,3 +204,22 @@ def test_errors_name_the_problem(s3rver, bucket):
 def test_validate_names_the_key(config, key):
     with pytest.raises(tapestore.ConfigError, match=f'"{key}"'):
         s3_provider.S3Provider.validate(config)
+
+
+
+def test_registered_by_name_on_import(s3rver, bucket):
+    """Importing the module registered "s3": a store opens by name, through
+    the trampolines, and C code would find it the same way."""
+    import json
+    cfg = _config(s3rver, bucket)
+    with tapestore.open("s3:" + json.dumps(cfg)) as store:
+        t = make_tape(name="by name", n=3)
+        store.save(t)
+        assert t.id in store
+        assert store.load(t.id).to_jsonl() == t.to_jsonl()
+        assert [e.id for e in store.query(name_contains="by name")] == [t.id]
+        with store.record(name="live") as w:
+            w.append(tapestore.CLIENT_TO_SERVER, {"jsonrpc": "2.0", "method": "ping"})
+        assert len(store) == 2
+        store.delete(t.id)
+        assert t.id not in store
