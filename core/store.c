@@ -153,9 +153,12 @@ static void call_end_release(tape_store *s, call_frame *f)
 
 /* What the op returned, normalised: its own message kept, an unknown
  * code mapped to TAPE_EPROVIDER, TAPE_DONE refused outside frames_next. */
+/* The one op that may answer TAPE_DONE, told by its name's address (this
+ * runs on every call, once per frame of a ranged read). */
+static const char OP_FRAMES_NEXT[] = "frames_next";
 static int checked(const tape_store *s, int rc, const call_frame *f)
 {
-    return tape__provider_rc(rc, s->who, f->op, strcmp(f->op, "frames_next") == 0, f->mark);
+    return tape__provider_rc(rc, s->who, f->op, f->op == OP_FRAMES_NEXT, f->mark);
 }
 
 static int ensure_open(tape_store *s)
@@ -1267,7 +1270,7 @@ int tape_frame_iter_next(const tape_frame **out, tape_frame_iter *it)
     *out = NULL;
     if (it->native != NULL) {
         int rc;
-        CALL(rc, it->s, "frames_next", it->s->ops->frames_next(out, it->native));
+        CALL(rc, it->s, OP_FRAMES_NEXT, it->s->ops->frames_next(out, it->native));
         if (rc != TAPE_OK) {
             *out = NULL;
         } else if (*out == NULL) {
