@@ -1066,24 +1066,6 @@ int tape_writer_add_correlation(tape_writer *w, const char *id, uint64_t request
     return rc;
 }
 
-/* Copies the metadata fields a recording may learn late from src to dst. */
-static int copy_learned_meta(tape *dst, const tape *src)
-{
-    int rc = tape_set_name(dst, tape_name(src));
-    if (rc == TAPE_OK) rc = tape_set_description(dst, tape_description(src));
-    if (rc == TAPE_OK) rc = tape_set_session_id(dst, tape_session_id(src));
-    if (rc == TAPE_OK) rc = tape_set_protocol_version(dst, tape_protocol_version(src));
-    if (rc == TAPE_OK) rc = tape_set_transport_json(dst, tape_transport_json(src));
-    if (rc == TAPE_OK) rc = tape_set_environment_json(dst, tape_environment_json(src));
-    while (rc == TAPE_OK && tape_tag_count(dst) > 0) {
-        rc = tape_remove_tag(dst, tape_tag_at(dst, tape_tag_count(dst) - 1));
-    }
-    for (size_t i = 0; rc == TAPE_OK && i < tape_tag_count(src); i++) {
-        rc = tape_add_tag(dst, tape_tag_at(src, i));
-    }
-    return rc;
-}
-
 int tape_writer_update_meta(tape_writer *w, const tape *meta)
 {
     int rc = writer_usable(w, "tape_writer_update_meta");
@@ -1100,14 +1082,14 @@ int tape_writer_update_meta(tape_writer *w, const tape *meta)
     tape *probe = NULL;
     rc = tape_clone_meta(&probe, w->header);
     if (rc == TAPE_OK) {
-        rc = copy_learned_meta(probe, meta);
+        rc = tape_copy_learned_meta(probe, meta);
     }
     tape_free(probe);
     if (rc == TAPE_OK) {
-        rc = copy_learned_meta(w->header, meta);
+        rc = tape_copy_learned_meta(w->header, meta);
     }
     if (rc == TAPE_OK && w->buffer != NULL) {
-        rc = copy_learned_meta(w->buffer, meta);
+        rc = tape_copy_learned_meta(w->buffer, meta);
     }
     return rc;
 }

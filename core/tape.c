@@ -279,6 +279,54 @@ static int copy_meta(tape *c, const tape *t)
     return TAPE_OK;
 }
 
+static int same_str(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static int same_tags(const tape *a, const tape *b)
+{
+    if (a->ntags != b->ntags) {
+        return 0;
+    }
+    for (size_t i = 0; i < a->ntags; i++) {
+        if (strcmp(a->tags[i], b->tags[i]) != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Shared by the core's writer (tape_writer_update_meta) and any backend
+ * that keeps its own copy of a recording (memory); a field that did not
+ * change costs a compare, so it can run at every append. */
+int tape_copy_learned_meta(tape *dst, const tape *src)
+{
+    if (dst == NULL || src == NULL) {
+        return tape_error_set(TAPE_EINVAL, "tape_copy_learned_meta: %s is NULL",
+                              dst == NULL ? "dst" : "src");
+    }
+    int rc = TAPE_OK;
+#define LEARN(field, set)                                                                    \
+    if (rc == TAPE_OK && !same_str(dst->field, src->field)) rc = set(dst, src->field)
+    LEARN(name, tape_set_name);
+    LEARN(description, tape_set_description);
+    LEARN(session_id, tape_set_session_id);
+    LEARN(protocol_version, tape_set_protocol_version);
+    LEARN(transport_json, tape_set_transport_json);
+    LEARN(environment_json, tape_set_environment_json);
+#undef LEARN
+    if (rc == TAPE_OK && !same_tags(dst, src)) {
+        while (rc == TAPE_OK && dst->ntags > 0) {
+            rc = tape_remove_tag(dst, dst->tags[dst->ntags - 1]);
+        }
+        for (size_t i = 0; rc == TAPE_OK && i < src->ntags; i++) {
+            rc = tape_add_tag(dst, src->tags[i]);
+        }
+    }
+    return rc;
+}
+
 int tape_clone(tape **out, const tape *t)
 {
     if (out != NULL) {

@@ -177,6 +177,12 @@ TAPE_API int tape_push_frame(tape *t, tape_frame *f);
 TAPE_API int tape_entry_from_meta(tape_entry **out, const char *meta, size_t len);
 /** A frameless copy of the tape's metadata (for writers and listings). */
 TAPE_API int tape_clone_meta(tape **out, const tape *t);
+/** Copy the metadata a recording may learn mid-session (name, description,
+ *  session id, protocol version, transport, environment, tags) from src to
+ *  dst; unchanged fields are left alone (a compare each), so a backend
+ *  that keeps its own copy of a recording can call this with the header
+ *  of every append. Out of memory midway may leave part of it copied. */
+TAPE_API int tape_copy_learned_meta(tape *dst, const tape *src);
 /** Count a frame into the tape's stats without storing it (writers that
  *  stream frames to storage keep a frameless header tape this way). */
 TAPE_API int tape_account_frame(tape *t, const tape_frame *f);

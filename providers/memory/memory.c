@@ -340,54 +340,9 @@ static int mem_writer_begin(void **out, void *self, const tape *header)
 }
 
 /* Refresh the stored tape's metadata from the writer's header. */
-static int same_str(const char *a, const char *b)
-{
-    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-static int same_tags(const tape *a, const tape *b)
-{
-    size_t n = tape_tag_count(a);
-    if (n != tape_tag_count(b)) {
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(tape_tag_at(a, i), tape_tag_at(b, i)) != 0) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* Metadata a recorder learns mid-session (tape_writer_update_meta) reaches
- * the stored tape at the next append and at the end; unchanged fields
- * cost a compare. */
-static int sync_learned(tape *t, const tape *header)
-{
-    int rc = TAPE_OK;
-#define SYNC(get, set)                                                                       \
-    if (rc == TAPE_OK && !same_str(get(t), get(header))) rc = set(t, get(header))
-    SYNC(tape_name, tape_set_name);
-    SYNC(tape_description, tape_set_description);
-    SYNC(tape_session_id, tape_set_session_id);
-    SYNC(tape_protocol_version, tape_set_protocol_version);
-    SYNC(tape_transport_json, tape_set_transport_json);
-    SYNC(tape_environment_json, tape_set_environment_json);
-#undef SYNC
-    if (rc == TAPE_OK && !same_tags(t, header)) {
-        while (rc == TAPE_OK && tape_tag_count(t) > 0) {
-            rc = tape_remove_tag(t, tape_tag_at(t, tape_tag_count(t) - 1));
-        }
-        for (size_t i = 0; rc == TAPE_OK && i < tape_tag_count(header); i++) {
-            rc = tape_add_tag(t, tape_tag_at(header, i));
-        }
-    }
-    return rc;
-}
-
 static int sync_meta(item *it, const tape *header)
 {
-    int rc = sync_learned(it->t, header);
+    int rc = tape_copy_learned_meta(it->t, header);
     if (rc == TAPE_OK) rc = tape_set_status(it->t, tape_status(header));
     if (rc == TAPE_OK) rc = tape_set_updated_at(it->t, tape_updated_at(header));
     if (rc == TAPE_OK) rc = tape_set_finalized_at(it->t, tape_finalized_at(header));
@@ -414,7 +369,7 @@ static int mem_writer_append(void *writer, const tape_frame *f, const tape *head
         copy = NULL;
         /* The frame is stored: this append succeeds; the learned
          * metadata is applied again at the next append and at the end. */
-        if (sync_learned(w->it->t, header) != TAPE_OK) {
+        if (tape_copy_learned_meta(w->it->t, header) != TAPE_OK) {
             tape_log(TAPE_LOG_WARN, "memory: tape \"%s\": learned metadata not applied yet: %s",
                      w->it->id, tape_errmsg());
         }

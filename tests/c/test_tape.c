@@ -1065,11 +1065,45 @@ static void test_frameless_size_follows_init_line(void **state)
     tape_free(t);
 }
 
+/* The learned-metadata copy: every learned field and the tags follow src;
+ * an unchanged field is not copied again (its pointer stays); the id,
+ * status, frames and correlations are dst's own. */
+static void test_copy_learned_meta(void **state)
+{
+    (void)state;
+    tape *dst = NULL, *src = NULL;
+    assert_int_equal(tape_new(&dst, "dst-1"), TAPE_OK);
+    assert_int_equal(tape_new(&src, "src-1"), TAPE_OK);
+    assert_int_equal(tape_set_name(dst, "same"), TAPE_OK);
+    assert_int_equal(tape_set_name(src, "same"), TAPE_OK);
+    assert_int_equal(tape_add_tag(dst, "old"), TAPE_OK);
+    assert_int_equal(tape_set_session_id(src, "s-1"), TAPE_OK);
+    assert_int_equal(tape_set_transport_json(src, "{\"type\":\"stdio\"}"), TAPE_OK);
+    assert_int_equal(tape_add_tag(src, "a"), TAPE_OK);
+    assert_int_equal(tape_add_tag(src, "b"), TAPE_OK);
+    const char *name_before = tape_name(dst);
+    assert_int_equal(tape_copy_learned_meta(dst, src), TAPE_OK);
+    assert_ptr_equal(tape_name(dst), name_before);
+    assert_string_equal(tape_session_id(dst), "s-1");
+    assert_string_equal(tape_transport_json(dst), "{\"type\":\"stdio\"}");
+    assert_int_equal(tape_tag_count(dst), 2);
+    assert_string_equal(tape_tag_at(dst, 0), "a");
+    assert_string_equal(tape_tag_at(dst, 1), "b");
+    assert_string_equal(tape_id(dst), "dst-1");
+    assert_int_equal(tape_set_session_id(src, NULL), TAPE_OK); /* NULL clears */
+    assert_int_equal(tape_copy_learned_meta(dst, src), TAPE_OK);
+    assert_null(tape_session_id(dst));
+    assert_int_equal(tape_copy_learned_meta(NULL, src), TAPE_EINVAL);
+    tape_free(dst);
+    tape_free(src);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_id_valid),
         cmocka_unit_test(test_frameless_size_follows_init_line),
+        cmocka_unit_test(test_copy_learned_meta),
         cmocka_unit_test(test_id_invalid),
         cmocka_unit_test(test_new_uuid),
         cmocka_unit_test(test_metadata),
