@@ -11,6 +11,8 @@ packages=(
   doxygen abigail-tools            # API reference, ABI check
   swig python3-dev python3-pytest  # the Python binding and its tests
   python3-boto3                    # the S3 provider example
+  lua5.4 liblua5.4-dev lua-busted  # the Lua binding and its tests
+  lua-cjson luarocks               # Lua: decoding baseline, the rockspec check
 )
 # Node.js runs the real peers the tests start (s3rver); a machine that has
 # node already (any version >= 18) keeps it.

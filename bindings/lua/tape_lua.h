@@ -1,0 +1,79 @@
+/*
+ * tape_lua.h - internal to the Lua binding (bindings/lua/): what its C files
+ * share. Never installed. The host API (tape_lua.c & co.) defines the state
+ * record and the object functions; the trampolines (tape_lua_provider.c)
+ * and the JSON codec (tape_lua_json.c) use them.
+ *
+ * The lock: one per lua_State family (a main state and its threads), used
+ * like Python's GIL. The thread that loads the module (luaopen_tapestore)
+ * holds it from then on, as the thread running Lua code; every call from Lua
+ * into the core releases it around the call (TAPE_LUA_UNLOCKED), and a C
+ * thread entering the state (a provider trampoline) takes it first. An
+ * embedding host that lets other threads into the state hands the lock over
+ * with tape_lua_release()/tape_lua_acquire() (exported for hosts).
+ */
+#ifndef TAPE_LUA_H
+#define TAPE_LUA_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <pthread.h>
+#include <tapestore/tapestore.h>
+
+typedef struct tape_lua_state tape_lua_state;
+struct tape_lua_state {
+    pthread_mutex_t lock;  /* held while Lua code of this state runs */
+    lua_State *main;       /* the main thread; never a caller's coroutine */
+    /* ... fields the host API and trampolines need, each documented */
+};
+
+/* The binding's record of L's state (created by luaopen_tapestore, kept in
+ * the registry; freed when the state closes). Never NULL after luaopen. */
+tape_lua_state *tape_lua_state_of(lua_State *L);
+void tape_lua_state_lock(tape_lua_state *S);
+void tape_lua_state_unlock(tape_lua_state *S);
+/* Run stmt, a call into the core, with the state's lock released. Nothing
+ * in stmt may touch L. */
+#define TAPE_LUA_UNLOCKED(S, stmt) \
+    do { tape_lua_state_unlock(S); stmt; tape_lua_state_lock(S); } while (0)
+
+/* Runtime failure: push nil, the thread's last error message, the code;
+ * returns 3 (so `return tape_lua_fail(L, rc);`). */
+int tape_lua_fail(lua_State *L, int rc);
+
+/* ---- objects: full userdata (lua_newuserdatauv; user value 1 is the
+ * parent kept alive), metatables with __gc, __close, __index, __name. */
+enum {
+    TAPE_LUA_OWNED = 0,    /* the userdata frees the object */
+    TAPE_LUA_BORROWED = 1, /* lives as long as its parent (user value) */
+    TAPE_LUA_LENT = 2      /* valid only during a provider call: revoked after */
+};
+/* Push a tape object for t. how: OWNED (t becomes the userdata's), BORROWED
+ * (parent_idx: the object keeping t alive) or LENT (revoke it with
+ * tape_lua_revoke when the call ends). Raises only on memory errors. */
+void tape_lua_push_tape(lua_State *L, tape *t, int how, int parent_idx);
+/* The tape at idx (raises a clear error if idx is not a tape, or is a closed
+ * or revoked one). */
+tape *tape_lua_check_tape(lua_State *L, int idx);
+/* Take ownership of the OWNED tape at idx: it is returned and the userdata
+ * marked moved (later use raises "moved"). NULL (no raise) if not owned. */
+tape *tape_lua_steal_tape(lua_State *L, int idx);
+/* A frame object for f (borrowed from the object at parent_idx, or LENT). */
+void tape_lua_push_frame(lua_State *L, const tape_frame *f, int how, int parent_idx);
+/* An entry object (OWNED). */
+void tape_lua_push_entry(lua_State *L, tape_entry *e);
+/* Mark the lent object at idx revoked: later use raises "used after the
+ * provider call that lent it returned". */
+void tape_lua_revoke(lua_State *L, int idx);
+
+/* ---- JSON (tape_lua_json.c) */
+/* Decode s[0..n) and push the value (1), or push an error message naming
+ * the byte offset and problem (0). Raises only on memory errors. */
+int tape_lua_json_decode(lua_State *L, const char *s, size_t n);
+/* Push the JSON text of the value at idx; raises a clear error for a value
+ * that cannot be JSON (function, cycle, NaN, mixed keys...), naming where. */
+void tape_lua_json_encode(lua_State *L, int idx);
+/* Add json_decode, json_encode, null, array, object to the table at idx. */
+void tape_lua_json_open(lua_State *L, int module_idx);
+
+#endif
