@@ -40,6 +40,7 @@ _KEYS = {
 }
 _META = ".meta.json"
 _JSONL = ".jsonl"
+_CHUNKED = "tapestore-chunked"  # object metadata of a recording's .jsonl: frames in chunks
 
 
 def _error(context: str, exc: BaseException) -> tapestore.TapeError:
@@ -124,7 +125,7 @@ class S3Recording:
                            "status": c.status}, separators=(",", ":")).encode() + b"\n"
         with self.lock:
             if not self.pending:
-                self.pending_first = header.stats().last_sequence + 1
+                self.pending_first = header.stats.last_sequence + 1
             self.lines.append(line)
             self.pending.append(line)
 
@@ -147,6 +148,7 @@ class S3Provider:
     """The ``s3`` provider: one boto3 client per backend, shared by its threads."""
 
     concurrent = True  # boto3 clients are thread-safe; our own state is locked
+    persistent = True  # tapes outlive the process (the suite's reopen case runs)
 
     @staticmethod
     def validate(config: Dict[str, Any]) -> None:
@@ -192,19 +194,34 @@ class S3Provider:
     def _key(self, tape_id: str, suffix: str) -> str:
         return f"{self.prefix}{tape_id}{suffix}"
 
-    def _put(self, key: str, body: bytes, context: str) -> None:
+    def _put(self, key: str, body: bytes, context: str,
+             metadata: Optional[Dict[str, str]] = None) -> None:
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+            r = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                   Metadata=metadata or {})
         except Exception as exc:  # noqa: BLE001 - mapped to our classes
             raise _error(context, exc) from exc
+        if key.endswith(_META):
+            # What we wrote is what a listing would fetch: cache it under
+            # the ETag S3 gave it, so listings after our own writes need
+            # no GETs.
+            with self._cache_lock:
+                self._meta_cache[key] = (r.get("ETag", ""), body)
 
-    def _get(self, key: str, context: str) -> Optional[bytes]:
+    def _get_object(self, key: str, context: str) -> Optional[Dict[str, Any]]:
+        """The GET response with its body read, or None if absent."""
         try:
-            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            r = self.s3.get_object(Bucket=self.bucket, Key=key)
+            r["Body"] = r["Body"].read()
+            return r
         except Exception as exc:  # noqa: BLE001
             if _is_missing(exc):
                 return None
             raise _error(context, exc) from exc
+
+    def _get(self, key: str, context: str) -> Optional[bytes]:
+        r = self._get_object(key, context)
+        return None if r is None else r["Body"]
 
     def _keys(self, prefix: str) -> Iterator[Dict[str, Any]]:
         try:
@@ -252,15 +269,19 @@ class S3Provider:
         rec = self._recordings.get(tape_id)
         if rec is not None:
             return tapestore.Tape.from_jsonl(rec.document(), rec.meta)
-        body = self._get(self._key(tape_id, _JSONL), f"read {tape_id}")
-        if body is None:
+        obj = self._get_object(self._key(tape_id, _JSONL), f"read {tape_id}")
+        if obj is None:
             return None
+        body = obj["Body"]
         meta = self._get(self._key(tape_id, _META), f"read meta of {tape_id}")
         # A recording in another process: its frames so far are in chunks.
-        for key in self._chunk_keys(tape_id):
-            chunk = self._get(key, f"read {key}")
-            if chunk:
-                body += chunk
+        # Its .jsonl says so in its object metadata, so a finished tape
+        # costs no listing.
+        if obj.get("Metadata", {}).get(_CHUNKED):
+            for key in self._chunk_keys(tape_id):
+                chunk = self._get(key, f"read {key}")
+                if chunk:
+                    body += chunk
         try:
             return tapestore.Tape.from_jsonl(body, meta)
         except tapestore.TapeError as exc:
@@ -273,6 +294,8 @@ class S3Provider:
             raise tapestore.NotFound(f'no tape "{tape_id}" in s3://{self.bucket}/{self.prefix}')
         self._delete_keys([self._key(tape_id, _JSONL), self._key(tape_id, _META)] +
                           self._chunk_keys(tape_id))
+        with self._cache_lock:
+            self._meta_cache.pop(self._key(tape_id, _META), None)
 
     def exists(self, tape_id: str) -> bool:
         if tape_id in self._recordings:
@@ -309,7 +332,8 @@ class S3Provider:
         init_line = doc.split(b"\n", 1)[0] + b"\n"
         meta = header.to_meta_json()
         rec = S3Recording(self, header.id, init_line, meta)
-        self._put(self._key(header.id, _JSONL), init_line, f"start {header.id}")
+        self._put(self._key(header.id, _JSONL), init_line, f"start {header.id}",
+                  metadata={_CHUNKED: "1"})
         self._put(self._key(header.id, _META), meta, f"start meta of {header.id}")
         self._recordings[header.id] = rec
         return rec

@@ -33,3 +33,10 @@ def make_tape(name="t", tags=(), n=2, id=None):
         else:
             t.append(direction, {"jsonrpc": "2.0", "id": i - 1, "result": {}})
     return t
+
+
+def pytest_configure(config):
+    # The S3 provider under the whole conformance suite takes about a minute
+    # against s3rver: its own ctest (python_s3_conformance), run once per CI
+    # run and not again under the sanitizers.
+    config.addinivalue_line("markers", "s3_conformance: the S3 provider under the conformance suite")

@@ -107,20 +107,39 @@ def test_save_load_exists_list_delete(s3rver, bucket):
 
 
 def test_meta_cache_by_etag(s3rver, bucket):
-    p = s3_provider.S3Provider(_config(s3rver, bucket))
-    for i in range(3):
-        p.save(make_tape(name=f"t{i}"))
+    writer = s3_provider.S3Provider(_config(s3rver, bucket))
+    tapes = [make_tape(name=f"t{i}") for i in range(3)]
+    for t in tapes:
+        writer.save(t)
+    p = s3_provider.S3Provider(_config(s3rver, bucket))  # another process's view
     gets = []
-    real = p._get
-    p._get = lambda key, ctx: (gets.append(key), real(key, ctx))[1]
+    for prov in (p, writer):
+        real = prov._get
+        prov._get = lambda key, ctx, real=real: (gets.append(key), real(key, ctx))[1]
     assert len(p.list({})) == 3
     assert len(gets) == 3
     assert len(p.list({})) == 3
     assert len(gets) == 3  # unchanged ETags: served from the cache
-    t = make_tape(name="changed")
+    assert len(writer.list({})) == 3
+    assert len(gets) == 3  # the writer cached what it wrote, under S3's ETag
+    tapes[0].name = "changed"
+    writer.save(tapes[0])
+    assert len(p.list({})) == 3
+    assert len(gets) == 4  # only the changed meta is fetched again
+    assert sorted(m["name"] for m in p.list({})) == ["changed", "t1", "t2"]
+    writer.delete(tapes[1].id)
+    assert [m["name"] for m in writer.list({})] and len(writer.list({})) == 2
+
+
+def test_load_lists_chunks_only_for_recordings(s3rver, bucket):
+    p = s3_provider.S3Provider(_config(s3rver, bucket))
+    t = make_tape(n=2)
     p.save(t)
-    assert len(p.list({})) == 4
-    assert len(gets) == 4
+    lists = []
+    real = p._keys
+    p._keys = lambda prefix: (lists.append(prefix), real(prefix))[1]
+    assert len(p.load(t.id)) == 2
+    assert lists == []  # a finished tape: two GETs, no listing
 
 
 def test_recording_flushes_only_new_frames(s3rver, bucket):
@@ -223,3 +242,16 @@ def test_registered_by_name_on_import(s3rver, bucket):
         assert len(store) == 2
         store.delete(t.id)
         assert t.id not in store
+
+
+@pytest.mark.s3_conformance
+def test_conformance_suite_through_the_trampolines(s3rver, bucket):
+    """The suite the C providers pass, in-process through the trampolines,
+    each case in a fresh prefix of one bucket (@NS@)."""
+    import json
+    import tapestore.conformance as conf
+    cfg = _config(s3rver, bucket, prefix="@NS@/")
+    lines = []
+    r = conf.run("s3", json.dumps(cfg), emit=lines.append)
+    assert r.failed == 0, "\n".join(lines)
+    assert r.skipped == 0 and r.passed == len(conf.case_names()), "\n".join(lines)
