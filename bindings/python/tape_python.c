@@ -12,6 +12,7 @@
  * with the GIL released (else a hook waiting for the GIL would deadlock).
  */
 #include "tape_python.h"
+#include "tape_trampoline.h" /* tape_py_ptr_get */
 
 #include <pthread.h>
 #include <string.h>
@@ -148,4 +149,129 @@ PyObject *tape_py_log_install(PyObject *callable)
 PyObject *tape_py_log_remove(void)
 {
     return swap_hook(NULL);
+}
+
+/* ------------------------------------------------------------ frame rows
+ * A Frame is a copy of ten fields; fetching them with one SWIG call each
+ * cost more than decoding the message. A row is the tuple Frame._row
+ * unpacks: (seq, ts, direction, correlation_id, is_error, flags, raw,
+ * message, line, oversize_length, oversize_sha256). The message and raw
+ * bytes of a plain frame are the same span, so they share one object. */
+static PyObject *frame_row(const tape_frame *f)
+{
+    size_t raw_n = 0, msg_n = 0, line_n = 0;
+    const char *raw = tape_frame_raw(f, &raw_n);
+    const char *msg = tape_frame_message(f, &msg_n);
+    const char *line = tape_frame_line(f, &line_n);
+    const char *corr = tape_frame_correlation_id(f);
+    unsigned int flags = tape_frame_flags(f);
+    PyObject *o_raw = NULL, *o_msg = NULL, *o_len = NULL, *o_sha = NULL, *row = NULL;
+
+    o_raw = PyBytes_FromStringAndSize(raw ? raw : "", (Py_ssize_t)raw_n);
+    if (o_raw == NULL) {
+        goto out;
+    }
+    if (msg == raw && msg_n == raw_n) {
+        Py_INCREF(o_raw);
+        o_msg = o_raw;
+    } else if ((o_msg = PyBytes_FromStringAndSize(msg ? msg : "", (Py_ssize_t)msg_n)) == NULL) {
+        goto out;
+    }
+    if (flags & TAPE_FRAME_OVERSIZE) {
+        uint64_t len = 0;
+        const char *sha = NULL;
+        if (tape_frame_oversize_info(&len, &sha, f) == TAPE_OK) {
+            o_len = PyLong_FromUnsignedLongLong((unsigned long long)len);
+            o_sha = sha ? PyUnicode_FromString(sha) : (Py_INCREF(Py_None), Py_None);
+            if (o_len == NULL || o_sha == NULL) {
+                goto out;
+            }
+        }
+    }
+    if (o_len == NULL) {
+        Py_INCREF(Py_None);
+        o_len = Py_None;
+        Py_XDECREF(o_sha);
+        Py_INCREF(Py_None);
+        o_sha = Py_None;
+    }
+    /* N steals the references it is given, also when Py_BuildValue fails. */
+    row = Py_BuildValue("(KLiz" "OIN" "Ny#" "NN)", (unsigned long long)tape_frame_seq(f),
+                        (long long)tape_frame_ts(f), tape_frame_direction(f), corr,
+                        tape_frame_is_error(f) ? Py_True : Py_False, flags, o_raw, o_msg,
+                        line ? line : "", (Py_ssize_t)line_n, o_len, o_sha);
+    return row;
+out:
+    Py_XDECREF(o_raw);
+    Py_XDECREF(o_msg);
+    Py_XDECREF(o_len);
+    Py_XDECREF(o_sha);
+    return NULL;
+}
+
+PyObject *tape_py_frame_rows(PyObject *tape_obj, long start, long stop)
+{
+    void *p = NULL;
+    if (tape_py_ptr_get(tape_obj, "tape *", &p) < 0) {
+        return NULL;
+    }
+    const tape *t = p;
+    long n = (long)tape_frame_count(t);
+    if (start < 0) {
+        start = 0;
+    }
+    if (stop < 0 || stop > n) {
+        stop = n;
+    }
+    PyObject *list = PyList_New(stop > start ? stop - start : 0);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (long i = start; i < stop; i++) {
+        PyObject *row = frame_row(tape_frame_at(t, (size_t)i));
+        if (row == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i - start, row);
+    }
+    return list;
+}
+
+PyObject *tape_py_iter_rows(PyObject *iter_obj, long max)
+{
+    void *p = NULL;
+    if (tape_py_ptr_get(iter_obj, "tape_frame_iter *", &p) < 0) {
+        return NULL;
+    }
+    tape_frame_iter *it = p;
+    PyObject *list = PyList_New(0);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (long i = 0; i < max; i++) {
+        const tape_frame *f = NULL;
+        int rc;
+        /* The provider runs here: without the GIL, as every core call. The
+         * frame is borrowed until the next call, so it is copied first. */
+        Py_BEGIN_ALLOW_THREADS
+        rc = tape_frame_iter_next(&f, it);
+        Py_END_ALLOW_THREADS
+        if (rc == TAPE_DONE) {
+            break;
+        }
+        if (rc != TAPE_OK) {
+            Py_DECREF(list);
+            tape_py_raise(rc);
+            return NULL;
+        }
+        PyObject *row = frame_row(f);
+        if (row == NULL || PyList_Append(list, row) < 0) {
+            Py_XDECREF(row);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(row);
+    }
+    return list;
 }

@@ -20,5 +20,11 @@ int tape_py_as_bytes(PyObject *obj, const char **p, size_t *n);
 PyObject *tape_py_set_error_classes(PyObject *mapping);
 PyObject *tape_py_log_install(PyObject *callable);
 PyObject *tape_py_log_remove(void);
+/* The frames [start, stop) of a tape proxy (stop < 0: to the end) as rows,
+ * the tuples tapestore.Frame unpacks (tape_python.c says which). */
+PyObject *tape_py_frame_rows(PyObject *tape_obj, long start, long stop);
+/* Up to max rows from a frame iterator proxy (fewer at its end; an empty
+ * list: done). The GIL is released around each tape_frame_iter_next. */
+PyObject *tape_py_iter_rows(PyObject *iter_obj, long max);
 
 #endif

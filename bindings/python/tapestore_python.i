@@ -39,6 +39,12 @@
 PyObject *tape_py_set_error_classes(PyObject *mapping);
 PyObject *tape_py_log_install(PyObject *callable);
 PyObject *tape_py_log_remove(void);
+/* Frames copied out in one call (tapestore.Frame._row); the iterator's
+ * releases the GIL itself around each step into the provider. */
+%rename(_frame_rows) tape_py_frame_rows;
+%rename(_iter_rows) tape_py_iter_rows;
+PyObject *tape_py_frame_rows(PyObject *tape_obj, long start, long stop);
+PyObject *tape_py_iter_rows(PyObject *iter_obj, long max);
 %clearnothreadallow;
 
 /* Providers written in Python (tape_trampoline.c, tapestore/provider.py).

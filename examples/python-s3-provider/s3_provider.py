@@ -323,6 +323,22 @@ class S3Provider:
                 out.append(json.loads(body))
         return out
 
+    def search(self, query: Any) -> Tuple[List[Any], Optional[str]]:
+        """One page: the listing's metas (cached by ETag) through the core's
+        pager, so order, cursor and limit mean what the core's do. A text
+        term needs frames: only the tapes every other term matches are
+        loaded (in parallel) and matched with it."""
+        items = self.list(query)
+        if query.get("text"):
+            candidates = [m for m in items if query.match(m)]
+
+            def full(item: Any) -> Optional[Any]:
+                return self.load(item["tape_id"]) if isinstance(item, dict) else item
+            with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+                tapes = list(pool.map(full, candidates))
+            items = [t for t in tapes if t is not None and query.match(t)]
+        return query.page(items)
+
     def begin_recording(self, header: Any) -> S3Recording:
         if header.id in self._recordings:
             raise tapestore.Busy(f'tape "{header.id}" is being recorded')

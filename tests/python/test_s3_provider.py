@@ -3,15 +3,9 @@ npm, pinned in package.json and installed by ``npm ci``), started here on a
 free loopback port and stopped by its pid. These tests call the provider's
 methods directly; the conformance suite runs it through the trampolines."""
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import boto3
-import botocore.config
 import botocore.exceptions
 import pytest
 
@@ -22,51 +16,19 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "python-s3-provider"))
 import s3_provider  # noqa: E402
 
-S3RVER = ROOT / "node_modules" / "s3rver" / "bin" / "s3rver.js"
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import s3rver as s3rver_peer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def s3rver(tmp_path_factory):
-    assert S3RVER.exists(), f"{S3RVER} is missing: run scripts/setup-debian.sh (npm ci)"
-    port = _free_port()
-    data = tmp_path_factory.mktemp("s3rver")
-    env = dict(os.environ, NODE_OPTIONS="--openssl-legacy-provider")
-    proc = subprocess.Popen(["node", str(S3RVER), "-d", str(data), "-a", "127.0.0.1",
-                             "-p", str(port), "--silent"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"s3rver did not start: {proc.stderr.read().decode()}")
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    proc, endpoint = s3rver_peer.start(str(tmp_path_factory.mktemp("s3rver")))
+    yield endpoint
+    s3rver_peer.stop(proc)
 
 
-def _client(endpoint):
-    return boto3.session.Session(aws_access_key_id="S3RVER", aws_secret_access_key="S3RVER",
-                                 region_name="us-east-1").client(
-        "s3", endpoint_url=endpoint,
-        config=botocore.config.Config(signature_version="s3v4",
-                                      s3={"addressing_style": "path"}))
-
-
+_client = s3rver_peer.client
+_free_port = s3rver_peer.free_port
 _bucket_no = [0]
 
 
@@ -255,3 +217,38 @@ def test_conformance_suite_through_the_trampolines(s3rver, bucket):
     r = conf.run("s3", json.dumps(cfg), emit=lines.append)
     assert r.failed == 0, "\n".join(lines)
     assert r.skipped == 0 and r.passed == len(conf.case_names()), "\n".join(lines)
+
+
+def test_search_is_native_and_pages_like_the_core(s3rver, bucket):
+    """search lists metas through the core's pager: every query gives the
+    pages the memory provider (the core's own search) gives."""
+    import json
+    cfg = _config(s3rver, bucket)
+    tapes = []
+    for i in range(12):
+        t = make_tape(name=f"tape {i:02d}", tags=["prod"] if i % 3 == 0 else ["dev"], n=2 + i % 4)
+        if i % 4 == 0:
+            t.append(tapestore.CLIENT_TO_SERVER, {"jsonrpc": "2.0", "method": "needle/find"})
+        tapes.append(t)
+    queries = [{}, {"tags_any": ["prod"]}, {"name_contains": "tape 1"},
+               {"order_by": "name", "descending": True}, {"text": "needle"},
+               {"text": "needle", "tags_any": ["prod"]}, {"min_frames": 4, "order_by": "id"}]
+    with tapestore.open("s3:" + json.dumps(cfg)) as s3, tapestore.open("memory:") as mem:
+        assert "search" in s3.capabilities(native=True)
+        for t in tapes:
+            s3.save(t)
+            mem.save(t)
+        for q in queries:
+            want = [e.id for e in mem.query(**q)]
+            assert [e.id for e in s3.query(**q)] == want, q
+            assert want or q.get("text")  # the queries select something
+            # Paged by cursor, 5 at a time: the same ids in the same order.
+            got, cursor = [], None
+            while True:
+                page = s3.query_page(cursor=cursor, limit=5, **q)
+                got += [e.id for e in page.entries]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert got == want, q
+        assert len(list(s3.query(text="needle"))) == 3

@@ -25,6 +25,7 @@ import json as _json
 import logging as _logging
 import os as _os
 import threading as _threading
+from _thread import get_ident as _get_ident
 from dataclasses import dataclass as _dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
@@ -235,6 +236,11 @@ def _to_ms(value: TimeLike, what: str) -> int:
                    f"got {type(value).__name__}")
 
 
+# One encoder for every message: json.dumps with options builds a new
+# JSONEncoder per call, which cost a third of an append.
+_encode_compact = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _message_bytes(message: Any) -> bytes:
     """A message as the bytes the core stores: dict/list/... -> JSON text,
     str -> UTF-8 (surrogateescape, so bytes decoded that way come back),
@@ -245,7 +251,7 @@ def _message_bytes(message: Any) -> bytes:
         return bytes(message)
     if isinstance(message, str):
         return message.encode("utf-8", "surrogateescape")
-    text = _json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    text = _encode_compact(message)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: keep them as \\u escapes
@@ -335,19 +341,42 @@ class Frame:
         self._decoded = False
         self._message: Any = None
 
+    @classmethod
+    def _from_row(cls, row: Tuple[Any, ...]) -> "Frame":
+        """A Frame from a row of capi._frame_rows/_iter_rows (one C call
+        copies a whole batch; see tape_python.c)."""
+        f = _new_frame(cls)
+        (f.seq, f.ts, d, f.correlation_id, f.is_error, flags, f.raw, f.message_text, f.line,
+         f.oversize_length, f.oversize_sha256) = row
+        f.direction = _DIR_NAMES.get(d, "unknown")
+        f.invalid_json = bool(flags & _FRAME_INVALID_JSON)
+        f.oversize = bool(flags & _FRAME_OVERSIZE)
+        f._decoded = False
+        f._message = None
+        return f
+
     @property
     def message(self) -> Any:
         """The message decoded as JSON (a dict for a JSON-RPC message; a str
         for an invalid_json or oversize frame, whose message is a JSON string;
         bytes that are not UTF-8 come back as surrogate escapes)."""
         if not self._decoded:
-            # surrogateescape: an invalid_json frame's string may hold any byte
-            self._message = _json.loads(self.message_text.decode("utf-8", "surrogateescape"))
+            if self.invalid_json:
+                # surrogateescape: an invalid_json frame's string may hold any byte
+                self._message = _json.loads(self.message_text.decode("utf-8", "surrogateescape"))
+            else:  # valid UTF-8 JSON: json reads the bytes itself
+                self._message = _json.loads(self.message_text)
             self._decoded = True
         return self._message
 
     def __repr__(self) -> str:
         return f"<Frame seq={self.seq} {self.direction} {len(self.raw)} bytes>"
+
+
+_new_frame = object.__new__
+_FRAME_INVALID_JSON = _c.TAPE_FRAME_INVALID_JSON
+_FRAME_OVERSIZE = _c.TAPE_FRAME_OVERSIZE
+_ROWS_BATCH = 512  # frames copied per C call by the iterators
 
 
 class Entry:
@@ -440,7 +469,7 @@ class Tape:
     def _do(self, fn: Any, *args: Any) -> Any:
         with self._lock:
             t = self._handle()
-            if self._ro and (fn in _MUTATORS or fn is _append_lent):
+            if self._ro and fn in _MUTATORS:
                 raise _state("this tape was lent read-only to a provider method; copy() it to change it")
             return fn(t, *args)
 
@@ -583,10 +612,12 @@ class Tape:
         ``invalid_json=True`` any bytes are kept exactly; with
         ``oversize=True`` only the length, SHA-256 and first ``prefix_bytes``
         are kept. ``ts_ms`` None: now minus created_at."""
-        if self._ro:
-            self._do(_append_lent)  # raises StateError
-        return self._do(lambda t: _append(None, t, direction, message, ts_ms, correlation_id, transport,
-                       flags, invalid_json, oversize, prefix_bytes))
+        with self._lock:
+            t = self._handle()
+            if self._ro:
+                raise _state("this tape was lent read-only to a provider method; copy() it to change it")
+            return _append(None, t, direction, message, ts_ms, correlation_id, transport,
+                           flags, invalid_json, oversize, prefix_bytes)
 
     def __len__(self) -> int:
         return self._do(_c.tape_frame_count)
@@ -595,13 +626,14 @@ class Tape:
         """Iterate the frames with ``start <= index < stop`` as Frame objects."""
         i = max(start, 0)
         while stop is None or i < stop:
-            with self._lock:  # the frame is copied before another thread can append
-                t = self._handle()
-                if i >= _c.tape_frame_count(t):
-                    return
-                f = Frame(_c.tape_frame_at(t, i))
-            yield f
-            i += 1
+            end = i + _ROWS_BATCH if stop is None else min(stop, i + _ROWS_BATCH)
+            with self._lock:  # copied before another thread can append
+                rows = _c._frame_rows(self._handle(), i, end)
+            if not rows:
+                return
+            for row in rows:
+                yield Frame._from_row(row)
+            i += len(rows)
 
     def __iter__(self) -> Iterator[Frame]:
         return self.frames()
@@ -655,10 +687,6 @@ _MUTATORS = frozenset([
     _c.tape_add_correlation])
 
 
-def _append_lent(t: Any) -> None:  # stands for append in the read-only check
-    raise AssertionError("unreachable")
-
-
 def _append(w: Any, t: Any, direction: str, message: Any, ts_ms: Optional[int],
             correlation_id: Optional[str], transport: Any, flags: Any, invalid_json: bool,
             oversize: bool, prefix_bytes: int) -> int:
@@ -683,7 +711,7 @@ def open(spec: Optional[str] = None, /, *, eager: bool = False, **config: Any) -
 
     ``eager`` initialises the backend now instead of on first use."""
     flags = _c.TAPE_OPEN_EAGER if eager else 0
-    _pending.clear()
+    _pending.exc = None
     try:
         return Store(_open(spec, flags, config))
     except TapeError as e:
@@ -712,9 +740,6 @@ class _Pending(_threading.local):
 
     exc: Optional[BaseException] = None
 
-    def clear(self) -> None:
-        self.exc = None
-
 
 _pending = _Pending()
 
@@ -739,31 +764,43 @@ class Store:
         handle.thisown = False  # closed explicitly, by close() or __del__
         self._h: Any = handle
         self._provider: str = _c.tape_store_provider(handle)
-        self._cond = _threading.Condition()
-        self._inflight = 0
-        self._depth = _threading.local()  # calls in flight on this thread
+        # A plain lock (its context manager is C code, unlike Condition's):
+        # every call takes it twice, so it sets the binding's per-call cost.
+        self._mu = _threading.Lock()
+        self._inflight: Dict[int, int] = {}  # thread id -> its calls in flight
+        self._idle: Optional[Any] = None  # held while close() waits for calls in flight
         self._children: Dict[int, Tuple[Any, Any]] = {}  # token -> (handle, free)
 
     # guard: close waits for calls in flight, then refuses new ones
     def _enter(self) -> Any:
-        with self._cond:
-            if self._h is None:
+        tid = _get_ident()
+        with self._mu:
+            h = self._h
+            if h is None:
                 raise _state(f"store {self._provider!r} is closed")
-            self._inflight += 1
-            self._depth.n = getattr(self._depth, "n", 0) + 1
-            return self._h
+            d = self._inflight
+            d[tid] = d.get(tid, 0) + 1
+        return h
 
     def _leave(self) -> None:
-        self._depth.n -= 1
-        with self._cond:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._cond.notify_all()
+        tid = _get_ident()
+        idle = None
+        with self._mu:
+            d = self._inflight
+            n = d[tid] - 1
+            if n:
+                d[tid] = n
+            else:
+                del d[tid]
+                if not d and self._idle is not None:
+                    idle, self._idle = self._idle, None
+        if idle is not None:
+            idle.release()  # the last call out wakes close()
 
     def _call(self, fn: Any, *args: Any) -> Any:
         h = self._enter()
         try:
-            _pending.clear()
+            _pending.exc = None
             return fn(h, *args)
         except TapeError as e:
             _rechain(e)
@@ -774,7 +811,7 @@ class Store:
     def _adopt(self, handle: Any, free: Any) -> int:
         handle.thisown = False  # freed by _release or close, never by the GC alone
         token = next(_tokens)
-        with self._cond:
+        with self._mu:
             if self._h is None:  # closed while the child was being made
                 free(handle)
                 raise _state(f"store {self._provider!r} is closed")
@@ -786,7 +823,7 @@ class Store:
         return None if entry is None else entry[0]
 
     def _release(self, token: int) -> None:
-        with self._cond:
+        with self._mu:
             entry = self._children.pop(token, None)
         if entry is not None:
             entry[1](entry[0])
@@ -809,19 +846,24 @@ class Store:
         backend. Closing twice is a no-op. Closing from inside a call on
         this store (a log handler run by the core) raises StateError, since
         close would wait for that very call."""
-        if getattr(self._depth, "n", 0):
+        if _get_ident() in self._inflight:
             raise _state(f"store {self._provider!r}: close() called from inside a call on it")
-        with self._cond:
+        with self._mu:
             h = self._h
             if h is None:
                 return
-            self._h = None
-            while self._inflight:
-                self._cond.wait()
+            self._h = None  # no new calls from here on
+            idle = None
+            if self._inflight:  # calls on other threads (this one has none)
+                idle = self._idle = _threading.Lock()
+                idle.acquire()
+        if idle is not None:
+            idle.acquire()  # released by the last call in flight
+        with self._mu:
             children, self._children = self._children, {}
         for handle, free in children.values():
             free(handle)
-        _pending.clear()
+        _pending.exc = None
         try:
             _c.tape_store_close(h)
         except TapeError as e:  # a Python provider's close: its exception chained
@@ -971,7 +1013,7 @@ class _Child:
                 h = None if self._token is None else self._store._child(self._token)
                 if h is None:
                     raise _state(f"{self._what} is closed")
-                _pending.clear()
+                _pending.exc = None
                 return fn(h, *args)
             except TapeError as e:
                 _rechain(e)
@@ -1001,24 +1043,33 @@ class FrameIterator(_Child):
     def __init__(self, store: Store, handle: Any) -> None:
         super().__init__(store, handle, _c.tape_frame_iter_free)
         self._done = handle is None
+        self._rows: List[Any] = []  # copied ahead, a batch per C call
+        self._next = 0
 
     def __iter__(self) -> "FrameIterator":
         return self
 
     def __next__(self) -> Frame:
-        if self._done:
-            raise StopIteration
-        f = self._call(lambda h: (lambda r: None if isinstance(r, int) else Frame(r))(
-            _c.tape_frame_iter_next(h)))
-        if f is None:
-            self._done = True
-            self._drop()
-            raise StopIteration
-        return f
+        if self._next == len(self._rows):
+            if self._done:
+                raise StopIteration
+            self._rows = self._call(_c._iter_rows, _ROWS_BATCH)
+            self._next = 0
+            if not self._rows:
+                self._done = True
+                self._drop()
+                raise StopIteration
+        if self._store._h is None:  # rows copied ahead die with the store
+            self._rows = []
+            self._store._enter()  # raises StateError: closed
+        row = self._rows[self._next]
+        self._next += 1
+        return Frame._from_row(row)
 
     def close(self) -> None:
         """Release the iterator early."""
         self._done = True
+        self._rows, self._next = [], 0
         self._drop()
 
     def __enter__(self) -> "FrameIterator":
