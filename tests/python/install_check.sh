@@ -33,6 +33,37 @@ with tapestore.open("memory:") as s:
     assert s.load(t.id).name == "installed"
 print("imported", tapestore.__file__, "library", tapestore.version())
 ' "$prefix/$site"
+# The conformance suite as a provider author outside this project runs it:
+# the installed tape-conformance, and python3 -m tapestore.conformance
+# finding libtapestore_conformance beside libtapestore (no TAPE_CONFORMANCE_LIB).
+cat > "$work/authored.py" <<'PY'
+import tapestore
+
+class Authored:
+    """A provider written outside the project: the four required methods."""
+    def __init__(self, config):
+        self.tapes = {}
+    def save(self, tape):
+        self.tapes[tape.id] = tape.copy()
+    def load(self, id):
+        return self.tapes.get(id)
+    def delete(self, id):
+        if self.tapes.pop(id, None) is None:
+            raise tapestore.NotFound(id)
+    def list(self, query):
+        return list(self.tapes.values())
+
+tapestore.register_provider("authored", Authored)
+PY
+env -u LD_LIBRARY_PATH -u TAPE_CONFORMANCE_LIB PYTHONPATH="$prefix/$site" \
+  "$python" -m tapestore.conformance authored '{}' --plugin "$work/authored.py" --only "save" \
+  > "$work/conf-py.out" || { cat "$work/conf-py.out"; echo "python -m tapestore.conformance failed"; exit 1; }
+grep -q '^ok 1 ' "$work/conf-py.out" || { cat "$work/conf-py.out"; exit 1; }
+env -u LD_LIBRARY_PATH "$prefix/bin/tape-conformance" memory '{}' > "$work/conf-c.out" 2>&1 ||
+  { cat "$work/conf-c.out"; echo "installed tape-conformance failed"; exit 1; }
+grep -q '^# .* 0 failed' "$work/conf-c.out" || { cat "$work/conf-c.out"; exit 1; }
+[ -f "$prefix/include/tapestore/tapestore_conformance.h" ] || { echo "tapestore_conformance.h not installed"; exit 1; }
+echo "installed conformance runners work"
 # With the interpreter's own install prefix (sysconfig's data dir: /usr/local
 # for Debian's python3, the default CMAKE_INSTALL_PREFIX) the package dir is
 # on sys.path, so a default install imports with no environment variable.
