@@ -232,6 +232,21 @@ void tape__sha256(unsigned char out[32], const void *data, size_t len);
 /* The digest as 64 lowercase hex digits and a NUL. */
 void tape__sha256_hex(char out[65], const void *data, size_t len);
 
+/* ---- jscan.c */
+/* What the writer's check learns of a message. */
+typedef struct tape__jscan {
+    int is_object;  /* the value is an object */
+    int has_error;  /* ... with a member "error" (names as decoded) */
+    int has_method; /* ... "method" */
+    int has_id;     /* ... "id" */
+} tape__jscan;
+/* TAPE_OK if s[0..n) is exactly one JSON value under the writing rules
+ * (RFC 8259 grammar, JSON blanks only, no raw control character in a
+ * string, JSON escapes, lone surrogate escapes allowed, nesting up to
+ * 1000); else TAPE_EINVAL with "<what> is not valid JSON: ... at byte N".
+ * No allocation. */
+int tape__json_scan(tape__jscan *out, const char *s, size_t n, const char *what);
+
 /* ---- codec.c */
 /* cJSON_ParseWithLength that also rejects trailing non-whitespace. */
 cJSON *tape__json_parse(const char *text, size_t len);

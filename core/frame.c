@@ -499,61 +499,6 @@ static int object_arg_text(char **out, int *is_error, const char *what, const ch
     return *out != NULL ? TAPE_OK : tape__oom();
 }
 
-/*
- * cJSON accepts more than JSON: it skips any byte up to 0x20 as a blank,
- * copies raw control characters inside strings and reads a \u escape with
- * bad hex digits as U+0000. A frame we write must be JSON for every reader
- * (Python's json refuses raw control characters), so a message is checked
- * for those; cJSON has already checked the rest. Raw line breaks between
- * tokens are fine (the message is minified); inside a string they are not.
- */
-static int json_write_check(const char *s, size_t n)
-{
-    static const char *const hint = " (escape it, or record the line with "
-                                    "TAPE_FRAME_INVALID_JSON)";
-    int in_str = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20) {
-            if (c == '"') {
-                in_str = !in_str;
-            } else if (c == '\\' && in_str) {
-                unsigned char e = i + 1 < n ? (unsigned char)s[i + 1] : 0;
-                if (e == 'u') {
-                    for (size_t k = i + 2; k < i + 6; k++) {
-                        unsigned char h = k < n ? (unsigned char)s[k] | 0x20 : 0;
-                        if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f'))) {
-                            return tape_error_set(TAPE_EINVAL,
-                                                  "frame message is not valid JSON: bad "
-                                                  "\\u escape at byte %zu",
-                                                  i);
-                        }
-                    }
-                    i += 5;
-                } else if (e != 0 && strchr("\"\\/bfnrt", e) != NULL) {
-                    i++;
-                } else {
-                    return tape_error_set(TAPE_EINVAL,
-                                          "frame message is not valid JSON: bad escape at "
-                                          "byte %zu",
-                                          i);
-                }
-            }
-        } else if (in_str && (c == '\n' || c == '\r')) {
-            return tape_error_set(TAPE_EINVAL, "frame message is not valid JSON: a string "
-                                  "contains a raw line break at byte %zu%s", i, hint);
-        } else if (in_str) {
-            return tape_error_set(TAPE_EINVAL, "frame message is not valid JSON: raw control "
-                                  "character 0x%02x in a string at byte %zu%s", c, i, hint);
-        } else if (!is_ws((char)c)) {
-            return tape_error_set(TAPE_EINVAL, "frame message is not valid JSON: control "
-                                  "character 0x%02x outside a string at byte %zu%s", c, i,
-                                  hint);
-        }
-    }
-    return TAPE_OK;
-}
-
 static const char *json_bool(int b)
 {
     return b ? "true" : "false";
@@ -749,20 +694,14 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
     if (memchr(msg, '\0', len) != NULL) {
         return tape_error_set(TAPE_EINVAL, "frame message contains a NUL byte");
     }
-    cJSON *m = tape__json_parse(msg, len);
-    if (m == NULL) {
-        return tape_error_set(TAPE_EINVAL, "frame message is not valid JSON: '%.64s'",
-                              len ? msg : "(empty)");
+    /* The one pass: validation, and what the flags are derived from. */
+    tape__jscan scan;
+    if ((rc = tape__json_scan(&scan, msg, len, "frame message")) != TAPE_OK) {
+        return rc;
     }
-    if (json_write_check(msg, len) != TAPE_OK) {
-        cJSON_Delete(m);
-        return TAPE_EINVAL;
-    }
-    /* The one parse: validation, and what the flags are derived from. */
-    is_error = has_member(m, "error");
-    int derive = desc->flags_json == NULL && cJSON_IsObject(m);
-    int has_method = has_member(m, "method"), has_id = has_member(m, "id");
-    cJSON_Delete(m);
+    is_error = scan.has_error;
+    int derive = desc->flags_json == NULL && scan.is_object;
+    int has_method = scan.has_method, has_id = scan.has_id;
 
     rc = object_arg_text(&flags, &is_error, "flags", desc->flags_json);
     if (rc == TAPE_OK) {

@@ -1938,6 +1938,106 @@ static void test_flagged_decode(void **state)
     }
 }
 
+
+/* Appending checks a message with the writer's scanner (core/jscan.c):
+ * strict RFC 8259, so every message we write is JSON for any reader.
+ * cJSON, which did the check before, took the lax numbers below. */
+static void append_msg(tape *t, const char *msg, int *out_rc)
+{
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.message = msg;
+    *out_rc = tape_append_frame(NULL, t, &d);
+}
+
+static void test_append_strict_json(void **state)
+{
+    (void)state;
+    tape *t = NULL;
+    int rc;
+    EXPECT_OK(tape_new(&t, "strict"));
+    static const struct {
+        const char *msg;
+        const char *why;
+    } bad[] = {
+        { "01", "leading zero" },           { "-01", "leading zero" },
+        { "+1", "expected a value" },       { ".5", "expected a value" },
+        { "1.", "after '.'" },              { "1e", "exponent digits" },
+        { "1e+", "exponent digits" },       { "-", "without digits" },
+        { "[1,]", "expected a value" },     { "{\"a\":1,}", "member name" },
+        { "{\"a\" 1}", "':'" },             { "[1 2]", "expected ',' or ']'" },
+        { "{\"a\":1 \"b\":2}", "expected ',' or '}'" },
+        { "tru", "expected a value" },      { "nul", "expected a value" },
+        { "\"\\x\"", "bad escape" },        { "\"\\u12zz\"", "bad \\u escape" },
+        { "{} x", "more after the value" }, { "[\v1]", "control character 0x0b outside" },
+        { "\"a\x01\"", "raw control character 0x01" },
+        { "\"a\nb\"", "raw line break" },  { "[", "expected a value" },
+        { "[1", "unterminated array" },     { "{\"a\":1", "unterminated object" },
+        { "\"abc", "unterminated string" }, { "  ", "no value" },
+        { "NaN", "expected a value" },      { "Infinity", "expected a value" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        append_msg(t, bad[i].msg, &rc);
+        if (rc != TAPE_EINVAL || strstr(tape_errmsg(), "frame message is not valid JSON") == NULL ||
+            strstr(tape_errmsg(), bad[i].why) == NULL) {
+            fail_msg("message %zu '%s': got %s '%s', want TAPE_EINVAL naming '%s'", i,
+                     bad[i].msg, tape_strerror(rc), tape_errmsg(), bad[i].why);
+        }
+    }
+    assert_int_equal(tape_frame_count(t), 0); /* nothing half-appended */
+    static const char *const ok[] = {
+        "0", "-0", "-1.5e-3", "1E+2", "1e999", "12345678901234567890123", "true", "null",
+        "\"\\ud800\"", "\"\\u0000\"", "\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"", "\"\xc3\xa9\"", "[]",
+        "{}", " {\"a\" : [1, 2, {\"b\": null}]}\t", "[[[]],{}]",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        append_msg(t, ok[i], &rc);
+        if (rc != TAPE_OK) {
+            fail_msg("message '%s' refused: %s", ok[i], tape_errmsg());
+        }
+    }
+    /* Nesting: 1000 levels load again (cJSON's limit), 1001 are refused. */
+    char deep[2100];
+    for (int levels = 1000; levels <= 1001; levels++) {
+        memset(deep, '[', (size_t)levels);
+        memset(deep + levels, ']', (size_t)levels);
+        deep[2 * levels] = '\0';
+        append_msg(t, deep, &rc);
+        if (levels == 1000) {
+            EXPECT_OK(rc);
+        } else if (rc != TAPE_EINVAL || strstr(tape_errmsg(), "deeper than 1000") == NULL) {
+            fail_msg("1001 levels: got %s '%s'", tape_strerror(rc), tape_errmsg());
+        }
+    }
+    /* Flags come from the outermost object's member names, as decoded. */
+    static const struct {
+        const char *msg;
+        int is_error;
+        const char *flags;
+    } derived[] = {
+        { "{\"\\u0065rror\":{\"code\":1}}", 1, "\"is_notification\":false" },
+        { "{\"result\":{\"error\":1}}", 0, "\"is_notification\":false" },
+        { "[{\"error\":1}]", 0, NULL },
+        { "{\"method\":\"x\"}", 0, "\"is_notification\":true,\"requires_response\":false" },
+        { "{\"method\":\"x\",\"id\":1}", 0, "\"is_notification\":false,\"requires_response\":true" },
+        { "{\"params\":{\"method\":1,\"id\":2}}", 0, "\"requires_response\":false" },
+    };
+    for (size_t i = 0; i < sizeof derived / sizeof *derived; i++) {
+        size_t before = tape_frame_count(t);
+        append_msg(t, derived[i].msg, &rc);
+        EXPECT_OK(rc);
+        const tape_frame *f = tape_frame_at(t, before);
+        assert_int_equal(tape_frame_is_error(f), derived[i].is_error);
+        const char *line = tape_frame_line(f, NULL);
+        if (derived[i].flags == NULL ? strstr(line, "\"flags\"") != NULL
+                                     : strstr(line, derived[i].flags) == NULL) {
+            fail_msg("message '%s': line %s, want flags %s", derived[i].msg, line,
+                     derived[i].flags ? derived[i].flags : "(none)");
+        }
+    }
+    tape_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1967,6 +2067,7 @@ int main(void)
         cmocka_unit_test(test_flagged_frames),
         cmocka_unit_test(test_frame_desc_version1),
         cmocka_unit_test(test_flagged_decode),
+        cmocka_unit_test(test_append_strict_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
