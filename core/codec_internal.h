@@ -246,6 +246,9 @@ typedef struct tape__jscan {
  * 1000); else TAPE_EINVAL with "<what> is not valid JSON: ... at byte N".
  * No allocation. */
 int tape__json_scan(tape__jscan *out, const char *s, size_t n, const char *what);
+/* Copy s[0..n), which tape__json_scan accepted, to dst (room for n bytes)
+ * without the blanks between tokens; returns the length written. */
+size_t tape__json_minify(char *dst, const char *s, size_t n);
 
 /* ---- codec.c */
 /* cJSON_ParseWithLength that also rejects trailing non-whitespace. */

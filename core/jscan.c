@@ -303,3 +303,29 @@ member:
     j.i++;
     goto value;
 }
+
+size_t tape__json_minify(char *dst, const char *s, size_t n)
+{
+    /* s passed tape__json_scan: strings are well formed, so tracking quotes
+     * and backslashes is enough to tell blanks between tokens. (cJSON_Minify,
+     * used before, also strips comments and lost its place in some strings.) */
+    size_t k = 0;
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (in_str) {
+            dst[k++] = c;
+            if (c == '\\') {
+                dst[k++] = s[++i];
+            } else if (c == '"') {
+                in_str = 0;
+            }
+        } else if (c == '"') {
+            in_str = 1;
+            dst[k++] = c;
+        } else if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+            dst[k++] = c;
+        }
+    }
+    return k;
+}

@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # SECONDS_PER_TARGET defaults to 60; TARGET defaults to every target
-# (fuzz_line fuzz_meta fuzz_config fuzz_query). The build goes to
+# (fuzz_line fuzz_meta fuzz_config fuzz_query fuzz_jscan). The build goes to
 # build-fuzz/ (clang-14, -fsanitize=fuzzer,address,undefined). Each target
 # runs on a copy of its seed corpus, tests/fuzz/corpus/<target>/, in
 # tests/fuzz/corpus-work/<target>/ (ignored by git, kept between runs so
@@ -14,7 +14,7 @@
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-all_targets="fuzz_line fuzz_meta fuzz_config fuzz_query"
+all_targets="fuzz_line fuzz_meta fuzz_config fuzz_query fuzz_jscan"
 seconds=60
 if [ $# -gt 0 ]; then
     seconds=$1

@@ -2009,6 +2009,22 @@ static void test_append_strict_json(void **state)
             fail_msg("1001 levels: got %s '%s'", tape_strerror(rc), tape_errmsg());
         }
     }
+    /* Raw line breaks between tokens are blanks: the message is stored
+     * minified (strings untouched, escapes and all). */
+    static const struct {
+        const char *in, *stored;
+    } spread[] = {
+        { "{\r\n  \"a\" : [1,\n 2],\n  \"b\": \"x y\"\n}", "{\"a\":[1,2],\"b\":\"x y\"}" },
+        { "[\n\"q\\\"\\\\\", \"//\", \"/*\"\r\n]", "[\"q\\\"\\\\\",\"//\",\"/*\"]" },
+        { "\n\r\r{\"\\u0065rror\" :\r\n\t1 }", "{\"\\u0065rror\":1}" },
+        { " {\"a\" : 1} ", "{\"a\" : 1}" }, /* one line: only trimmed */
+    };
+    for (size_t i = 0; i < sizeof spread / sizeof *spread; i++) {
+        size_t before = tape_frame_count(t);
+        append_msg(t, spread[i].in, &rc);
+        EXPECT_OK(rc);
+        assert_string_equal(tape_frame_message(tape_frame_at(t, before), NULL), spread[i].stored);
+    }
     /* Flags come from the outermost object's member names, as decoded. */
     static const struct {
         const char *msg;
