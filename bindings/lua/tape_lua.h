@@ -66,12 +66,26 @@ void tape_lua_push_entry(lua_State *L, tape_entry *e);
  * provider call that lent it returned". */
 void tape_lua_revoke(lua_State *L, int idx);
 
-/* ---- JSON (tape_lua_json.c) */
-/* Decode s[0..n) and push the value (1), or push an error message naming
- * the byte offset and problem (0). Raises only on memory errors. */
+/* ---- JSON (tape_lua_json.c; docs/lua.md, "JSON")
+ * JSON null is tapestore.null, a NULL light userdata (lua_pushlightuserdata
+ * (L, NULL)), equal to cjson.null. Decoded arrays and objects carry the
+ * metatables registered under these names (shared by every value, created
+ * on first use), which encoding reads to tell [] from {}. */
+#define TAPE_LUA_JSON_ARRAY_MT "tapestore.array"
+#define TAPE_LUA_JSON_OBJECT_MT "tapestore.object"
+/* Nesting limit of both directions: cJSON's, so the core's (a value nested
+ * 1000 deep passes, 1001 does not). */
+#define TAPE_LUA_JSON_DEPTH 1000
+/* Decode s[0..n) (need not be NUL-terminated; never read past n) and push
+ * the value (returns 1), or push an error message naming the byte offset
+ * (0-based) and problem, "json: byte 17: expected ':' after object key"
+ * (returns 0). Accepts exactly what the core accepts as a frame message.
+ * Raises only on memory errors. */
 int tape_lua_json_decode(lua_State *L, const char *s, size_t n);
-/* Push the JSON text of the value at idx; raises a clear error for a value
- * that cannot be JSON (function, cycle, NaN, mixed keys...), naming where. */
+/* Push the JSON text of the value at idx (deterministic: object keys
+ * sorted bytewise); raises "json: value at .params.x: cannot encode a
+ * function" for a value that cannot be JSON (function, userdata, cycle,
+ * NaN, inf, mixed or sparse keys, bad UTF-8, too deep), naming where. */
 void tape_lua_json_encode(lua_State *L, int idx);
 /* Add json_decode, json_encode, null, array, object to the table at idx. */
 void tape_lua_json_open(lua_State *L, int module_idx);
