@@ -253,11 +253,14 @@ static void term_value(lua_State *L, int idx, const char *fn, const char *key)
 static void terms_body(lua_State *L, int idx, const char *fn, const char *const *skip)
 {
     idx = lua_absindex(L, idx);
-    lua_pushliteral(L, "");
     if (lua_isnoneornil(L, idx)) {
+        lua_pushliteral(L, "");
         return;
     }
-    luaL_argexpected(L, lua_istable(L, idx), idx, "table of query terms");
+    if (!lua_istable(L, idx)) {
+        luaL_error(L, "%s: the query terms must be a table, got %s", fn, luaL_typename(L, idx));
+    }
+    lua_pushliteral(L, "");
     int pieces = 1;
     int first = 1;
     lua_pushnil(L);
@@ -575,8 +578,7 @@ static int m_query(lua_State *L)
     tl_store *st = check_store(L, fn);
     lua_Integer limit = -1, page_size = 1000;
     const char *cursor = NULL;
-    if (!lua_isnoneornil(L, 2)) {
-        luaL_argexpected(L, lua_istable(L, 2), 2, "table of query terms");
+    if (lua_istable(L, 2)) {
         lua_getfield(L, 2, "limit");
         limit = tl_optint(L, -1, -1, fn, "limit");
         if (!lua_isnil(L, -1) && limit < 0) {
