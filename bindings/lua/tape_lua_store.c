@@ -36,7 +36,7 @@ typedef struct {
     lua_Integer left;           /* entries still allowed by limit; -1: no limit */
     lua_Integer page_size;
     int last;                   /* the page held is the last */
-    int closed;
+    int closed;                 /* buffers released: exhausted, or closed */
 } tl_query_iter;
 
 /* ------------------------------------------------------------ children */
@@ -669,12 +669,11 @@ static int fetch_page(lua_State *L, tl_query_iter *qi)
 
 static int query_iter_call(lua_State *L)
 {
-    tl_query_iter *qi = (tl_query_iter *)tl_to(L, 1, TL_QUERY_ITER, "query iterator");
-    if (qi->closed) {
+    tl_query_iter *qi = (tl_query_iter *)tl_check(L, 1, TL_QUERY_ITER, "query iterator");
+    if (qi->closed) { /* exhausted (still open): nil again */
         lua_pushnil(L);
         return 1;
     }
-    tl_check(L, 1, TL_QUERY_ITER, "query iterator");
     while (qi->pos >= qi->n) {
         if (qi->last || qi->left == 0) {
             tl_release(&qi->o, TL_OPEN); /* done: frees the buffers, stays usable (nil) */
