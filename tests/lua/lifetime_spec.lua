@@ -14,11 +14,26 @@ end
 
 describe("children keep their parents alive", function()
   it("a chained one-line call works", function()
-    local s, id = filled()
+    local dir = H.tmpdir()
+    local t = H.tape({ name = "chained" }, 3)
+    assert(tapestore.open("filesystem", { path = dir }):save(t))
+    collectgarbage()
+    -- the store and the tape are reachable only through the iterator
     local n = 0
-    for f in tapestore.open("memory:") and s:load(id):frames() do n = n + 1 end
+    for f in tapestore.open("filesystem", { path = dir }):load(t.id):frames() do
+      collectgarbage()
+      n = n + 1
+      assert.equal(n - 1, f.seq)
+    end
     assert.equal(6, n)
-    -- parent only reachable through the child
+    local stored = 0
+    for _ in tapestore.open("filesystem", { path = dir }):frames(t.id) do
+      collectgarbage()
+      stored = stored + 1
+    end
+    assert.equal(6, stored)
+    H.rm_rf(dir)
+    local s, id = filled()
     local frames = s:load(id):frames()
     collectgarbage()
     collectgarbage()
