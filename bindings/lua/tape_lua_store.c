@@ -689,6 +689,10 @@ static int query_iter_call(lua_State *L)
         tl_enter(&qi->o);
         int rc = fetch_page(L, qi);
         tl_leave(&qi->o);
+        if (qi->o.state != TL_OPEN || qi->q == NULL) {
+            /* closed while the page loaded (a log function, another thread) */
+            return luaL_error(L, "query iterator: closed query iterator");
+        }
         if (rc != TAPE_OK) {
             /* nil would end a for loop silently: a failed page raises. */
             return luaL_error(L, "store:query: %s (%s)", tape_errmsg(), tape_strerror(rc));

@@ -147,6 +147,36 @@ describe("store:close", function()
   end)
 end)
 
+describe("an object closed while a call on it is in flight", function()
+  it("is released when the call returns, which then raises closed", function()
+    -- a text query over a damaged tape logs from inside the page fetch;
+    -- the log function closes the very iterator that is fetching
+    local dir = H.tmpdir()
+    local fs = assert(tapestore.open("filesystem", { path = dir }))
+    local t = H.tape({}, 1)
+    fs:save(t)
+    fs:save(H.tape({ name = "good" }, 1))
+    local f = io.open(dir .. "/" .. t.id .. ".jsonl", "a")
+    f:write("{garbage\n", '{"type":"frame"}\n')
+    f:close()
+    local it = assert(fs:query { text = "ping" })
+    local logged = 0
+    tapestore.set_log(function()
+      logged = logged + 1
+      it:close()
+      collectgarbage()
+    end)
+    local ok, err = pcall(it)
+    tapestore.set_log(nil)
+    assert.is_true(logged > 0)
+    assert.is_false(ok)
+    assert.matches("closed query iterator", err)
+    assert.has_error(function() it() end, "query iterator: closed query iterator")
+    assert.is_true(fs:close())
+    H.rm_rf(dir)
+  end)
+end)
+
 describe("closing and collecting in any order", function()
   local kinds = { "store", "tape", "frame", "entry", "writer", "frames", "query", "tape_frames" }
 
