@@ -172,11 +172,10 @@ describe("store", function()
     assert.is_true(all.read_frames)
     assert.is_nil(native.persistent)
     for k in pairs(native) do assert.is_true(all[k] or k == "thread_safe" or k == "writer_retry", k) end
-    local sq = tapestore.open("sqlite", { path = ":memory:" })
-    if sq then
-      assert.is_true(sq:capabilities(true).search)
-      sq:close()
-    end
+    local sq = assert(tapestore.open("sqlite", { path = ":memory:" }))
+    assert.is_true(sq:capabilities(true).search)
+    assert.is_nil(native.search) -- memory answers queries through the core's fallback
+    sq:close()
   end)
 
   it("answers EUNSUPPORTED for an unknown control op", function()
