@@ -604,8 +604,6 @@ static const char *opt_field_json(lua_State *L, int vidx, int is_text, const cha
 int tl_set_field(lua_State *L, tape *t, const char *key, int vidx, const char *fname)
 {
     vidx = lua_absindex(L, vidx);
-    char what[96];
-    snprintf(what, sizeof what, "%s", key);
     if (strcmp(key, "name") == 0) {
         return tape_set_name(t, opt_field_str(L, vidx, fname, key));
     }
