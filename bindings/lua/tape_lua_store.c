@@ -1023,7 +1023,11 @@ static const luaL_Reg writer_meta[] = {
 
 static int iter_close(lua_State *L)
 {
-    tl_obj *o = lua_touserdata(L, 1);
+    tl_obj *o = tl_self(L, 1);
+    if (o == NULL) {
+        return luaL_error(L, "iterator:close: argument #1 must be an iterator, got %s",
+                          luaL_typename(L, 1));
+    }
     tl_release(o, TL_CLOSED);
     if (o->kind == TL_FRAME_ITER) {
         ((tl_frame_iter *)o)->done = 1;

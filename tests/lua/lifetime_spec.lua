@@ -311,6 +311,41 @@ describe("closing and collecting in any order", function()
   end)
 end)
 
+describe("metamethods called by hand", function()
+  it("do nothing or raise on something that is not their object, never crash", function()
+    local s = assert(tapestore.open("memory:"))
+    local t = tapestore.new_tape {}
+    local e = (function() s:save(t) return s:query {} () end)()
+    local f = H.collect(H.tape({}, 1):frames())[1]
+    local w = s:record {}
+    local foreign = { io.stdout, s, t, e, f, w, "x", 1, {} }
+    for _, obj in ipairs { s, t, e, f, w, s:frames(t.id), s:query {}, t:frames() } do
+      local mt = getmetatable(obj)
+      for _, other in ipairs(foreign) do
+        if getmetatable(other) ~= mt then
+          mt.__gc(other)
+          -- __close is a no-op, or (a store's, a writer's) raises naming the type
+          local ok, err = pcall(mt.__close, other)
+          assert.is_true(ok or err:match("must be a tapestore%.") ~= nil, tostring(err))
+          assert.has_error(function() mt.__tostring(other) end)
+          assert.has_error(function() return mt.__index(other, "id") end)
+        end
+      end
+    end
+    -- nothing was closed by the calls above
+    assert.equal(io.type(io.stdout), "file")
+    assert.is_true(s:exists(t.id))
+    assert.is_string(t.id)
+    assert.is_string(e.id)
+    assert.equal(0, f.seq)
+    assert.is_number(w:append("client_to_server", H.request(1, "x")))
+    assert.has_error(function() s:frames(t.id).close(s) end,
+      "iterator:close: argument #1 must be an iterator, got userdata")
+    t.close(42) -- a no-op
+    assert.is_string(t.id)
+  end)
+end)
+
 describe("at lua_close", function()
   it("unclosed objects of every kind are released without a crash", function()
     local ok, rc, out = H.run_lua([[
