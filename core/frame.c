@@ -646,7 +646,7 @@ int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *des
         }
     }
     /* The frame's ISO timestamp (created_at + ts) must stay readable. */
-    if ((double)ts > TAPE__JSON_INT_MAX || !tape__time_ok(created_at + ts)) {
+    if (ts > ((int64_t)1 << 53) || !tape__time_ok(created_at + ts)) {
         return tape_error_set(TAPE_EINVAL, "frame ts_ms %lld is out of range",
                               (long long)desc->ts_ms);
     }

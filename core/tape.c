@@ -913,8 +913,10 @@ int tape_add_correlation(tape *t, const char *id, uint64_t request_seq, uint64_t
         return tape_error_set(TAPE_EINVAL, "tape_add_correlation: %s is NULL",
                               t == NULL ? "tape" : "id");
     }
-    if ((double)request_seq > TAPE__JSON_INT_MAX || (double)response_seq > TAPE__JSON_INT_MAX ||
-        (double)rtt_ms > TAPE__JSON_INT_MAX || (double)rtt_ms < -TAPE__JSON_INT_MAX) {
+    /* Compared as integers: (double)(2^53 + 1) rounds to 2^53 and passed. */
+    const uint64_t max = (uint64_t)1 << 53;
+    if (request_seq > max || response_seq > max || rtt_ms > (int64_t)max ||
+        rtt_ms < -(int64_t)max) {
         return tape_error_set(TAPE_EINVAL,
                               "tape_add_correlation: a number exceeds 2^53 (not exact in JSON)");
     }

@@ -597,6 +597,13 @@ static void test_correlations(void **state)
     EXPECT_ERR(tape_correlation_get(&id, NULL, NULL, NULL, NULL, t, 2), TAPE_ENOTFOUND,
                "no correlation at index 2");
     EXPECT_ERR(tape_add_correlation(t, "x", UINT64_MAX, 1, 1, "ok"), TAPE_EINVAL, "2^53");
+    /* Just past 2^53 too (a double compare rounded 2^53 + 1 down to 2^53). */
+    const uint64_t p53 = (uint64_t)1 << 53;
+    EXPECT_ERR(tape_add_correlation(t, "x", p53 + 1, 1, 1, "ok"), TAPE_EINVAL, "2^53");
+    EXPECT_ERR(tape_add_correlation(t, "x", 0, p53 + 1, 1, "ok"), TAPE_EINVAL, "2^53");
+    EXPECT_ERR(tape_add_correlation(t, "x", 0, 1, (int64_t)p53 + 1, "ok"), TAPE_EINVAL, "2^53");
+    EXPECT_ERR(tape_add_correlation(t, "x", 0, 1, -(int64_t)p53 - 1, "ok"), TAPE_EINVAL, "2^53");
+    assert_int_equal(tape_correlation_count(t), 2);
     char *line;
     size_t len;
     EXPECT_OK(tape_encode_correlation_line(&line, &len, t, 0));
