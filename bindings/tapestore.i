@@ -128,6 +128,8 @@ TAPE_OUT_OWNED(tape_provider_list)
 TAPE_OUT_OWNED(tape_store)
 TAPE_OUT_OWNED(tape_writer)
 TAPE_OUT_OWNED(tape_frame_iter)
+/* The same rule under the other out-parameter names the header uses. */
+%apply tape_config **out { tape_config **out_config };
 
 /* const tape_frame **out (tape_frame_iter_next): borrowed until the next
  * call, so handed back unowned; nothing is added at TAPE_DONE. */

@@ -1361,7 +1361,7 @@ static const luaL_Reg module_funcs[] = {
     { NULL, NULL },
 };
 
-int luaopen_tapestore_capi(lua_State *L); /* the SWIG module (tapestore_lua.i) */
+int tape_lua_capi_open(lua_State *L); /* the SWIG module (tapestore_lua.i) */
 
 TAPE_LUA_EXPORT int luaopen_tapestore(lua_State *L);
 TAPE_LUA_EXPORT int luaopen_tapestore(lua_State *L)
@@ -1404,8 +1404,19 @@ TAPE_LUA_EXPORT int luaopen_tapestore(lua_State *L)
     tape_lua_json_open(L, m);
 
     /* The flat C API (SWIG): tapestore.capi, also require "tapestore.capi". */
-    luaL_requiref(L, "tapestore.capi", luaopen_tapestore_capi, 0);
+    luaL_requiref(L, "tapestore.capi", tape_lua_capi_open, 0);
     lua_setfield(L, m, "capi");
     lua_settop(L, m);
+    return 1;
+}
+
+/* require "tapestore.capi" before (or without) require "tapestore": every
+ * wrapper releases the state's lock, which luaopen_tapestore creates, so
+ * the module is opened first and its capi handed back. */
+TAPE_LUA_EXPORT int luaopen_tapestore_capi(lua_State *L);
+TAPE_LUA_EXPORT int luaopen_tapestore_capi(lua_State *L)
+{
+    luaL_requiref(L, "tapestore", luaopen_tapestore, 0);
+    lua_getfield(L, -1, "capi");
     return 1;
 }

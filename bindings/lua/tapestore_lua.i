@@ -126,9 +126,10 @@ static void *tape_swig_memdup(const void *p, size_t n)
 #define tape_store_free(x) TAPE_LUA_CAPI_FREE(tape_store_free(x))
 #define tape_writer_free(x) TAPE_LUA_CAPI_FREE(tape_writer_free(x))
 #define tape_frame_iter_free(x) TAPE_LUA_CAPI_FREE(tape_frame_iter_free(x))
-/* The SWIG entry point, called by luaopen_tapestore. */
+/* The SWIG entry point, called by luaopen_tapestore (and, through it, by
+ * luaopen_tapestore_capi in tape_lua.c: the wrappers need its state). */
 #undef SWIG_init
-#define SWIG_init luaopen_tapestore_capi
+#define SWIG_init tape_lua_capi_open
 %}
 %define %new_copy(val, Type) ((Type *)tape_swig_memdup(&(val), sizeof(Type))) %enddef
 

@@ -10,6 +10,24 @@ describe("tapestore.capi", function()
     assert.is_nil(rawget(_G, "capi")) -- no global
   end)
 
+  it("works when required alone, before tapestore (its wrappers need the state)", function()
+    -- A fresh interpreter: in this one tapestore is loaded already.
+    local p = assert(io.popen([[lua5.4 -e '
+      local c = require "tapestore.capi"
+      local provider, cfg = c.tape_config_parse_spec("filesystem:./x")
+      io.write(provider, " ", c.tape_config_to_json(cfg), " ", tostring(require("tapestore").capi == c))' 2>&1]]))
+    local out = p:read("a")
+    local ok = p:close()
+    assert.is_true(ok, out)
+    assert.equal('filesystem {"path":"./x"} true', out)
+  end)
+
+  it("hands out-parameters named out_config back as results", function()
+    local provider, cfg = capi.tape_config_parse_spec('memory:{"max_tapes": 3}')
+    assert.equal("memory", provider)
+    assert.equal('{"max_tapes":3}', capi.tape_config_to_json(cfg))
+  end)
+
   it("pushes integers as integers", function()
     assert.equal("integer", math.type(capi.tape_version()))
     assert.equal(tapestore.ENOTFOUND, capi.TAPE_ENOTFOUND)

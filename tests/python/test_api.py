@@ -415,3 +415,12 @@ def test_io_error_is_an_oserror(tmp_path):
 
 def test_version():
     assert tapestore.version().count(".") == 2
+
+
+def test_capi_out_config_is_a_result():
+    """tape_config_parse_spec's tape_config **out_config comes back as a
+    result (the shared interface's out rule under that name too)."""
+    from tapestore import capi
+    provider, cfg = capi.tape_config_parse_spec('memory:{"max_tapes": 3}')
+    assert provider == "memory"
+    assert capi.tape_config_to_json(cfg) == '{"max_tapes":3}'
