@@ -59,6 +59,7 @@ typedef struct jdec {
     const unsigned char *s, *p, *end;
     int depth;
     int arr_mt, obj_mt;      /* stack indices of the shared metatables */
+    char dp;                 /* the C locale's decimal point (strtod reads it) */
     size_t err_at;
     char err[96];
 } jdec;
@@ -311,11 +312,10 @@ static int parse_number(jdec *d)
     }
     memcpy(t, start, n);
     t[n] = '\0';
-    char dp = lua_getlocaledecpoint();
-    if (dp != '.') {
+    if (d->dp != '.') {
         char *dot = memchr(t, '.', n);
         if (dot != NULL) {
-            *dot = dp;
+            *dot = d->dp;
         }
     }
     double v = strtod(t, NULL);
@@ -560,6 +560,7 @@ int tape_lua_json_decode(lua_State *L, const char *s, size_t n)
     d.s = d.p = (const unsigned char *)s;
     d.end = d.s + n;
     d.depth = 0;
+    d.dp = lua_getlocaledecpoint();
     d.err_at = 0;
     d.err[0] = '\0';
     push_mt(L, ARRAY_MT);
@@ -1053,8 +1054,13 @@ static void enc_table(jenc *e, int t)
                 snprintf(bad, sizeof bad, "key %lld is not an array index (1..n)",
                          (long long)lua_tointeger(L, -1));
             } else if (kt == LUA_TNUMBER) {
-                snprintf(bad, sizeof bad, "key %.17g is neither a string nor an array index",
-                         (double)lua_tonumber(L, -1));
+                char num[32];
+                snprintf(num, sizeof num, "%.17g", (double)lua_tonumber(L, -1));
+                char *dot = strchr(num, e->dp);
+                if (dot != NULL) {
+                    *dot = '.'; /* not the C locale's decimal point */
+                }
+                snprintf(bad, sizeof bad, "key %s is neither a string nor an array index", num);
             } else {
                 snprintf(bad, sizeof bad, "a %s key cannot be a JSON object key",
                          lua_typename(L, kt));

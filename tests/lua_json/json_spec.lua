@@ -173,6 +173,20 @@ test("floats encode with the shortest text that reads back, and stay floats", fu
   end
 end)
 
+if COMMA_LOCALE then
+  test("under a comma locale, floats still read and write with '.'", function()
+    eq(string.format("%.1f", 1.5), "1,5", "the C locale's own formatting")
+    eq(dec("1.5"), 1.5)
+    eq(dec("-0.25e1"), -2.5)
+    eq(dec("[3.0]")[1], 3.0)
+    eq(dec("123456789012345678901234567890.5"), 1.2345678901234568e29)
+    eq(encode(1.5), "1.5")
+    eq(encode({2.5, 1e-7}), "[2.5,1e-07]")
+    eq(encode(1.0), "1.0")
+    eq(enc_err({[1.5] = 1}), "json: value at (root): key 1.5 is neither a string nor an array index")
+  end)
+end
+
 -------------------------------------------------------------------- strings
 
 test("escapes decode", function()
