@@ -667,7 +667,8 @@ static void path_text(const jenc *e, char *out, size_t size)
         snprintf(out, size, "(root)");
         return;
     }
-    for (int i = 1; i <= e->depth && at + 8 < size; i++) {
+    int i = 1, cut = 0;
+    for (; i <= e->depth && !cut; i++) {
         const pathel *pe = &e->b->path[i];
         int w;
         if (pe->key == NULL) {
@@ -693,16 +694,17 @@ static void path_text(const jenc *e, char *out, size_t size)
                 w = snprintf(out + at, size - at, "[\"%s%s\"]", q, pe->klen > 40 ? "..." : "");
             }
         }
-        if (w < 0) {
-            break;
-        }
-        at += (size_t)w;
-        if (at >= size) {
-            at = size - 1;
+        /* Keep room for "...": a deep path is cut, and says so. */
+        if (w < 0 || at + (size_t)w + 4 >= size) {
+            cut = 1;
+        } else {
+            at += (size_t)w;
         }
     }
-    if (at + 1 >= size && size > 4) {
-        memcpy(out + size - 4, "...", 4);
+    if (cut) {
+        memcpy(out + at, "...", 4);
+    } else {
+        out[at] = '\0';
     }
 }
 

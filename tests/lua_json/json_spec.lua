@@ -537,6 +537,10 @@ test("encode's depth limit is the decoder's", function()
   local err = enc_err(t)
   truthy(err:find("nesting deeper than 1000 levels", 1, true), err)
   eq(err:sub(1, 20), "json: value at [1][1")
+  truthy(err:find("[1]...: nesting deeper than 1000 levels", 1, true), "a long path is cut: " .. err)
+  -- a long key in a path is cut too
+  eq(enc_err({[string.rep("k", 50) .. " x"] = print}),
+     'json: value at ["' .. string.rep("k", 40) .. '..."]: cannot encode a function')
 end)
 
 -------------------------------------------------------------------- round trips
