@@ -603,7 +603,12 @@ int tape_lua_json_decode(lua_State *L, const char *s, size_t n)
 typedef struct kref {
     const char *s;
     size_t n;
+    int value; /* stack index of the member's value; 0: look it up */
 } kref;
+
+/* Values of an object's members kept on the stack while it is encoded
+ * (the rest are looked up by key again). */
+#define KEPT_VALUES 64
 
 typedef struct pathel {
     const void *table; /* the table entered at this level (cycle check) */
@@ -941,32 +946,12 @@ static void enc_array(jenc *e, int t, lua_Integer n)
     put(e, "]", 1);
 }
 
-static void enc_object(jenc *e, int t, size_t count)
+/* The object t whose `count` keys are b->keys[first..] (collected by
+ * enc_table, their values on the stack or to be looked up). */
+static void enc_object(jenc *e, int t, size_t first, size_t count)
 {
     lua_State *L = e->L;
     jbox *b = e->b;
-    if (count == 0) {
-        put(e, "{}", 2);
-        return;
-    }
-    size_t first = b->nkeys;
-    if (b->capkeys - b->nkeys < count) {
-        size_t cap = b->capkeys * 2 > b->nkeys + count ? b->capkeys * 2 : b->nkeys + count + 16;
-        kref *k = realloc(b->keys, cap * sizeof *k);
-        if (k == NULL) {
-            luaL_error(L, "json: not enough memory for %I keys", (lua_Integer)cap);
-        }
-        b->keys = k;
-        b->capkeys = cap;
-    }
-    /* The key strings stay valid: they are keys of t, which is on the
-     * stack and not changed while it is encoded. */
-    lua_pushnil(L);
-    while (lua_next(L, t) != 0) {
-        kref *k = &b->keys[b->nkeys++];
-        k->s = lua_tolstring(L, -2, &k->n); /* string keys only: checked */
-        lua_pop(L, 1);
-    }
     kref *keys = b->keys + first;
     if (count <= 12) {
         for (size_t i = 1; i < count; i++) {
@@ -991,13 +976,28 @@ static void enc_object(jenc *e, int t, size_t count)
         enter(e, k.s, k.n, 0);
         put_string(e, k.s, k.n, 1);
         put(e, ":", 1);
-        lua_pushlstring(L, k.s, k.n);
-        lua_rawget(L, t);
-        enc_value(e, lua_gettop(L));
-        lua_pop(L, 1);
+        if (k.value != 0) {
+            enc_value(e, k.value);
+        } else {
+            lua_pushlstring(L, k.s, k.n);
+            lua_rawget(L, t);
+            enc_value(e, lua_gettop(L));
+            lua_pop(L, 1);
+        }
     }
     put(e, "}", 1);
-    b->nkeys = first;
+}
+
+static void keys_grow(jenc *e)
+{
+    jbox *b = e->b;
+    size_t cap = b->capkeys ? b->capkeys * 2 : 64;
+    kref *k = realloc(b->keys, cap * sizeof *k);
+    if (k == NULL) {
+        luaL_error(e->L, "json: not enough memory for %I keys", (lua_Integer)cap);
+    }
+    b->keys = k;
+    b->capkeys = cap;
 }
 
 static void enc_table(jenc *e, int t)
@@ -1034,17 +1034,32 @@ static void enc_table(jenc *e, int t)
         mark = lua_rawequal(L, -1, e->arr_mt) ? 1 : lua_rawequal(L, -1, e->obj_mt) ? 2 : 0;
         lua_pop(L, 1);
     }
-    size_t nstr = 0, nidx = 0, nother = 0;
+    /* One pass: classify the keys and collect the string ones, keeping
+     * their values on the stack (up to KEPT_VALUES). The key strings stay
+     * valid: they are keys of t, which is on the stack and not changed. */
+    int base = lua_gettop(L);
+    size_t first = b->nkeys, nstr = 0, nidx = 0, nother = 0;
     lua_Integer maxi = 0;
     char bad[96] = "";
     lua_pushnil(L);
     while (lua_next(L, t) != 0) {
-        lua_pop(L, 1);
-        int kt = lua_type(L, -1);
+        int kt = lua_type(L, -2);
         if (kt == LUA_TSTRING) {
-            nstr++;
+            if (b->nkeys == b->capkeys) {
+                keys_grow(e);
+            }
+            kref *k = &b->keys[b->nkeys++];
+            k->s = lua_tolstring(L, -2, &k->n);
+            k->value = 0;
+            if (nstr++ < KEPT_VALUES && lua_checkstack(L, 4)) {
+                lua_insert(L, -2); /* the value stays, below the key */
+                k->value = lua_gettop(L) - 1;
+            } else {
+                lua_pop(L, 1);
+            }
             continue;
         }
+        lua_pop(L, 1);
         if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
             lua_Integer k = lua_tointeger(L, -1);
             nidx++;
@@ -1105,10 +1120,14 @@ static void enc_table(jenc *e, int t)
     b->path[e->depth].table = self; /* key/index: set by enter */
     if (as_array) {
         enc_array(e, t, maxi);
+    } else if (nstr == 0) {
+        put(e, "{}", 2);
     } else {
-        enc_object(e, t, nstr);
+        enc_object(e, t, first, nstr);
     }
     e->depth--;
+    b->nkeys = first;
+    lua_settop(L, base);
 }
 
 static void enc_value(jenc *e, int idx)
