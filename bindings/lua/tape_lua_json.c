@@ -839,78 +839,96 @@ static int utf8_len(const unsigned char *s, size_t n, long *surrogate)
     return 0;
 }
 
+/* Bytes copied as they are inside a JSON string (printable ASCII but '"'
+ * and '\\'); everything else takes the slow path below. */
+static const unsigned char str_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* '"' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* '\\' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+/* Input bytes handled per reservation: the output of a chunk is at most
+ * 6 bytes a byte (\u00XX), plus a character running past its end. */
+#define STR_CHUNK 4096
+
 /* s as a JSON string: '"', '\\' and control characters escaped, UTF-8
  * copied, WTF-8 surrogates back to \uXXXX; anything else is refused. */
 static void put_string(jenc *e, const char *str, size_t n, int is_key)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)str;
-    reserve(e, n + 2);
-    e->b->buf[e->b->len++] = '"';
     size_t i = 0;
-    while (i < n) {
-        size_t run = i;
-        while (run < n && s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\') {
-            run++;
-        }
-        if (run > i) {
-            put(e, (const char *)s + i, run - i);
-            i = run;
-            if (i == n) {
-                break;
-            }
-        }
-        unsigned char c = s[i];
-        char esc[12];
-        if (c < 0x80) {
-            esc[0] = '\\';
-            switch (c) {
-            case '"': case '\\': esc[1] = (char)c; break;
-            case '\b': esc[1] = 'b'; break;
-            case '\f': esc[1] = 'f'; break;
-            case '\n': esc[1] = 'n'; break;
-            case '\r': esc[1] = 'r'; break;
-            case '\t': esc[1] = 't'; break;
-            default:
-                memcpy(esc + 1, "u00", 3);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                put(e, esc, 6);
+    char *o = reserve(e, n < STR_CHUNK ? n * 6 + 32 : STR_CHUNK * 6 + 32);
+    *o++ = '"';
+    for (;;) {
+        size_t stop = n - i > STR_CHUNK ? i + STR_CHUNK : n;
+        while (i < stop) {
+            unsigned char c = s[i];
+            if (str_plain[c]) {
+                *o++ = (char)c;
                 i++;
                 continue;
             }
-            put(e, esc, 2);
-            i++;
-            continue;
+            if (c < 0x80) {
+                *o++ = '\\';
+                switch (c) {
+                case '"': case '\\': *o++ = (char)c; break;
+                case '\b': *o++ = 'b'; break;
+                case '\f': *o++ = 'f'; break;
+                case '\n': *o++ = 'n'; break;
+                case '\r': *o++ = 'r'; break;
+                case '\t': *o++ = 't'; break;
+                default:
+                    *o++ = 'u';
+                    *o++ = '0';
+                    *o++ = '0';
+                    *o++ = hex[c >> 4];
+                    *o++ = hex[c & 15];
+                    break;
+                }
+                i++;
+                continue;
+            }
+            long sur;
+            int k = utf8_len(s + i, n - i, &sur);
+            if (k == 0) {
+                refuse(e, "%s is not UTF-8 at byte %zu", is_key ? "key" : "string", i);
+            }
+            if (sur < 0) {
+                memcpy(o, s + i, (size_t)k);
+                o += k;
+                i += (size_t)k;
+                continue;
+            }
+            /* A high surrogate followed by a low one is not WTF-8: as
+             * escapes the two would read back as one character. */
+            long next;
+            if (sur <= 0xDBFF && n - i >= 6 && utf8_len(s + i + 3, n - i - 3, &next) == 3 &&
+                next >= 0xDC00) {
+                refuse(e, "%s holds a surrogate pair as two 3-byte sequences at byte %zu "
+                       "(not UTF-8 or WTF-8)", is_key ? "key" : "string", i);
+            }
+            *o++ = '\\';
+            *o++ = 'u';
+            *o++ = hex[(sur >> 12) & 15];
+            *o++ = hex[(sur >> 8) & 15];
+            *o++ = hex[(sur >> 4) & 15];
+            *o++ = hex[sur & 15];
+            i += 3;
         }
-        long sur;
-        int k = utf8_len(s + i, n - i, &sur);
-        if (k == 0) {
-            refuse(e, "%s is not UTF-8 at byte %zu", is_key ? "key" : "string", i);
+        e->b->len = (size_t)(o - e->b->buf);
+        if (i >= n) {
+            break;
         }
-        if (sur < 0) {
-            put(e, (const char *)s + i, (size_t)k);
-            i += (size_t)k;
-            continue;
-        }
-        /* A high surrogate followed by a low one is not WTF-8: as escapes
-         * the two would read back as one character. */
-        long next;
-        if (sur <= 0xDBFF && n - i >= 6 && utf8_len(s + i + 3, n - i - 3, &next) == 3 &&
-            next >= 0xDC00) {
-            refuse(e, "%s holds a surrogate pair as two 3-byte sequences at byte %zu "
-                   "(not UTF-8 or WTF-8)", is_key ? "key" : "string", i);
-        }
-        esc[0] = '\\';
-        esc[1] = 'u';
-        esc[2] = hex[(sur >> 12) & 15];
-        esc[3] = hex[(sur >> 8) & 15];
-        esc[4] = hex[(sur >> 4) & 15];
-        esc[5] = hex[sur & 15];
-        put(e, esc, 6);
-        i += 3;
+        o = reserve(e, STR_CHUNK * 6 + 32);
     }
-    put(e, "\"", 1);
+    *o++ = '"';
+    e->b->len++;
 }
 
 static int kref_cmp(const void *a, const void *b)

@@ -233,6 +233,21 @@ test("strings encode with JSON escapes; UTF-8 and '/' pass through", function()
   eq(encode(""), '""')
 end)
 
+test("long strings with escapes and UTF-8 everywhere encode whole", function()
+  local pieces = {"a", "\n", "\xC3\xA9", "\xF0\x9F\x98\x80", "\xED\xA0\x80", "\"", "\1"}
+  local encoded = {"a", "\\n", "\xC3\xA9", "\xF0\x9F\x98\x80", "\\ud800", "\\\"", "\\u0001"}
+  local parts, want = {}, {}
+  for i = 1, 10000 do
+    parts[i], want[i] = pieces[i % 7 + 1], encoded[i % 7 + 1]
+  end
+  local s = table.concat(parts)
+  truthy(#s > 3 * 4096, "longer than a few of the encoder's chunks")
+  eq(encode(s), '"' .. table.concat(want) .. '"')
+  eq(dec(encode(s)), s)
+  -- the bad byte is found far into a long string too
+  eq(enc_err(s .. "\xFF"), "json: value at (root): string is not UTF-8 at byte " .. #s)
+end)
+
 test("invalid UTF-8 is refused on encode, naming the byte", function()
   eq(enc_err("\xFF"), "json: value at (root): string is not UTF-8 at byte 0")
   eq(enc_err({s = "ab\xC3"}), "json: value at .s: string is not UTF-8 at byte 2")
