@@ -554,6 +554,10 @@ static int parse_value(jdec *d)
 int tape_lua_json_decode(lua_State *L, const char *s, size_t n)
 {
     luaL_checkstack(L, 8, "json decode");
+    if (s == NULL) {
+        n = 0; /* no text: the empty text's error, not a NULL offset */
+        s = "";
+    }
     int base = lua_gettop(L);
     jdec d;
     d.L = L;

@@ -100,6 +100,11 @@ static void c_checks(lua_State *L)
        "a backslash as the last byte before n does not step past n");
     lua_settop(L, top);
 
+    ok(tape_lua_json_decode(L, NULL, 5) == 0 &&
+           strcmp(lua_tostring(L, -1), "json: byte 0: unexpected end of text (expected a value)") == 0,
+       "decode(NULL) is the empty text's error");
+    lua_settop(L, top);
+
     /* Exact-size blocks: ASan reports any read past n. */
     static const char *const texts[] = {
         "tru", "nul", "fals", "-", "1e", "1e+", "\"\\u12", "\"\\ud800\\u", "{\"a\"",
