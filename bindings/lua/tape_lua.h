@@ -77,10 +77,9 @@ void tape_lua_revoke(lua_State *L, int idx);
  * 1000 deep passes, 1001 does not). */
 #define TAPE_LUA_JSON_DEPTH 1000
 /* Decode s[0..n) (need not be NUL-terminated; never read past n; NULL is
- * the empty text) and push
- * the value (returns 1), or push an error message naming the byte offset
- * (0-based) and problem, "json: byte 17: expected ':' after object key"
- * (returns 0). Accepts exactly what the core accepts as a frame message.
+ * the empty text) and push the value (returns 1), or push an error message
+ * naming the byte offset (0-based) and problem, "json: byte 17: expected
+ * ':' after object key" (returns 0). Accepts exactly what the core accepts as a frame message.
  * Raises only on memory errors (a Lua stack that cannot grow included).
  * Calls no Lua function (finalizers aside: any allocation may run them)
  * and no core function, so it runs with the state's lock held. */
