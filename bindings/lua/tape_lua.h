@@ -123,16 +123,20 @@ void tape_lua_revoke(lua_State *L, int idx);
 /* Nesting limit of both directions: cJSON's, so the core's (a value nested
  * 1000 deep passes, 1001 does not). */
 #define TAPE_LUA_JSON_DEPTH 1000
-/* Decode s[0..n) (need not be NUL-terminated; never read past n) and push
- * the value (returns 1), or push an error message naming the byte offset
- * (0-based) and problem, "json: byte 17: expected ':' after object key"
- * (returns 0). Accepts exactly what the core accepts as a frame message.
- * Raises only on memory errors. */
+/* Decode s[0..n) (need not be NUL-terminated; never read past n; NULL is
+ * the empty text) and push the value (returns 1), or push an error message
+ * naming the byte offset (0-based) and problem, "json: byte 17: expected
+ * ':' after object key" (returns 0). Accepts exactly what the core accepts as a frame message.
+ * Raises only on memory errors (a Lua stack that cannot grow included).
+ * Calls no Lua function (finalizers aside: any allocation may run them)
+ * and no core function, so it runs with the state's lock held. */
 int tape_lua_json_decode(lua_State *L, const char *s, size_t n);
 /* Push the JSON text of the value at idx (deterministic: object keys
  * sorted bytewise); raises "json: value at .params.x: cannot encode a
  * function" for a value that cannot be JSON (function, userdata, cycle,
- * NaN, inf, mixed or sparse keys, bad UTF-8, too deep), naming where. */
+ * NaN, inf, mixed or sparse keys, bad UTF-8, too deep), naming where.
+ * Tables are read raw (no metamethods run); the stack is otherwise left
+ * as it was. */
 void tape_lua_json_encode(lua_State *L, int idx);
 /* Add json_decode, json_encode, null, array, object to the table at idx. */
 void tape_lua_json_open(lua_State *L, int module_idx);

@@ -59,6 +59,7 @@ typedef struct jdec {
     const unsigned char *s, *p, *end;
     int depth;
     int arr_mt, obj_mt;      /* stack indices of the shared metatables */
+    char dp;                 /* the C locale's decimal point (strtod reads it) */
     size_t err_at;
     char err[96];
 } jdec;
@@ -311,11 +312,10 @@ static int parse_number(jdec *d)
     }
     memcpy(t, start, n);
     t[n] = '\0';
-    char dp = lua_getlocaledecpoint();
-    if (dp != '.') {
+    if (d->dp != '.') {
         char *dot = memchr(t, '.', n);
         if (dot != NULL) {
-            *dot = dp;
+            *dot = d->dp;
         }
     }
     double v = strtod(t, NULL);
@@ -554,12 +554,17 @@ static int parse_value(jdec *d)
 int tape_lua_json_decode(lua_State *L, const char *s, size_t n)
 {
     luaL_checkstack(L, 8, "json decode");
+    if (s == NULL) {
+        n = 0; /* no text: the empty text's error, not a NULL offset */
+        s = "";
+    }
     int base = lua_gettop(L);
     jdec d;
     d.L = L;
     d.s = d.p = (const unsigned char *)s;
     d.end = d.s + n;
     d.depth = 0;
+    d.dp = lua_getlocaledecpoint();
     d.err_at = 0;
     d.err[0] = '\0';
     push_mt(L, ARRAY_MT);
@@ -602,7 +607,12 @@ int tape_lua_json_decode(lua_State *L, const char *s, size_t n)
 typedef struct kref {
     const char *s;
     size_t n;
+    int value; /* stack index of the member's value; 0: look it up */
 } kref;
+
+/* Values of an object's members kept on the stack while it is encoded
+ * (the rest are looked up by key again). */
+#define KEPT_VALUES 64
 
 typedef struct pathel {
     const void *table; /* the table entered at this level (cycle check) */
@@ -666,7 +676,8 @@ static void path_text(const jenc *e, char *out, size_t size)
         snprintf(out, size, "(root)");
         return;
     }
-    for (int i = 1; i <= e->depth && at + 8 < size; i++) {
+    int i = 1, cut = 0;
+    for (; i <= e->depth && !cut; i++) {
         const pathel *pe = &e->b->path[i];
         int w;
         if (pe->key == NULL) {
@@ -692,16 +703,17 @@ static void path_text(const jenc *e, char *out, size_t size)
                 w = snprintf(out + at, size - at, "[\"%s%s\"]", q, pe->klen > 40 ? "..." : "");
             }
         }
-        if (w < 0) {
-            break;
-        }
-        at += (size_t)w;
-        if (at >= size) {
-            at = size - 1;
+        /* Keep room for "...": a deep path is cut, and says so. */
+        if (w < 0 || at + (size_t)w + 4 >= size) {
+            cut = 1;
+        } else {
+            at += (size_t)w;
         }
     }
-    if (at + 1 >= size && size > 4) {
-        memcpy(out + size - 4, "...", 4);
+    if (cut) {
+        memcpy(out + at, "...", 4);
+    } else {
+        out[at] = '\0';
     }
 }
 
@@ -831,78 +843,96 @@ static int utf8_len(const unsigned char *s, size_t n, long *surrogate)
     return 0;
 }
 
+/* Bytes copied as they are inside a JSON string (printable ASCII but '"'
+ * and '\\'); everything else takes the slow path below. */
+static const unsigned char str_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* '"' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* '\\' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+/* Input bytes handled per reservation: the output of a chunk is at most
+ * 6 bytes a byte (\u00XX), plus a character running past its end. */
+#define STR_CHUNK 4096
+
 /* s as a JSON string: '"', '\\' and control characters escaped, UTF-8
  * copied, WTF-8 surrogates back to \uXXXX; anything else is refused. */
 static void put_string(jenc *e, const char *str, size_t n, int is_key)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)str;
-    reserve(e, n + 2);
-    e->b->buf[e->b->len++] = '"';
     size_t i = 0;
-    while (i < n) {
-        size_t run = i;
-        while (run < n && s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\') {
-            run++;
-        }
-        if (run > i) {
-            put(e, (const char *)s + i, run - i);
-            i = run;
-            if (i == n) {
-                break;
-            }
-        }
-        unsigned char c = s[i];
-        char esc[12];
-        if (c < 0x80) {
-            esc[0] = '\\';
-            switch (c) {
-            case '"': case '\\': esc[1] = (char)c; break;
-            case '\b': esc[1] = 'b'; break;
-            case '\f': esc[1] = 'f'; break;
-            case '\n': esc[1] = 'n'; break;
-            case '\r': esc[1] = 'r'; break;
-            case '\t': esc[1] = 't'; break;
-            default:
-                memcpy(esc + 1, "u00", 3);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                put(e, esc, 6);
+    char *o = reserve(e, n < STR_CHUNK ? n * 6 + 32 : STR_CHUNK * 6 + 32);
+    *o++ = '"';
+    for (;;) {
+        size_t stop = n - i > STR_CHUNK ? i + STR_CHUNK : n;
+        while (i < stop) {
+            unsigned char c = s[i];
+            if (str_plain[c]) {
+                *o++ = (char)c;
                 i++;
                 continue;
             }
-            put(e, esc, 2);
-            i++;
-            continue;
+            if (c < 0x80) {
+                *o++ = '\\';
+                switch (c) {
+                case '"': case '\\': *o++ = (char)c; break;
+                case '\b': *o++ = 'b'; break;
+                case '\f': *o++ = 'f'; break;
+                case '\n': *o++ = 'n'; break;
+                case '\r': *o++ = 'r'; break;
+                case '\t': *o++ = 't'; break;
+                default:
+                    *o++ = 'u';
+                    *o++ = '0';
+                    *o++ = '0';
+                    *o++ = hex[c >> 4];
+                    *o++ = hex[c & 15];
+                    break;
+                }
+                i++;
+                continue;
+            }
+            long sur;
+            int k = utf8_len(s + i, n - i, &sur);
+            if (k == 0) {
+                refuse(e, "%s is not UTF-8 at byte %zu", is_key ? "key" : "string", i);
+            }
+            if (sur < 0) {
+                memcpy(o, s + i, (size_t)k);
+                o += k;
+                i += (size_t)k;
+                continue;
+            }
+            /* A high surrogate followed by a low one is not WTF-8: as
+             * escapes the two would read back as one character. */
+            long next;
+            if (sur <= 0xDBFF && n - i >= 6 && utf8_len(s + i + 3, n - i - 3, &next) == 3 &&
+                next >= 0xDC00) {
+                refuse(e, "%s holds a surrogate pair as two 3-byte sequences at byte %zu "
+                       "(not UTF-8 or WTF-8)", is_key ? "key" : "string", i);
+            }
+            *o++ = '\\';
+            *o++ = 'u';
+            *o++ = hex[(sur >> 12) & 15];
+            *o++ = hex[(sur >> 8) & 15];
+            *o++ = hex[(sur >> 4) & 15];
+            *o++ = hex[sur & 15];
+            i += 3;
         }
-        long sur;
-        int k = utf8_len(s + i, n - i, &sur);
-        if (k == 0) {
-            refuse(e, "%s is not UTF-8 at byte %zu", is_key ? "key" : "string", i);
+        e->b->len = (size_t)(o - e->b->buf);
+        if (i >= n) {
+            break;
         }
-        if (sur < 0) {
-            put(e, (const char *)s + i, (size_t)k);
-            i += (size_t)k;
-            continue;
-        }
-        /* A high surrogate followed by a low one is not WTF-8: as escapes
-         * the two would read back as one character. */
-        long next;
-        if (sur <= 0xDBFF && n - i >= 6 && utf8_len(s + i + 3, n - i - 3, &next) == 3 &&
-            next >= 0xDC00) {
-            refuse(e, "%s holds a surrogate pair as two 3-byte sequences at byte %zu "
-                   "(not UTF-8 or WTF-8)", is_key ? "key" : "string", i);
-        }
-        esc[0] = '\\';
-        esc[1] = 'u';
-        esc[2] = hex[(sur >> 12) & 15];
-        esc[3] = hex[(sur >> 8) & 15];
-        esc[4] = hex[(sur >> 4) & 15];
-        esc[5] = hex[sur & 15];
-        put(e, esc, 6);
-        i += 3;
+        o = reserve(e, STR_CHUNK * 6 + 32);
     }
-    put(e, "\"", 1);
+    *o++ = '"';
+    e->b->len++;
 }
 
 static int kref_cmp(const void *a, const void *b)
@@ -938,32 +968,12 @@ static void enc_array(jenc *e, int t, lua_Integer n)
     put(e, "]", 1);
 }
 
-static void enc_object(jenc *e, int t, size_t count)
+/* The object t whose `count` keys are b->keys[first..] (collected by
+ * enc_table, their values on the stack or to be looked up). */
+static void enc_object(jenc *e, int t, size_t first, size_t count)
 {
     lua_State *L = e->L;
     jbox *b = e->b;
-    if (count == 0) {
-        put(e, "{}", 2);
-        return;
-    }
-    size_t first = b->nkeys;
-    if (b->capkeys - b->nkeys < count) {
-        size_t cap = b->capkeys * 2 > b->nkeys + count ? b->capkeys * 2 : b->nkeys + count + 16;
-        kref *k = realloc(b->keys, cap * sizeof *k);
-        if (k == NULL) {
-            luaL_error(L, "json: not enough memory for %I keys", (lua_Integer)cap);
-        }
-        b->keys = k;
-        b->capkeys = cap;
-    }
-    /* The key strings stay valid: they are keys of t, which is on the
-     * stack and not changed while it is encoded. */
-    lua_pushnil(L);
-    while (lua_next(L, t) != 0) {
-        kref *k = &b->keys[b->nkeys++];
-        k->s = lua_tolstring(L, -2, &k->n); /* string keys only: checked */
-        lua_pop(L, 1);
-    }
     kref *keys = b->keys + first;
     if (count <= 12) {
         for (size_t i = 1; i < count; i++) {
@@ -988,13 +998,28 @@ static void enc_object(jenc *e, int t, size_t count)
         enter(e, k.s, k.n, 0);
         put_string(e, k.s, k.n, 1);
         put(e, ":", 1);
-        lua_pushlstring(L, k.s, k.n);
-        lua_rawget(L, t);
-        enc_value(e, lua_gettop(L));
-        lua_pop(L, 1);
+        if (k.value != 0) {
+            enc_value(e, k.value);
+        } else {
+            lua_pushlstring(L, k.s, k.n);
+            lua_rawget(L, t);
+            enc_value(e, lua_gettop(L));
+            lua_pop(L, 1);
+        }
     }
     put(e, "}", 1);
-    b->nkeys = first;
+}
+
+static void keys_grow(jenc *e)
+{
+    jbox *b = e->b;
+    size_t cap = b->capkeys ? b->capkeys * 2 : 64;
+    kref *k = realloc(b->keys, cap * sizeof *k);
+    if (k == NULL) {
+        luaL_error(e->L, "json: not enough memory for %I keys", (lua_Integer)cap);
+    }
+    b->keys = k;
+    b->capkeys = cap;
 }
 
 static void enc_table(jenc *e, int t)
@@ -1031,17 +1056,32 @@ static void enc_table(jenc *e, int t)
         mark = lua_rawequal(L, -1, e->arr_mt) ? 1 : lua_rawequal(L, -1, e->obj_mt) ? 2 : 0;
         lua_pop(L, 1);
     }
-    size_t nstr = 0, nidx = 0, nother = 0;
+    /* One pass: classify the keys and collect the string ones, keeping
+     * their values on the stack (up to KEPT_VALUES). The key strings stay
+     * valid: they are keys of t, which is on the stack and not changed. */
+    int base = lua_gettop(L);
+    size_t first = b->nkeys, nstr = 0, nidx = 0, nother = 0;
     lua_Integer maxi = 0;
     char bad[96] = "";
     lua_pushnil(L);
     while (lua_next(L, t) != 0) {
-        lua_pop(L, 1);
-        int kt = lua_type(L, -1);
+        int kt = lua_type(L, -2);
         if (kt == LUA_TSTRING) {
-            nstr++;
+            if (b->nkeys == b->capkeys) {
+                keys_grow(e);
+            }
+            kref *k = &b->keys[b->nkeys++];
+            k->s = lua_tolstring(L, -2, &k->n);
+            k->value = 0;
+            if (nstr++ < KEPT_VALUES && lua_checkstack(L, 4)) {
+                lua_insert(L, -2); /* the value stays, below the key */
+                k->value = lua_gettop(L) - 1;
+            } else {
+                lua_pop(L, 1);
+            }
             continue;
         }
+        lua_pop(L, 1);
         if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
             lua_Integer k = lua_tointeger(L, -1);
             nidx++;
@@ -1053,8 +1093,13 @@ static void enc_table(jenc *e, int t)
                 snprintf(bad, sizeof bad, "key %lld is not an array index (1..n)",
                          (long long)lua_tointeger(L, -1));
             } else if (kt == LUA_TNUMBER) {
-                snprintf(bad, sizeof bad, "key %.17g is neither a string nor an array index",
-                         (double)lua_tonumber(L, -1));
+                char num[32];
+                snprintf(num, sizeof num, "%.17g", (double)lua_tonumber(L, -1));
+                char *dot = strchr(num, e->dp);
+                if (dot != NULL) {
+                    *dot = '.'; /* not the C locale's decimal point */
+                }
+                snprintf(bad, sizeof bad, "key %s is neither a string nor an array index", num);
             } else {
                 snprintf(bad, sizeof bad, "a %s key cannot be a JSON object key",
                          lua_typename(L, kt));
@@ -1097,10 +1142,14 @@ static void enc_table(jenc *e, int t)
     b->path[e->depth].table = self; /* key/index: set by enter */
     if (as_array) {
         enc_array(e, t, maxi);
+    } else if (nstr == 0) {
+        put(e, "{}", 2);
     } else {
-        enc_object(e, t, nstr);
+        enc_object(e, t, first, nstr);
     }
     e->depth--;
+    b->nkeys = first;
+    lua_settop(L, base);
 }
 
 static void enc_value(jenc *e, int idx)

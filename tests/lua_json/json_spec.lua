@@ -173,6 +173,20 @@ test("floats encode with the shortest text that reads back, and stay floats", fu
   end
 end)
 
+if COMMA_LOCALE then
+  test("under a comma locale, floats still read and write with '.'", function()
+    eq(string.format("%.1f", 1.5), "1,5", "the C locale's own formatting")
+    eq(dec("1.5"), 1.5)
+    eq(dec("-0.25e1"), -2.5)
+    eq(dec("[3.0]")[1], 3.0)
+    eq(dec("123456789012345678901234567890.5"), 1.2345678901234568e29)
+    eq(encode(1.5), "1.5")
+    eq(encode({2.5, 1e-7}), "[2.5,1e-07]")
+    eq(encode(1.0), "1.0")
+    eq(enc_err({[1.5] = 1}), "json: value at (root): key 1.5 is neither a string nor an array index")
+  end)
+end
+
 -------------------------------------------------------------------- strings
 
 test("escapes decode", function()
@@ -217,6 +231,21 @@ test("strings encode with JSON escapes; UTF-8 and '/' pass through", function()
   eq(encode("\127/"), '"\127/"')
   eq(encode("caf\xC3\xA9 \xE2\x82\xAC \xF4\x8F\xBF\xBF"), '"caf\xC3\xA9 \xE2\x82\xAC \xF4\x8F\xBF\xBF"')
   eq(encode(""), '""')
+end)
+
+test("long strings with escapes and UTF-8 everywhere encode whole", function()
+  local pieces = {"a", "\n", "\xC3\xA9", "\xF0\x9F\x98\x80", "\xED\xA0\x80", "\"", "\1"}
+  local encoded = {"a", "\\n", "\xC3\xA9", "\xF0\x9F\x98\x80", "\\ud800", "\\\"", "\\u0001"}
+  local parts, want = {}, {}
+  for i = 1, 10000 do
+    parts[i], want[i] = pieces[i % 7 + 1], encoded[i % 7 + 1]
+  end
+  local s = table.concat(parts)
+  truthy(#s > 3 * 4096, "longer than a few of the encoder's chunks")
+  eq(encode(s), '"' .. table.concat(want) .. '"')
+  eq(dec(encode(s)), s)
+  -- the bad byte is found far into a long string too
+  eq(enc_err(s .. "\xFF"), "json: value at (root): string is not UTF-8 at byte " .. #s)
 end)
 
 test("invalid UTF-8 is refused on encode, naming the byte", function()
@@ -523,6 +552,10 @@ test("encode's depth limit is the decoder's", function()
   local err = enc_err(t)
   truthy(err:find("nesting deeper than 1000 levels", 1, true), err)
   eq(err:sub(1, 20), "json: value at [1][1")
+  truthy(err:find("[1]...: nesting deeper than 1000 levels", 1, true), "a long path is cut: " .. err)
+  -- a long key in a path is cut too
+  eq(enc_err({[string.rep("k", 50) .. " x"] = print}),
+     'json: value at ["' .. string.rep("k", 40) .. '..."]: cannot encode a function')
 end)
 
 -------------------------------------------------------------------- round trips

@@ -4,6 +4,10 @@
  *
  *   test_lua_json SPEC.lua
  *
+ * With TAPE_TEST_LOCALE set (ctest lua_json_locale: a locale whose decimal
+ * point is a comma, built with localedef), the whole run happens under that
+ * C locale, and the spec's global COMMA_LOCALE is true.
+ *
  * The C part checks what only C can see (input that is not NUL-terminated,
  * the stack after a failed decode, no raise without a protected call); the
  * Lua spec checks the values, texts and messages. The spec gets the module
@@ -14,6 +18,7 @@
  */
 #include "tape_lua.h"
 
+#include <locale.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +100,11 @@ static void c_checks(lua_State *L)
        "a backslash as the last byte before n does not step past n");
     lua_settop(L, top);
 
+    ok(tape_lua_json_decode(L, NULL, 5) == 0 &&
+           strcmp(lua_tostring(L, -1), "json: byte 0: unexpected end of text (expected a value)") == 0,
+       "decode(NULL) is the empty text's error");
+    lua_settop(L, top);
+
     /* Exact-size blocks: ASan reports any read past n. */
     static const char *const texts[] = {
         "tru", "nul", "fals", "-", "1e", "1e+", "\"\\u12", "\"\\ud800\\u", "{\"a\"",
@@ -145,6 +155,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s SPEC.lua\n", argv[0]);
         return 2;
     }
+    const char *loc = getenv("TAPE_TEST_LOCALE");
+    if (loc != NULL) {
+        /* The codec must not care: JSON's decimal point is always '.'. */
+        ok(setlocale(LC_ALL, loc) != NULL && localeconv()->decimal_point[0] == ',',
+           "TAPE_TEST_LOCALE is a locale whose decimal point is a comma");
+    }
     lua_State *L = luaL_newstate();
     if (L == NULL) {
         return 2;
@@ -156,6 +172,8 @@ int main(int argc, char **argv)
     lua_pushinteger(L, TAPE_EINVAL);
     lua_setfield(L, -2, "EINVAL");
     lua_setglobal(L, "tapestore");
+    lua_pushboolean(L, loc != NULL);
+    lua_setglobal(L, "COMMA_LOCALE");
     lua_pushcfunction(L, l_core_accepts);
     lua_setglobal(L, "core_accepts");
 
