@@ -5,11 +5,10 @@
  * become Lua integers (all of int64), other numbers floats; \u escapes of
  * lone surrogates become their WTF-8 bytes; JSON null becomes
  * tapestore.null (a NULL light userdata, as cjson.null is). The decoder
- * accepts exactly the texts the core accepts as a frame message (cJSON plus
- * core/frame.c's json_write_check): RFC 8259 with the core's leniencies
- * (leading zeros, "1.", "-.5", a leading UTF-8 BOM, raw bytes that are not
- * UTF-8 inside strings) and its depth limit, checked by
- * tests/fuzz/fuzz_lua_json.c. Decoded arrays and objects carry shared
+ * accepts exactly the texts the core accepts as a frame message (the
+ * writer's check, core/jscan.c): RFC 8259, raw bytes that are not UTF-8
+ * allowed inside strings (the core keeps bytes as they are), nesting up to
+ * 1000 levels; checked by tests/fuzz/fuzz_lua_json.c. Decoded arrays and objects carry shared
  * metatables, so [] and {} re-encode as what they were.
  *
  * Encoding is deterministic: object keys sorted bytewise, floats in the
@@ -240,10 +239,9 @@ static int is_num_char(unsigned char c)
     return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-';
 }
 
-/* A number at d->p ('-' or a digit). The grammar is what cJSON hands to
- * strtod: '-'? (digits ('.' digits*)? | '.' digits) ([eE] [+-]? digits)?,
- * so leading zeros, "1." and "-.5" pass as they do in the core, and any
- * number character left over is an error (cJSON leaves it unparsed). */
+/* A number at d->p ('-' or a digit), RFC 8259's grammar as the core's
+ * writer checks it (core/jscan.c): '-'? ('0' | [1-9] digits*) ('.' digits+)?
+ * ([eE] [+-]? digits+)?. A number character left over is an error. */
 static int parse_number(jdec *d)
 {
     const unsigned char *start = d->p, *p = start, *end = d->end;
@@ -253,18 +251,23 @@ static int parse_number(jdec *d)
     while (p < end && *p >= '0' && *p <= '9') {
         p++;
     }
-    size_t nint = (size_t)(p - digits), nfrac = 0;
+    size_t nint = (size_t)(p - digits);
     int is_float = 0;
+    if (nint == 0) {
+        return fail(d, start, "bad number (expected a digit)");
+    }
+    if (nint > 1 && *digits == '0') {
+        return fail(d, start, "bad number (leading zero)");
+    }
     if (p < end && *p == '.') {
         is_float = 1;
         const unsigned char *f = ++p;
         while (p < end && *p >= '0' && *p <= '9') {
             p++;
         }
-        nfrac = (size_t)(p - f);
-    }
-    if (nint == 0 && nfrac == 0) {
-        return fail(d, start, "bad number (expected a digit)");
+        if (p == f) {
+            return fail(d, start, "bad number (expected a digit after '.')");
+        }
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         const unsigned char *x = p + 1;
@@ -572,18 +575,6 @@ int tape_lua_json_decode(lua_State *L, const char *s, size_t n)
     d.arr_mt = base + 1;
     d.obj_mt = base + 2;
     skip_ws(&d);
-    /* cJSON skips a UTF-8 byte order mark at the start, so the core takes
-     * one; but only in a text of 5 bytes or more (it checks that it can
-     * read index 4), and the core hands it the text trimmed of blanks. */
-    const unsigned char *trimmed = d.end;
-    while (trimmed > d.p && (trimmed[-1] == ' ' || trimmed[-1] == '\n' || trimmed[-1] == '\r' ||
-                             trimmed[-1] == '\t')) {
-        trimmed--;
-    }
-    if (trimmed - d.p >= 5 && memcmp(d.p, "\xEF\xBB\xBF", 3) == 0) {
-        d.p += 3;
-        skip_ws(&d);
-    }
     int ok = parse_value(&d);
     if (ok) {
         skip_ws(&d);
