@@ -283,6 +283,7 @@ int cmd_migrate(cli *c, int argc, char **argv)
     if ((code = collect_ids(c, src, q, has_limit, &ids, &nids)) != CLI_OK) goto done;
     int tty = isatty(2);
     size_t copied = 0, skipped = 0, replaced = 0, failed = 0;
+    int first_fail = CLI_OK; /* the exit code of the first tape that failed */
     list = cJSON_CreateArray();
     for (size_t i = 0; i < nids; i++) {
         const char *action = "failed";
@@ -297,7 +298,7 @@ int cmd_migrate(cli *c, int argc, char **argv)
             failed++;
             if (tty) fputs("\r\033[K", stderr);
             cli_error(c, rc, "tape \"%s\": %s", ids[i], err);
-            if (code == -1) code = rc;
+            if (first_fail == CLI_OK) first_fail = rc;
         } else if (strcmp(action, "skipped") == 0) {
             skipped++;
         } else if (strcmp(action, "replaced") == 0) {
@@ -314,7 +315,7 @@ int cmd_migrate(cli *c, int argc, char **argv)
         progress(c, tty, i + 1, nids, action, ids[i], frames);
     }
     if (tty && nids > 0) fputc('\n', stderr);
-    if (code == -1) code = CLI_OK;
+    code = first_fail;
     if (c->json) {
         cJSON *doc = cJSON_CreateObject();
         cJSON_AddStringToObject(doc, "from", o.from);
