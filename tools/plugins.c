@@ -91,6 +91,11 @@ static int load_shared(tape_registry *reg, const char *path, char *err, size_t e
     free(dot);
     if (rc != TAPE_OK) {
         seterr(err, errlen, "plugin %s: %s", path, tape_errmsg());
+        /* The file exists (checked): a library dlopen refuses, or one
+         * without the entry point, is a plugin that fails to load. */
+        if (rc == TAPE_ENOTFOUND) {
+            rc = TAPE_EPROVIDER;
+        }
     }
     return rc;
 }

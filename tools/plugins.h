@@ -33,7 +33,8 @@ extern "C" {
  *  cause: TAPE_ENOTFOUND for a file that does not exist,
  *  TAPE_EUNSUPPORTED for a kind of file this build cannot load,
  *  TAPE_EPROVIDER for a Python file that fails (its exception's last
- *  line), or the core's code for a shared library it refuses. */
+ *  line), or the core's code for a shared library it refuses
+ *  (TAPE_EPROVIDER where the core says TAPE_ENOTFOUND: the file is there). */
 int tape_tools_load_plugins(tape_registry *reg, const char *const *paths, size_t n,
                             char *err, size_t errlen);
 
