@@ -84,8 +84,30 @@ static const char *differs(char *buf, size_t len, const encoded *a, const encode
     return NULL;
 }
 
-/* Copy one tape. *action: "copied", "replaced", "skipped"; on failure a
- * message in err and an exit code. */
+/* 1 if the target's copy has the source's frames but only the metadata its
+ * init line gives: what a filesystem target holds after a kill between its
+ * two renames (.jsonl first, then .meta.json; the meta is then rebuilt
+ * from the .jsonl at open). Completing that copy loses nothing. */
+static int interrupted_copy(const encoded *src, const encoded *dst)
+{
+    if (src->jl != dst->jl || memcmp(src->jsonl, dst->jsonl, src->jl) != 0) {
+        return 0;
+    }
+    tape *bare = NULL;
+    encoded e = {0};
+    int same = 0;
+    if (tape_decode(&bare, dst->jsonl, dst->jl, NULL, 0, NULL, NULL) == TAPE_OK &&
+        encode(&e, bare) == TAPE_OK) {
+        same = e.ml == dst->ml && memcmp(e.meta, dst->meta, e.ml) == 0;
+    }
+    encoded_free(&e);
+    tape_free(bare);
+    return same;
+}
+
+/* Copy one tape. *action: "copied", "completed" (an interrupted copy
+ * finished), "replaced", "skipped"; on failure a message in err and an
+ * exit code. */
 static int migrate_one(tape_store *src, tape_store *dst, const char *id, int overwrite,
                        const char **action, uint64_t *frames, uint64_t *bytes, char *err,
                        size_t errlen)
@@ -115,20 +137,24 @@ static int migrate_one(tape_store *src, tape_store *dst, const char *id, int ove
             goto out;
         }
         const char *d = differs(why, sizeof why, &a, &b);
+        int bare = d != NULL && interrupted_copy(&a, &b);
         encoded_free(&b);
         b = (encoded){0};
         if (d == NULL) {
             *action = "skipped";
             goto out;
         }
-        if (!overwrite) {
+        if (bare) {
+            *action = "completed";
+        } else if (!overwrite) {
             snprintf(err, errlen,
                      "the target already has a different tape with this id (%s); --overwrite "
                      "replaces it", d);
             code = CLI_FAIL;
             goto out;
+        } else {
+            *action = "replaced";
         }
-        *action = "replaced";
     } else if (rc != TAPE_ENOTFOUND) {
         snprintf(err, errlen, "cannot check the target: %s", tape_errmsg());
         code = CLI_FAIL;
@@ -282,7 +308,7 @@ int cmd_migrate(cli *c, int argc, char **argv)
     if ((code = open_spec(c, o.to, "target", &dst)) != CLI_OK) goto done;
     if ((code = collect_ids(c, src, q, has_limit, &ids, &nids)) != CLI_OK) goto done;
     int tty = isatty(2);
-    size_t copied = 0, skipped = 0, replaced = 0, failed = 0;
+    size_t copied = 0, skipped = 0, replaced = 0, completed = 0, failed = 0;
     int first_fail = CLI_OK; /* the exit code of the first tape that failed */
     list = cJSON_CreateArray();
     for (size_t i = 0; i < nids; i++) {
@@ -303,6 +329,8 @@ int cmd_migrate(cli *c, int argc, char **argv)
             skipped++;
         } else if (strcmp(action, "replaced") == 0) {
             replaced++;
+        } else if (strcmp(action, "completed") == 0) {
+            completed++;
         } else {
             copied++;
         }
@@ -322,6 +350,7 @@ int cmd_migrate(cli *c, int argc, char **argv)
         cJSON_AddStringToObject(doc, "to", o.to);
         cJSON_AddNumberToObject(doc, "total", (double)nids);
         cJSON_AddNumberToObject(doc, "copied", (double)copied);
+        cJSON_AddNumberToObject(doc, "completed", (double)completed);
         cJSON_AddNumberToObject(doc, "replaced", (double)replaced);
         cJSON_AddNumberToObject(doc, "skipped", (double)skipped);
         cJSON_AddNumberToObject(doc, "failed", (double)failed);
@@ -330,9 +359,9 @@ int cmd_migrate(cli *c, int argc, char **argv)
         int pc = cli_print_json(c, doc);
         if (code == CLI_OK) code = pc;
     } else {
-        printf("%zu tapes from %s to %s: %zu copied, %zu replaced, %zu skipped (already there), "
-               "%s%zu failed%s\n",
-               nids, o.from, o.to, copied, replaced, skipped,
+        printf("%zu tapes from %s to %s: %zu copied, %zu completed, %zu replaced, %zu skipped "
+               "(already there), %s%zu failed%s\n",
+               nids, o.from, o.to, copied, completed, replaced, skipped,
                cli_c(c, failed > 0 ? CLI_RED : ""), failed, cli_c(c, failed > 0 ? CLI_RESET : ""));
     }
 done:

@@ -127,3 +127,29 @@ def test_migrate_usage_and_stores(tmp_path):
     assert r.code == USAGE
     r = run("migrate", "--from", src, "--to", f"sqlite:{tmp_path / 'd.db'}")
     assert r.code == OK and "0 tapes from" in r.text
+
+
+def test_migrate_completes_a_copy_cut_between_the_filesystem_renames(tmp_path):
+    # A filesystem save renames the .jsonl, then the .meta.json: a kill in
+    # between leaves the frames with only the metadata the init line gives.
+    src, dst = f"filesystem:{tmp_path / 'src'}", f"filesystem:{tmp_path / 'dst'}"
+    fill(src, 3)
+    with tapestore.open(src) as s:
+        t = s.load("t0001")
+        t.status = tapestore.FINALIZED
+        s.save(t)
+    assert run("migrate", "--from", src, "--to", dst).code == OK
+    (tmp_path / "dst" / "t0001.meta.json").unlink()
+    r = run("migrate", "--from", src, "--to", dst, "--json")
+    assert r.code == OK, r
+    assert {t["id"]: t["action"] for t in r.json()["tapes"]} == \
+        {"t0000": "skipped", "t0001": "completed", "t0002": "skipped"}
+    assert r.json()["completed"] == 1
+    assert documents(dst) == documents(src)
+    # a target whose metadata is its own is not "interrupted": still an error
+    with tapestore.open(dst) as s:
+        t = s.load("t0002")
+        t.tags = ["mine"]
+        s.save(t)
+    r = run("migrate", "--from", src, "--to", dst)
+    assert r.code == FAIL and "its .meta.json differs" in r.err, r
