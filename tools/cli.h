@@ -173,7 +173,9 @@ int cmd_migrate(cli *c, int argc, char **argv);
 /* What show and tail know about frames seen so far: requests by id, so a
  * response can be given its method, and round-trip times by response seq. */
 typedef struct cli_frames cli_frames;
-int cli_frames_new(cli_frames **out, const tape *t); /* t: correlations (may be NULL) */
+/* t: the tape whose correlations give the round-trip times (read once,
+ * here); NULL: none (tail). */
+int cli_frames_new(cli_frames **out, const tape *t);
 void cli_frames_free(cli_frames *fs);
 /* The summary of one frame as a JSON object (caller frees), NULL when out
  * of memory. */

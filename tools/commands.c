@@ -225,78 +225,136 @@ int cmd_search(cli *c, int argc, char **argv)
 
 /* ---------------------------------------------------------------- frame summaries */
 
+/* Requests seen, by direction and id (hash table, open addressing; the
+ * latest request with an id wins), so a response gets its method in O(1);
+ * round-trip times by response seq (sorted, binary search). */
 typedef struct req {
-    int dir;
+    int dir;      /* 0: an empty slot */
     char *id;     /* the JSON text of the request's id */
     char *method;
 } req;
 
+typedef struct rtt_entry {
+    uint64_t seq;
+    int64_t ms;
+} rtt_entry;
+
 struct cli_frames {
-    req *reqs;
-    size_t nreqs, cap;
-    const tape *t; /* correlations: rtt by response seq */
+    req *slots;
+    size_t nslots, used; /* nslots: a power of two */
+    rtt_entry *rtts;
+    size_t nrtts;
 };
+
+static int cmp_rtt(const void *a, const void *b)
+{
+    const rtt_entry *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
 
 int cli_frames_new(cli_frames **out, const tape *t)
 {
-    *out = calloc(1, sizeof **out);
-    if (*out == NULL) return TAPE_ENOMEM;
-    (*out)->t = t;
+    cli_frames *fs = calloc(1, sizeof *fs);
+    if (fs == NULL) return TAPE_ENOMEM;
+    size_t n = t != NULL ? tape_correlation_count(t) : 0;
+    if (n > 0) {
+        fs->rtts = malloc(n * sizeof *fs->rtts);
+        if (fs->rtts == NULL) {
+            free(fs);
+            return TAPE_ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint64_t resp = 0;
+            int64_t ms = 0;
+            if (tape_correlation_get(NULL, NULL, &resp, &ms, NULL, t, i) == TAPE_OK) {
+                fs->rtts[fs->nrtts++] = (rtt_entry){resp, ms};
+            }
+        }
+        qsort(fs->rtts, fs->nrtts, sizeof *fs->rtts, cmp_rtt);
+    }
+    *out = fs;
     return TAPE_OK;
 }
 
 void cli_frames_free(cli_frames *fs)
 {
     if (fs == NULL) return;
-    for (size_t i = 0; i < fs->nreqs; i++) {
-        free(fs->reqs[i].id);
-        free(fs->reqs[i].method);
+    for (size_t i = 0; i < fs->nslots; i++) {
+        free(fs->slots[i].id);
+        free(fs->slots[i].method);
     }
-    free(fs->reqs);
+    free(fs->slots);
+    free(fs->rtts);
     free(fs);
 }
 
+static size_t req_hash(int dir, const char *id)
+{
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)dir; /* FNV-1a */
+    for (; *id != '\0'; id++) {
+        h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+    }
+    return (size_t)h;
+}
+
+static req *req_slot(req *slots, size_t nslots, int dir, const char *id)
+{
+    for (size_t i = req_hash(dir, id) & (nslots - 1);; i = (i + 1) & (nslots - 1)) {
+        if (slots[i].dir == 0 || (slots[i].dir == dir && strcmp(slots[i].id, id) == 0)) {
+            return &slots[i];
+        }
+    }
+}
+
+/* Remember a request; failing to (out of memory) only costs a later
+ * response its method in the summary. */
 static void remember(cli_frames *fs, int dir, const char *id, const char *method)
 {
-    if (fs->nreqs == fs->cap) {
-        size_t cap = fs->cap ? fs->cap * 2 : 16;
-        req *r = realloc(fs->reqs, cap * sizeof *r);
-        if (r == NULL) return; /* a summary without the method: not an error */
-        fs->reqs = r;
-        fs->cap = cap;
+    if ((fs->used + 1) * 2 > fs->nslots) {
+        size_t n = fs->nslots ? fs->nslots * 2 : 64;
+        req *ns = calloc(n, sizeof *ns);
+        if (ns == NULL) return;
+        for (size_t i = 0; i < fs->nslots; i++) {
+            if (fs->slots[i].dir != 0) {
+                *req_slot(ns, n, fs->slots[i].dir, fs->slots[i].id) = fs->slots[i];
+            }
+        }
+        free(fs->slots);
+        fs->slots = ns;
+        fs->nslots = n;
     }
-    char *a = strdup(id), *b = strdup(method);
-    if (a == NULL || b == NULL) {
-        free(a);
-        free(b);
+    req *r = req_slot(fs->slots, fs->nslots, dir, id);
+    char *m = strdup(method);
+    if (m == NULL) return;
+    if (r->dir != 0) { /* the same id again: the latest wins */
+        free(r->method);
+        r->method = m;
         return;
     }
-    fs->reqs[fs->nreqs++] = (req){dir, a, b};
+    char *i = strdup(id);
+    if (i == NULL) {
+        free(m);
+        return;
+    }
+    *r = (req){dir, i, m};
+    fs->used++;
 }
 
 /* The method of the latest request with this id sent the other way. */
 static const char *method_of(const cli_frames *fs, int dir, const char *id)
 {
-    for (size_t i = fs->nreqs; i-- > 0;) {
-        if (fs->reqs[i].dir != dir && strcmp(fs->reqs[i].id, id) == 0) {
-            return fs->reqs[i].method;
-        }
-    }
-    return NULL;
+    if (fs->nslots == 0) return NULL;
+    int other = dir == TAPE_DIR_CLIENT_TO_SERVER ? TAPE_DIR_SERVER_TO_CLIENT
+                                                 : TAPE_DIR_CLIENT_TO_SERVER;
+    const req *r = req_slot(fs->slots, fs->nslots, other, id);
+    return r->dir != 0 ? r->method : NULL;
 }
 
 static cJSON *rtt_of(const cli_frames *fs, uint64_t seq)
 {
-    size_t n = fs->t != NULL ? tape_correlation_count(fs->t) : 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t resp = 0;
-        int64_t rtt = 0;
-        if (tape_correlation_get(NULL, NULL, &resp, &rtt, NULL, fs->t, i) == TAPE_OK &&
-            resp == seq) {
-            return cJSON_CreateNumber((double)rtt);
-        }
-    }
-    return cJSON_CreateNull();
+    rtt_entry key = {seq, 0};
+    const rtt_entry *r = fs->nrtts > 0 ? bsearch(&key, fs->rtts, fs->nrtts, sizeof key, cmp_rtt) : NULL;
+    return r != NULL ? cJSON_CreateNumber((double)r->ms) : cJSON_CreateNull();
 }
 
 cJSON *cli_frame_json(cli_frames *fs, const tape_frame *f)

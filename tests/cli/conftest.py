@@ -19,7 +19,7 @@ PREFIX_PLUGIN = os.environ.get("TAPE_PREFIX_PLUGIN",
 OK, FAIL, USAGE, NOTFOUND = 0, 1, 2, 3
 
 
-def child_env(extra=None):
+def child_env(extra=None, args=()):
     """The environment of the program: ours, minus a preloaded sanitizer
     runtime (an instrumented program has its own), and never a store or
     plugins inherited from the caller."""
@@ -28,9 +28,13 @@ def child_env(extra=None):
     env.pop("TAPESTORE_STORE", None)
     env.pop("TAPESTORE_PLUGINS", None)
     env.pop("NO_COLOR", None)
-    if "TAPE_CLI_ASAN_OPTIONS" in env:
-        env["ASAN_OPTIONS"] = env["TAPE_CLI_ASAN_OPTIONS"]
     env.update(extra or {})
+    if "TAPE_CLI_SANITIZE" in env:
+        # Leaks are checked, except in a run that embeds Python (a .py
+        # plugin): the interpreter keeps memory until the process ends.
+        python = any(str(a).endswith(".py") for a in args) or \
+            ".py" in env.get("TAPESTORE_PLUGINS", "")
+        env["ASAN_OPTIONS"] = "detect_leaks=0" if python else "detect_leaks=1"
     return env
 
 
@@ -52,7 +56,7 @@ class Result:
 
 
 def run(*args, env=None, cwd=None, input=None, timeout=120):
-    proc = subprocess.run([BIN, *map(str, args)], capture_output=True, env=child_env(env),
+    proc = subprocess.run([BIN, *map(str, args)], capture_output=True, env=child_env(env, args),
                           cwd=cwd, input=input, timeout=timeout)
     return Result(proc)
 

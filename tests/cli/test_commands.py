@@ -423,3 +423,22 @@ def test_tail_last_frames(fs_spec, fs_store):
     assert r.code == USAGE and "-n: expected a number" in r.err
     r = run("tail", "--interval", "1", "-f", "tl", "--store", fs_spec)
     assert r.code == USAGE and "--interval" in r.err
+
+
+def test_show_matches_responses_to_requests_by_direction_and_id(fs_spec, fs_store):
+    t = tapestore.Tape(id="dirs")
+    C, S = tapestore.CLIENT_TO_SERVER, tapestore.SERVER_TO_CLIENT
+    t.append(C, {"jsonrpc": "2.0", "id": 1, "method": "tools/call"})
+    t.append(S, {"jsonrpc": "2.0", "id": 1, "method": "sampling/createMessage"})  # server asks
+    t.append(C, {"jsonrpc": "2.0", "id": 1, "result": {}})          # answers the server
+    t.append(S, {"jsonrpc": "2.0", "id": 1, "result": {}})          # answers the client
+    t.append(C, {"jsonrpc": "2.0", "id": "1", "method": "ping"})    # "1" is not 1
+    t.append(S, {"jsonrpc": "2.0", "id": "1", "result": {}})
+    t.append(S, {"jsonrpc": "2.0", "id": 99, "result": {}})         # no request
+    t.append(C, [{"jsonrpc": "2.0", "id": 5, "method": "a"}])       # a batch
+    fs_store.save(t)
+    f = run("show", "dirs", "--store", fs_spec, "--json").json()["frames"]
+    assert [x["method"] for x in f] == ["tools/call", "sampling/createMessage",
+                                        "sampling/createMessage", "tools/call", "ping", "ping",
+                                        None, None]
+    assert [x["id"] for x in f][4:7] == ["1", "1", 99] and f[7]["kind"] == "batch"

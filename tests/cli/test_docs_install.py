@@ -50,8 +50,8 @@ def test_install_puts_the_program_and_the_man_page(tmp_path):
     man = next(prefix.glob("share/man/man1/tapestore.1"))
     assert man.read_text() == MAN
     env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "LD_PRELOAD")}
-    if "TAPE_CLI_ASAN_OPTIONS" in env:
-        env["ASAN_OPTIONS"] = env["TAPE_CLI_ASAN_OPTIONS"]
+    if "TAPE_CLI_SANITIZE" in env:
+        env["ASAN_OPTIONS"] = "detect_leaks=1"
     r = subprocess.run([str(prog), "ls", "--store", f"filesystem:{tmp_path / 't'}", "--json"],
                        capture_output=True, env=env)
     assert r.returncode == OK, r.stderr
