@@ -68,7 +68,7 @@ const char *tape_tools_plugin_kinds(void)
 #ifdef TAPE_TOOLS_HAVE_PYTHON
     return "C shared libraries (.so) and Python files (.py)";
 #else
-    return "C shared libraries (.so); this build has no Python support (TAPE_BUILD_PYTHON=OFF)";
+    return "C shared libraries (.so)";
 #endif
 }
 
@@ -296,8 +296,9 @@ int tape_tools_load_plugin(tape_registry *reg, const char *path, char *err, size
 #ifdef TAPE_TOOLS_HAVE_PYTHON
         return load_python(path, err, errlen);
 #else
-        seterr(err, errlen, "plugin %s: a Python file, but this build loads only %s", path,
-               tape_tools_plugin_kinds());
+        seterr(err, errlen,
+               "plugin %s: a Python file, but this build has no Python support "
+               "(TAPE_BUILD_PYTHON=OFF): it loads only %s", path, tape_tools_plugin_kinds());
         return TAPE_EUNSUPPORTED;
 #endif
     }
