@@ -406,6 +406,9 @@ int cli_load_plugins(cli *c)
     char err[4096];
     int rc = tape_tools_load_plugins(tape_registry_default(), c->plugins, c->nplugins, err,
                                      sizeof err);
+    /* Importing the Python package installs its own log hook (into Python's
+     * logging, silent by default): the command's warnings go to stderr. */
+    tape_log_set(log_hook, c);
     if (rc != TAPE_OK) {
         return cli_error(c, rc == TAPE_ENOTFOUND ? CLI_NOTFOUND : CLI_FAIL, "%s", err);
     }

@@ -185,3 +185,10 @@ def test_s3_provider_plugin_on_s3rver(tmp_path, fs_spec, fs_store):
         assert r.code == FAIL and "NoSuchBucket" in r.err, r
     finally:
         s3rver.stop(proc)
+
+
+def test_warnings_reach_stderr_with_or_without_a_python_plugin(dict_plugin):
+    for extra in ([], ["--plugin", str(dict_plugin)]):
+        r = run("ls", "--store", "memory:", *extra)
+        assert r.code == OK, r
+        assert "warning: memory provider: tapes live only in this process" in r.err, (extra, r)
