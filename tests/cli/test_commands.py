@@ -442,3 +442,19 @@ def test_show_matches_responses_to_requests_by_direction_and_id(fs_spec, fs_stor
                                         "sampling/createMessage", "tools/call", "ping", "ping",
                                         None, None]
     assert [x["id"] for x in f][4:7] == ["1", "1", 99] and f[7]["kind"] == "batch"
+
+
+def test_import_a_filesystem_store_directory(tmp_path, fs_spec, fs_store):
+    for i in range(4):
+        t = make_tape(id=f"d{i}", name=f"dir {i}", tags=["x"], n=4)
+        if i == 2:
+            t.status = tapestore.FINALIZED
+        fs_store.save(t)
+    spec = f"sqlite:{tmp_path / 'from-dir.db'}"
+    r = run("import", tmp_path / "tapes", "--store", spec, "--json")
+    assert r.code == OK and r.json()["failed"] == [], r
+    with tapestore.open(spec) as s:
+        got = {e.id: (s.load(e.id).to_jsonl(), s.load(e.id).to_meta_json()) for e in s.query()}
+    want = {e.id: (fs_store.load(e.id).to_jsonl(), fs_store.load(e.id).to_meta_json())
+            for e in fs_store.query()}
+    assert got == want and len(got) == 4
