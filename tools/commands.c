@@ -105,7 +105,7 @@ static const char *status_text(int st)
 static void print_table(const cli *c, const tape_result *page)
 {
     size_t n = tape_result_count(page);
-    size_t wid = 2, wname = 4, wtags = 4;
+    size_t wid = 2, wname = 4;
     for (size_t i = 0; i < n; i++) {
         const tape_entry *e = tape_result_at(page, i);
         size_t w = strlen(tape_entry_id(e));
@@ -114,7 +114,6 @@ static void print_table(const cli *c, const tape_result *page)
         wname = w > wname ? w : wname;
     }
     wname = wname > 40 ? 40 : wname;
-    (void)wtags;
     printf("%s", cli_c(c, CLI_BOLD));
     cli_pad(stdout, "ID", wid + 2);
     cli_pad(stdout, "NAME", wname + 2);
