@@ -1411,7 +1411,7 @@ static int prov_create(const tape_backend_ops **out_ops, void **out_self, void *
         return tape_error_set(TAPE_ENOMEM, "lua provider '%s': out of memory", p->name);
     }
     lp_call c;
-    int rc = call_enter(&c, p->st, p->name, "create");
+    int rc = call_enter(&c, p->st, p->name, "factory");
     if (rc != TAPE_OK) {
         free(b);
         return rc;

@@ -337,6 +337,50 @@ static int h_sleep_unlocked(lua_State *L)
     return 0;
 }
 
+/* helper.provider_info(name) -> version, description, capabilities | nil, code
+ * (read from C, in the default registry) */
+static int h_provider_info(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    tape_provider_info *info = NULL;
+    int rc = tape_registry_find(&info, tape_registry_default(), name);
+    if (rc != TAPE_OK) {
+        lua_pushnil(L);
+        lua_pushinteger(L, rc);
+        return 2;
+    }
+    lua_pushinteger(L, tape_provider_info_version(info));
+    const char *d = tape_provider_info_description(info);
+    if (d != NULL) {
+        lua_pushstring(L, d);
+    } else {
+        lua_pushnil(L);
+    }
+    lua_pushinteger(L, tape_provider_info_capabilities(info));
+    tape_provider_info_free(info);
+    return 3;
+}
+
+/* helper.open_exists(spec, id) -> 1 | 0 | error code: open spec from C
+ * (lock released) and ask exists(id). */
+static int h_open_exists(lua_State *L)
+{
+    need_init(L);
+    const char *spec = luaL_checkstring(L, 1);
+    const char *id = luaL_checkstring(L, 2);
+    void *S = lua_release(L);
+    tape_store *s = NULL;
+    int rc = tape_store_open_spec(&s, NULL, spec, 0);
+    int ex = 0;
+    if (rc == TAPE_OK) {
+        rc = tape_store_exists(&ex, s, id);
+        tape_store_free(s);
+    }
+    lua_acquire(S);
+    lua_pushinteger(L, rc == TAPE_OK ? ex : rc);
+    return 1;
+}
+
 int luaopen_tape_lua_testhelper(lua_State *L);
 __attribute__((visibility("default"))) int luaopen_tape_lua_testhelper(lua_State *L)
 {
@@ -344,6 +388,8 @@ __attribute__((visibility("default"))) int luaopen_tape_lua_testhelper(lua_State
                                    {"threads", h_threads},
                                    {"close_while_calling", h_close_while_calling},
                                    {"sleep_unlocked", h_sleep_unlocked},
+                                   {"provider_info", h_provider_info},
+                                   {"open_exists", h_open_exists},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
