@@ -296,8 +296,8 @@ void tl_pushstats(lua_State *L, const tape_stats *st)
 
 int tl_checkdir(lua_State *L, int idx, const char *fname)
 {
-    const char *d = lua_tostring(L, idx);
-    if (lua_type(L, idx) == LUA_TSTRING) {
+    if (lua_type(L, idx) == LUA_TSTRING) { /* checked first: lua_tostring converts numbers */
+        const char *d = lua_tostring(L, idx);
         if (strcmp(d, "client_to_server") == 0) {
             return TAPE_DIR_CLIENT_TO_SERVER;
         }

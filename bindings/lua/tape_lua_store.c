@@ -36,7 +36,7 @@ typedef struct {
     lua_Integer left;           /* entries still allowed by limit; -1: no limit */
     lua_Integer page_size;
     int last;                   /* the page held is the last */
-    int closed;
+    int closed;                 /* buffers released: exhausted, or closed */
 } tl_query_iter;
 
 /* ------------------------------------------------------------ children */
@@ -253,11 +253,14 @@ static void term_value(lua_State *L, int idx, const char *fn, const char *key)
 static void terms_body(lua_State *L, int idx, const char *fn, const char *const *skip)
 {
     idx = lua_absindex(L, idx);
-    lua_pushliteral(L, "");
     if (lua_isnoneornil(L, idx)) {
+        lua_pushliteral(L, "");
         return;
     }
-    luaL_argexpected(L, lua_istable(L, idx), idx, "table of query terms");
+    if (!lua_istable(L, idx)) {
+        luaL_error(L, "%s: the query terms must be a table, got %s", fn, luaL_typename(L, idx));
+    }
+    lua_pushliteral(L, "");
     int pieces = 1;
     int first = 1;
     lua_pushnil(L);
@@ -575,8 +578,7 @@ static int m_query(lua_State *L)
     tl_store *st = check_store(L, fn);
     lua_Integer limit = -1, page_size = 1000;
     const char *cursor = NULL;
-    if (!lua_isnoneornil(L, 2)) {
-        luaL_argexpected(L, lua_istable(L, 2), 2, "table of query terms");
+    if (lua_istable(L, 2)) {
         lua_getfield(L, 2, "limit");
         limit = tl_optint(L, -1, -1, fn, "limit");
         if (!lua_isnil(L, -1) && limit < 0) {
@@ -667,12 +669,11 @@ static int fetch_page(lua_State *L, tl_query_iter *qi)
 
 static int query_iter_call(lua_State *L)
 {
-    tl_query_iter *qi = (tl_query_iter *)tl_to(L, 1, TL_QUERY_ITER, "query iterator");
-    if (qi->closed) {
+    tl_query_iter *qi = (tl_query_iter *)tl_check(L, 1, TL_QUERY_ITER, "query iterator");
+    if (qi->closed) { /* exhausted (still open): nil again */
         lua_pushnil(L);
         return 1;
     }
-    tl_check(L, 1, TL_QUERY_ITER, "query iterator");
     while (qi->pos >= qi->n) {
         if (qi->last || qi->left == 0) {
             tl_release(&qi->o, TL_OPEN); /* done: frees the buffers, stays usable (nil) */
