@@ -347,8 +347,10 @@ static int is_callable(lua_State *L, int idx)
 static int valid_code(lua_State *L, int idx)
 {
     int ok = 0;
-    lua_Integer v = lua_tointegerx(L, idx, &ok);
-    return ok && v <= TAPE_ENOTFOUND && v >= TAPE_ESTATE ? (int)v : 0;
+    lua_Integer v = lua_tointegerx(L, idx, &ok); /* a number only: not "-1" */
+    return ok && lua_type(L, idx) == LUA_TNUMBER && v <= TAPE_ENOTFOUND && v >= TAPE_ESTATE
+               ? (int)v
+               : 0;
 }
 
 /* Call the op pushed by push_op with nargs arguments above it. Returns the

@@ -184,7 +184,7 @@ describe("an op that returns nil, message[, code]", function()
     local s, name = provider{
       load = function() return nil, "broken" end,
       delete = function() return nil, "odd", 12345 end,
-      exists = function() return nil, "odd too", "ENOTFOUND" end,
+      exists = function() return nil, "odd too", "-1" end, -- a string is not a code
     }
     local r, msg, code = s:load("x")
     assert.is_nil(r)
@@ -196,7 +196,7 @@ describe("an op that returns nil, message[, code]", function()
       .. "tapestore error code)", msg)
     r, msg, code = s:exists("x")
     assert.are.equal(tapestore.EPROVIDER, code)
-    assert.truthy(msg:find("ENOTFOUND, which is not a tapestore error code", 1, true), msg)
+    assert.truthy(msg:find("odd too (and -1, which is not a tapestore error code)", 1, true), msg)
     s:close()
   end)
 

@@ -402,3 +402,47 @@ describe("objects lent to an op", function()
     s:close()
   end)
 end)
+
+describe("an op calling back into its own store", function()
+  it("runs nested (the backend is thread-safe: the core lets it in)", function()
+    local store
+    assert(tapestore.register_provider("lreenter", function(config)
+      local ops = fx.minimal(config)
+      ops.exists = function(id)
+        -- the host API releases the lock around the core call, and the
+        -- trampoline of load takes it again on this same thread
+        return store:load(id) ~= nil
+      end
+      return ops
+    end))
+    finally(function() tapestore.unregister_provider("lreenter") end)
+    store = assert(tapestore.open("lreenter", {}))
+    local t = msg_tape("re")
+    assert(store:save(t))
+    assert.is_true(store:exists(t.id))
+    assert.is_false(store:exists("other"))
+    store:close()
+  end)
+
+  it("a lent tape is read-only during the call", function()
+    local err
+    assert(tapestore.register_provider("lreadonly", function(config)
+      local ops = fx.minimal(config)
+      local save = ops.save
+      ops.save = function(t)
+        local ok, e = pcall(function() t.name = "changed" end)
+        err = not ok and tostring(e) or "no error"
+        return save(t)
+      end
+      return ops
+    end))
+    finally(function() tapestore.unregister_provider("lreadonly") end)
+    local s = assert(tapestore.open("lreadonly", {}))
+    local t = msg_tape("orig")
+    assert(s:save(t))
+    assert.truthy(err:find("read-only", 1, true), err)
+    assert.are.equal("orig", s:load(t.id).name)
+    assert.are.equal("orig", t.name)
+    s:close()
+  end)
+end)
