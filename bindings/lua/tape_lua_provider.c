@@ -393,11 +393,15 @@ static int call_op(lua_State *L, lp_job *j, int base, int nargs, int def_code)
     return n;
 }
 
-/* No result, or nil: the ops that return nothing. */
+/* No result, nil or true: the ops that return nothing. true too, so that
+ * an op can return what a store method answers (`return base:save(t)`
+ * passes on true, or nil, message, code). */
 static void expect_nothing(lua_State *L, lp_job *j, int base, int n)
 {
-    if (n >= 1 && !lua_isnil(L, base + 2)) {
-        luaL_error(L, "%s returned %s, expected nothing", j->field, luaL_typename(L, base + 2));
+    int r = base + 2;
+    if (n >= 1 && !lua_isnil(L, r) && !(lua_isboolean(L, r) && lua_toboolean(L, r))) {
+        luaL_error(L, "%s returned %s, expected nothing (or true)", j->field,
+                   lua_isboolean(L, r) ? "false" : luaL_typename(L, r));
     }
 }
 

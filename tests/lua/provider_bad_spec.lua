@@ -134,8 +134,8 @@ describe("an op that returns the wrong type", function()
     { "stats", function() return { frame_count = 1.5 } end, "stats returned frame_count = 1.5, expected a non-negative integer" },
     { "stats", function() return { total_bytes = -1 } end, "stats returned total_bytes = -1, expected a non-negative integer" },
     { "control", function() return print end, "cannot encode a function" },
-    { "save", function() return 1 end, "save returned number, expected nothing" },
-    { "delete", function() return true end, "delete returned boolean, expected nothing" },
+    { "save", function() return 1 end, "save returned number, expected nothing (or true)" },
+    { "delete", function() return false end, "delete returned false, expected nothing (or true)" },
     { "begin_recording", function() return 3 end, "begin_recording returned number, expected a recording table" },
     { "begin_recording", function() return {} end, "a recording without append" },
     { "begin_recording", function()
@@ -209,8 +209,9 @@ describe("an op that returns nil, message[, code]", function()
     s:close()
   end)
 
-  it("returning nothing succeeds", function()
-    local s = provider{ save = function() end, delete = function() return nil end }
+  it("returning nothing, or true, succeeds", function()
+    local s = provider{ save = function() end, delete = function() return nil end,
+      open = function() return true end } -- true too: what a store method answers
     assert.is_true(s:save(msg_tape()))
     assert.is_true(s:delete("x"))
     s:close()

@@ -446,3 +446,47 @@ describe("an op calling back into its own store", function()
     s:close()
   end)
 end)
+
+describe("a provider that delegates to another store", function()
+  it("hands out the base store's iterators: list from store:query, frames from tape:frames", function()
+    assert(tapestore.register_provider("ldelegate", function(config)
+      local base = assert(tapestore.open("memory", {}))
+      return {
+        save = function(t) return base:save(t) end,
+        load = function(id) return base:load(id) end,
+        delete = function(id) return base:delete(id) end,
+        list = function(query) return base:query{} end, -- an iterator of entries
+        frames = function(id, start, stop)
+          local t = base:load(id)
+          return t and t:frames(start, stop)
+        end,
+        close = function() return base:close() end,
+      }
+    end))
+    finally(function() tapestore.unregister_provider("ldelegate") end)
+    local s = assert(tapestore.open("ldelegate", {}))
+    local names = {}
+    for i = 1, 3 do
+      local t = msg_tape("d" .. i)
+      t:add_tag(i == 2 and "two" or "other")
+      assert(s:save(t))
+    end
+    for e in s:query{ order_by = "name" } do names[#names + 1] = e.name end
+    assert.are.same({ "d1", "d2", "d3" }, names)
+    names = {}
+    for e in s:query{ tags_any = { "two" } } do names[#names + 1] = e.name end
+    assert.are.same({ "d2" }, names)
+    local t = msg_tape("frames")
+    assert(s:save(t))
+    local seqs = {}
+    for f in s:frames(t.id, 1) do seqs[#seqs + 1] = f.seq end
+    assert.are.same({ 1 }, seqs)
+    -- the base's failure passes through as it is: its code and message
+    local r, msg, code = s:delete("never-saved")
+    assert.is_nil(r)
+    assert.are.equal(tapestore.ENOTFOUND, code)
+    assert.truthy(msg:find("never-saved", 1, true), msg)
+    assert.is_nil(msg:find("lua provider", 1, true), msg)
+    assert(s:close())
+  end)
+end)
