@@ -4,7 +4,8 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # SECONDS_PER_TARGET defaults to 60; TARGET defaults to every target
-# (fuzz_line fuzz_meta fuzz_config fuzz_query). The build goes to
+# (fuzz_line fuzz_meta fuzz_config fuzz_query, and fuzz_lua_json when the
+# build has the Lua binding, TAPE_BUILD_LUA). The build goes to
 # build-fuzz/ (clang-14, -fsanitize=fuzzer,address,undefined). Each target
 # runs on a copy of its seed corpus, tests/fuzz/corpus/<target>/, in
 # tests/fuzz/corpus-work/<target>/ (ignored by git, kept between runs so
@@ -14,7 +15,7 @@
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-all_targets="fuzz_line fuzz_meta fuzz_config fuzz_query"
+all_targets="fuzz_line fuzz_meta fuzz_config fuzz_query fuzz_lua_json"
 seconds=60
 if [ $# -gt 0 ]; then
     seconds=$1
@@ -23,7 +24,7 @@ fi
 case $seconds in
     ''|*[!0-9]*) echo "fuzz.sh: SECONDS_PER_TARGET must be a whole number, got '$seconds'" >&2; exit 2 ;;
 esac
-targets=${*:-$all_targets}
+targets=$*
 for t in $targets; do
     case " $all_targets " in
         *" $t "*) ;;
@@ -44,6 +45,14 @@ mkdir -p "$build"
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DTAPE_BUILD_FUZZ=ON -DTAPE_BUILD_BENCH=OFF -DTAPE_BUILD_EXAMPLES=OFF >"$build/configure.log" 2>&1 ||
     { cat "$build/configure.log" >&2; echo "fuzz.sh: configure failed" >&2; exit 2; }
+# fuzz_lua_json exists only when Lua 5.4's headers were found.
+if [ -z "$targets" ]; then
+    targets=$all_targets
+    if ! grep -q '^TAPE_BUILD_LUA:BOOL=ON' "$build/CMakeCache.txt"; then
+        targets=$(echo "$all_targets" | sed 's/ fuzz_lua_json//')
+        echo "fuzz.sh: no Lua 5.4 headers (liblua5.4-dev): skipping fuzz_lua_json"
+    fi
+fi
 # shellcheck disable=SC2086
 cmake --build "$build" -j"${FUZZ_JOBS:-2}" --target $targets ||
     { echo "fuzz.sh: build failed" >&2; exit 2; }

@@ -74,6 +74,17 @@ static const char *state_word(const tl_obj *o)
     }
 }
 
+/* It and every ancestor open (what tl_check checks, without raising). */
+static int usable(const tl_obj *o)
+{
+    for (; o != NULL; o = o->parent) {
+        if (o->state != TL_OPEN || (o->p == NULL && o->kind != TL_QUERY_ITER)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 tl_obj *tl_check(lua_State *L, int idx, int kind, const char *fname)
 {
     tl_obj *o = tl_to(L, idx, kind, fname);
@@ -428,7 +439,8 @@ static int index_dispatch(lua_State *L)
     int code = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
     tl_obj *o = lua_touserdata(L, 1);
-    if (code < TL_FIELD_ALWAYS) {
+    if (code < TL_FIELD_ALWAYS && !usable(o)) {
+        /* The message is only formatted for the error. */
         char fname[64];
         snprintf(fname, sizeof fname, "%s.%s", kind_words[o->kind], lua_tostring(L, 2));
         tl_check(L, 1, o->kind, fname);

@@ -68,6 +68,10 @@ void tape_lua_state_wake(tape_lua_state *S);
  * tape_lua_acquire on the thread that takes the state next). */
 TAPE_LUA_EXPORT tape_lua_state *tape_lua_release(lua_State *L);
 TAPE_LUA_EXPORT void tape_lua_acquire(tape_lua_state *S);
+/* For embedding hosts: the core store of the store object at idx (borrowed:
+ * valid while that object is open), or NULL if idx is not an open store.
+ * A C host can so use the store a script opened. */
+TAPE_LUA_EXPORT tape_store *tape_lua_to_store(lua_State *L, int idx);
 /* Run stmt, a call into the core, with the state's lock released. Nothing
  * in stmt may touch L. */
 #define TAPE_LUA_UNLOCKED(S, stmt) \

@@ -424,12 +424,13 @@ static void object_flush(lua_State *L, int top, int *have, int pending, int fina
     for (int i = 0; i < pending; i++) {
         int k = top + 2 + 2 * i;
         lua_pushvalue(L, k);
-        if (lua_rawget(L, top + 1) == LUA_TNIL) {
+        int absent = lua_rawget(L, top + 1) == LUA_TNIL;
+        lua_pop(L, 1); /* at most 2 slots above the pairs: parse_object reserved them */
+        if (absent) {
             lua_pushvalue(L, k);
             lua_pushvalue(L, k + 1);
             lua_rawset(L, top + 1);
         }
-        lua_pop(L, 1);
     }
     lua_settop(L, top + 1);
 }
@@ -566,8 +567,15 @@ int tape_lua_json_decode(lua_State *L, const char *s, size_t n)
     d.arr_mt = base + 1;
     d.obj_mt = base + 2;
     skip_ws(&d);
-    /* cJSON skips a UTF-8 byte order mark at the start: so does the core. */
-    if (d.end - d.p >= 3 && memcmp(d.p, "\xEF\xBB\xBF", 3) == 0) {
+    /* cJSON skips a UTF-8 byte order mark at the start, so the core takes
+     * one; but only in a text of 5 bytes or more (it checks that it can
+     * read index 4), and the core hands it the text trimmed of blanks. */
+    const unsigned char *trimmed = d.end;
+    while (trimmed > d.p && (trimmed[-1] == ' ' || trimmed[-1] == '\n' || trimmed[-1] == '\r' ||
+                             trimmed[-1] == '\t')) {
+        trimmed--;
+    }
+    if (trimmed - d.p >= 5 && memcmp(d.p, "\xEF\xBB\xBF", 3) == 0) {
         d.p += 3;
         skip_ws(&d);
     }
@@ -697,10 +705,11 @@ static void path_text(const jenc *e, char *out, size_t size)
     }
 }
 
-static int refuse(jenc *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void refuse(jenc *e, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 2, 3)));
 
 /* Raise "json: value at <path>: <why>". */
-static int refuse(jenc *e, const char *fmt, ...)
+static void refuse(jenc *e, const char *fmt, ...)
 {
     char why[160], path[256];
     va_list ap;
@@ -708,7 +717,8 @@ static int refuse(jenc *e, const char *fmt, ...)
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     path_text(e, path, sizeof path);
-    return luaL_error(e->L, "json: value at %s: %s", path, why);
+    luaL_error(e->L, "json: value at %s: %s", path, why);
+    __builtin_unreachable(); /* luaL_error does not return */
 }
 
 static char *reserve(jenc *e, size_t n)
@@ -932,6 +942,10 @@ static void enc_object(jenc *e, int t, size_t count)
 {
     lua_State *L = e->L;
     jbox *b = e->b;
+    if (count == 0) {
+        put(e, "{}", 2);
+        return;
+    }
     size_t first = b->nkeys;
     if (b->capkeys - b->nkeys < count) {
         size_t cap = b->capkeys * 2 > b->nkeys + count ? b->capkeys * 2 : b->nkeys + count + 16;

@@ -353,6 +353,12 @@ static int l_open(lua_State *L)
     return 1;
 }
 
+TAPE_LUA_EXPORT tape_store *tape_lua_to_store(lua_State *L, int idx)
+{
+    tl_obj *o = luaL_testudata(L, idx, tape_lua_kind_names[TL_STORE]);
+    return o != NULL && o->state == TL_OPEN ? o->p : NULL;
+}
+
 /* ------------------------------------------------------------ store methods */
 
 static tl_store *check_store(lua_State *L, const char *fn)

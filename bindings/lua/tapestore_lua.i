@@ -24,7 +24,7 @@
     int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, size_t
 %enddef
 
-%typemap(in, checkfn="lua_isinteger") TAPE_LUA_INT_TYPES {
+%typemap(in, checkfn="lua_isnumber") TAPE_LUA_INT_TYPES {
     int isnum_$argnum = 0;
     lua_Integer v_$argnum = lua_tointegerx(L, $input, &isnum_$argnum);
     if (!isnum_$argnum) {
@@ -33,7 +33,7 @@
     $1 = ($1_ltype)v_$argnum;
 }
 %typemap(out) TAPE_LUA_INT_TYPES %{ lua_pushinteger(L, (lua_Integer)$1); SWIG_arg++; %}
-%typemap(in, checkfn="lua_isinteger") const int & ($*1_ltype temp), const unsigned int & ($*1_ltype temp),
+%typemap(in, checkfn="lua_isnumber") const int & ($*1_ltype temp), const unsigned int & ($*1_ltype temp),
     const int64_t & ($*1_ltype temp), const uint64_t & ($*1_ltype temp), const size_t & ($*1_ltype temp) {
     int isnum_$argnum = 0;
     lua_Integer v_$argnum = lua_tointegerx(L, $input, &isnum_$argnum);
@@ -137,4 +137,42 @@ static void *tape_swig_memdup(const void *p, size_t n)
     TAPE_LUA_UNLOCKED(tape_lua_state_of(L), $action);
 }
 
+/* Functions that consume their object (the _free functions and
+ * tape_store_close): the proxy is disowned first, so its collection does
+ * not free the object a second time. Each is replaced by a wrapper of the
+ * same Lua name whose parameter carries SWIG's DISOWN typemap. */
+%define TAPE_LUA_CONSUMING(TYPE, FN)
+%ignore FN;
+%apply SWIGTYPE *DISOWN { TYPE *consumed_ };
+%rename(FN) tape_lua_capi_##FN;
+%inline %{
+static void tape_lua_capi_##FN(TYPE *consumed_) { FN(consumed_); }
+%}
+%enddef
+TAPE_LUA_CONSUMING(tape, tape_free)
+TAPE_LUA_CONSUMING(tape_entry, tape_entry_free)
+TAPE_LUA_CONSUMING(tape_query, tape_query_free)
+TAPE_LUA_CONSUMING(tape_result, tape_result_free)
+TAPE_LUA_CONSUMING(tape_config, tape_config_free)
+TAPE_LUA_CONSUMING(tape_registry, tape_registry_free)
+TAPE_LUA_CONSUMING(tape_provider_info, tape_provider_info_free)
+TAPE_LUA_CONSUMING(tape_provider_list, tape_provider_list_free)
+TAPE_LUA_CONSUMING(tape_store, tape_store_free)
+TAPE_LUA_CONSUMING(tape_writer, tape_writer_free)
+TAPE_LUA_CONSUMING(tape_frame_iter, tape_frame_iter_free)
+%ignore tape_store_close;
+%apply SWIGTYPE *DISOWN { tape_store *closed_ };
+%rename(tape_store_close) tape_lua_capi_store_close;
+
 %include "../tapestore.i"
+
+TAPE_RC(tape_lua_capi_store_close)
+%inline %{
+static int tape_lua_capi_store_close(tape_store *closed_) { return tape_store_close(closed_); }
+%}
+
+/* TAPE_SEQ_END is a cast SWIG does not evaluate (and its macro would
+ * rewrite the name): given as a constant of its value. long: 64 bits on
+ * the LP64 targets we build (SWIG's Lua target makes long long a string). */
+#undef TAPE_SEQ_END
+%constant long TAPE_SEQ_END = INT64_MAX;

@@ -407,6 +407,9 @@ local bad = {
   {"\xEF\xBB", "json: byte 0: unexpected 0xef (expected a value)"},
   {"{}\xEF\xBB\xBF", "json: byte 2: unexpected 0xef after the value"},
   {"'a'", "json: byte 0: unexpected ''' (expected a value)"},
+  -- cJSON skips a BOM only in a text of 5 bytes or more (blanks around not counted)
+  {"\xEF\xBB\xBF2", "json: byte 0: unexpected 0xef (expected a value)"},
+  {" \xEF\xBB\xBF2\n", "json: byte 1: unexpected 0xef (expected a value)"},
   {nested("[", "]", 1001), "json: byte 1000: nesting deeper than 1000 levels"},
   {nested("[", "]", 1000):sub(1, 1999), "json: byte 1999: unexpected end of text (expected ',' or ']' in an array)"},
   {string.rep('{"a":', 1001) .. "1" .. string.rep("}", 1001), "json: byte 5000: nesting deeper than 1000 levels"},
@@ -431,7 +434,7 @@ end)
 
 local good = {
   "1", "-1", '"x"', "true", "false", "null", "[]", "{}", " [ 1 , 2 ] ", "\t\r\n{}\n",
-  "\xEF\xBB\xBF{}", " \xEF\xBB\xBF [1]", '{"a":{"b":[1,{"c":null}]}}', nested("[", "]", 1000),
+  "\xEF\xBB\xBF{}", " \xEF\xBB\xBF [1]", "\xEF\xBB\xBF12", "\xEF\xBB\xBF 1", '{"a":{"b":[1,{"c":null}]}}', nested("[", "]", 1000),
   string.rep('{"a":', 1000) .. "1" .. string.rep("}", 1000), '"\\u0000"', '"\\ud800"',
   '"\xFF"', "1e400", "01", '"\127"', '{"a":1,"a":2}', '"\\/"', "-0", "0.0e-0",
 }
