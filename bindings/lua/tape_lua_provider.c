@@ -54,7 +54,8 @@ enum {
     LP_WRITER = 1u << 5, /* begin_recording */
     LP_FRAMES = 1u << 6,
     LP_CONTROL = 1u << 7,
-    LP_NSETS = 1u << 8
+    LP_PERSISTENT = 1u << 8, /* the store declares TAPE_CAP_PERSISTENT */
+    LP_NSETS = 1u << 9
 };
 static const char *const optional_ops[] = {"open",  "close",           "exists", "search",
                                            "stats", "begin_recording", "frames", "control"};
@@ -87,7 +88,7 @@ struct lp_provider {
     int registered;      /* under st->mu: still in reg under our name */
     int factory_ref;     /* registry refs (valid while st->alive) */
     int validate_ref;    /* LUA_NOREF: no validate */
-    unsigned int flags;  /* TAPE_CAP_PERSISTENT from the options */
+    unsigned int flags;  /* TAPE_CAP_PERSISTENT from the options: the default of its stores */
     tape_backend_ops *vt[LP_NSETS]; /* built on first use, under S->lock */
     lp_provider *next;   /* in st->provs */
 };
@@ -1300,7 +1301,7 @@ static tape_backend_ops *vtable_for(lp_provider *p, unsigned int set)
         return NULL;
     }
     *o = (tape_backend_ops)TAPE_BACKEND_OPS_INIT;
-    o->flags = TAPE_CAP_THREAD_SAFE | p->flags;
+    o->flags = TAPE_CAP_THREAD_SAFE | (set & LP_PERSISTENT ? TAPE_CAP_PERSISTENT : 0u);
     o->save = op_save;
     o->load = op_load;
     o->remove = op_remove;
@@ -1403,6 +1404,19 @@ static int w_create(lua_State *L)
         }
         lua_pop(L, 1);
     }
+    /* persistent: the table's own say (a wrapper is as persistent as its
+     * base), else the registration's. */
+    int t = lua_getfield(L, r, "persistent");
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN) {
+        return luaL_error(L, "the factory's field persistent is a %s, expected a boolean (or nil)",
+                          lua_typename(L, t));
+    }
+    int persistent = t == LUA_TBOOLEAN ? lua_toboolean(L, -1)
+                                       : (jb->p->flags & TAPE_CAP_PERSISTENT) != 0;
+    if (persistent) {
+        set |= LP_PERSISTENT;
+    }
+    lua_pop(L, 1);
     lua_pushvalue(L, r);
     jb->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     jb->set = set;

@@ -148,6 +148,28 @@ describe("each C slot reaches the op of its own name", function()
     s:close()
   end)
 
+  it("takes persistent from the factory's table, else from the registration", function()
+    assert(tapestore.register_provider("lslot_pers", function(config)
+      local ops = fx.minimal(config)
+      ops.persistent = config.persistent
+      return ops
+    end, { persistent = true }))
+    finally(function() tapestore.unregister_provider("lslot_pers") end)
+    local function pers(cfg)
+      local s = assert(tapestore.open("lslot_pers", cfg))
+      local p = s:capabilities(true).persistent
+      s:close()
+      return p
+    end
+    assert.is_true(pers{})                       -- the registration's default
+    assert.is_nil(pers{ persistent = false })    -- the table's own say
+    assert.is_true(pers{ persistent = true })
+    local s, msg, code = tapestore.open("lslot_pers", { persistent = "yes" })
+    assert.is_nil(s)
+    assert.are.equal(tapestore.EPROVIDER, code)
+    assert.truthy(msg:find("the factory's field persistent is a string, expected a boolean", 1, true), msg)
+  end)
+
   it("builds one vtable per set of ops: stores of one provider may differ", function()
     assert(tapestore.register_provider("lslot_var", function(config)
       local ops = fx.minimal(config)
