@@ -1,5 +1,7 @@
 -- The ```lua examples of docs/providers-lua.md run as written.
 local src = os.getenv("TAPE_LUA_SOURCE_DIR") or "."
+-- the redact provider's walk-through requires it
+package.path = src .. "/examples/lua-redact-provider/?.lua;" .. package.path
 local doc = assert(io.open(src .. "/docs/providers-lua.md")):read("a")
 
 local blocks = {}
