@@ -114,6 +114,12 @@ typedef struct lp_iter {
 
 static char state_key; /* registry key of the sentinel */
 
+/* Trampolines nested on this OS thread (an op calling back into a store of
+ * a Lua provider, a finalizer inside an op): each level is real C stack
+ * that Lua's own limit does not see across threads, so it is capped. */
+#define LP_MAX_DEPTH 100
+static _Thread_local int tl_depth;
+
 static void state_unref(lp_state *st)
 {
     if (atomic_fetch_sub(&st->refs, 1) == 1) {
@@ -172,6 +178,11 @@ static int call_enter(lp_call *c, lp_state *st, const char *pname, const char *o
     c->st = st;
     c->pname = pname;
     c->op = op;
+    if (tl_depth >= LP_MAX_DEPTH) {
+        return tape_error_set(TAPE_ESTATE, "lua provider '%s' %s: calls nested %d deep on this "
+                              "thread (an op calling back into its store without end?)",
+                              pname, op, tl_depth);
+    }
     pthread_mutex_lock(&st->mu);
     if (!st->alive) {
         pthread_mutex_unlock(&st->mu);
@@ -222,6 +233,7 @@ static int call_enter(lp_call *c, lp_state *st, const char *pname, const char *o
         return rc;
     }
     c->code = TAPE_OK;
+    tl_depth++;
     return TAPE_OK;
 }
 
@@ -230,6 +242,7 @@ static int call_enter(lp_call *c, lp_state *st, const char *pname, const char *o
 static int call_leave(lp_call *c)
 {
     lp_state *st = c->st;
+    tl_depth--;
     lua_settop(c->T, 0);
     if (st->npool == st->cappool) {
         int n = st->cappool ? st->cappool * 2 : 8;

@@ -446,6 +446,29 @@ describe("an op calling back into its own store", function()
     store:close()
   end)
 
+  it("without end is stopped with TAPE_ESTATE, not a crash", function()
+    local store, depth = nil, 0
+    assert(tapestore.register_provider("lrecurse", function(config)
+      local ops = fx.minimal(config)
+      ops.exists = function(id)
+        depth = depth + 1
+        local r, msg, code = store:exists(id) -- again, and again...
+        if r == nil then return nil, msg, code end
+        return r
+      end
+      return ops
+    end))
+    finally(function() tapestore.unregister_provider("lrecurse") end)
+    store = assert(tapestore.open("lrecurse", {}))
+    local r, msg, code = store:exists("x")
+    assert.is_nil(r)
+    assert.are.equal(tapestore.ESTATE, code)
+    assert.truthy(msg:find("calls nested 100 deep on this thread", 1, true), msg)
+    assert.are.equal(100, depth)
+    assert.is_true(store:save(msg_tape()))
+    store:close()
+  end)
+
   it("a lent tape is read-only during the call", function()
     local err
     assert(tapestore.register_provider("lreadonly", function(config)
