@@ -119,6 +119,23 @@ describe("tapestore.conformance", function()
     assert.truthy(out:match("\ncounts 1 0 0 integer\n"), out)
   end)
 
+  it("says how to point at the library when it cannot load it", function()
+    local script = [[
+      local tapestore = require "tapestore"
+      print(tapestore.conformance("memory", "{}", { only = "capabilities" }))
+    ]]
+    local cmd = "env TAPE_CONFORMANCE_LIB=/nonexistent/libtapestore_conformance.so " ..
+      "LD_LIBRARY_PATH=/nonexistent lua5.4 -e " ..
+      string.format("%q", script):gsub("\\\n", " ") .. " 2>&1"
+    local h = assert(io.popen(cmd))
+    local out = h:read("a")
+    h:close()
+    assert.truthy(out:match("^nil\t"), out)
+    assert.truthy(out:find("cannot load libtapestore_conformance.so (set TAPE_CONFORMANCE_LIB)", 1, true), out)
+    assert.truthy(out:find("/nonexistent/libtapestore_conformance.so", 1, true), out)
+    assert.truthy(out:match("\t%-1\n$"), out) -- TAPE_ENOTFOUND
+  end)
+
   it("takes the config template as a table or JSON text", function()
     assert(tapestore.register_provider("lconf_cfg", fx.persistent))
     finally(function() tapestore.unregister_provider("lconf_cfg") end)
