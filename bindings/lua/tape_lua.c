@@ -207,10 +207,22 @@ void tl_release(tl_obj *o, int state)
 
 /* __gc and __close of every kind: release; harmless twice, so a
  * resurrected object is simply closed. */
+tl_obj *tl_self(lua_State *L, int mt_upvalue)
+{
+    /* Metamethods and methods can be called by hand on anything
+     * (getmetatable(x).__gc(io.stdout)): only the kind's own userdata pass. */
+    if (lua_type(L, 1) != LUA_TUSERDATA || !lua_getmetatable(L, 1)) {
+        return NULL;
+    }
+    int same = lua_rawequal(L, -1, lua_upvalueindex(mt_upvalue));
+    lua_pop(L, 1);
+    return same ? lua_touserdata(L, 1) : NULL;
+}
+
 static int obj_gc(lua_State *L)
 {
-    tl_obj *o = lua_touserdata(L, 1);
-    if (o != NULL && lua_rawlen(L, 1) >= sizeof *o) {
+    tl_obj *o = tl_self(L, 1);
+    if (o != NULL) {
         tl_release(o, TL_CLOSED);
     }
     return 0;
@@ -218,7 +230,10 @@ static int obj_gc(lua_State *L)
 
 static int obj_tostring(lua_State *L)
 {
-    tl_obj *o = lua_touserdata(L, 1);
+    tl_obj *o = tl_self(L, 1);
+    if (o == NULL) {
+        return luaL_error(L, "tapestore: __tostring called on a %s", luaL_typename(L, 1));
+    }
     const char *name = tape_lua_kind_names[o->kind];
     if (o->state != TL_OPEN || o->p == NULL) {
         lua_pushfstring(L, "%s (%s)", name, o->state == TL_OPEN ? "closed" : state_word(o));
@@ -427,6 +442,9 @@ static int get_field(lua_State *L, tl_obj *o, int code)
 
 static int index_dispatch(lua_State *L)
 {
+    if (tl_self(L, 3) == NULL) {
+        return luaL_error(L, "tapestore: __index called on a %s", luaL_typename(L, 1));
+    }
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) {
         return 1;
@@ -452,19 +470,25 @@ static int index_dispatch(lua_State *L)
 void tl_new_kind(lua_State *L, int kind, const luaL_Reg *methods, const luaL_Reg *meta,
                  const char *const *fields)
 {
+    /* Every function gets the metatable as upvalue 1 (tl_self). */
     luaL_newmetatable(L, tape_lua_kind_names[kind]);
-    lua_pushcfunction(L, obj_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, obj_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, obj_tostring);
-    lua_setfield(L, -2, "__tostring");
+    int mt = lua_gettop(L);
+    static const luaL_Reg common[] = {
+        { "__gc", obj_gc },
+        { "__close", obj_gc },
+        { "__tostring", obj_tostring },
+        { NULL, NULL },
+    };
+    lua_pushvalue(L, mt);
+    luaL_setfuncs(L, common, 1);
     if (meta != NULL) {
-        luaL_setfuncs(L, meta, 0);
+        lua_pushvalue(L, mt);
+        luaL_setfuncs(L, meta, 1);
     }
     lua_newtable(L);
     if (methods != NULL) {
-        luaL_setfuncs(L, methods, 0);
+        lua_pushvalue(L, mt);
+        luaL_setfuncs(L, methods, 1);
     }
     lua_newtable(L);
     for (int i = 0; fields != NULL && fields[i] != NULL; i++) {
@@ -472,9 +496,10 @@ void tl_new_kind(lua_State *L, int kind, const luaL_Reg *methods, const luaL_Reg
         lua_pushinteger(L, fields[i][0] == '+' ? TL_FIELD_ALWAYS + i : i);
         lua_setfield(L, -2, fields[i] + (fields[i][0] == '+'));
     }
-    lua_pushcclosure(L, index_dispatch, 2);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    lua_pushvalue(L, mt);
+    lua_pushcclosure(L, index_dispatch, 3); /* methods, fields, the metatable */
+    lua_setfield(L, mt, "__index");
+    lua_settop(L, mt - 1);
 }
 
 /* ------------------------------------------------------------ tapes */
@@ -604,8 +629,6 @@ static const char *opt_field_json(lua_State *L, int vidx, int is_text, const cha
 int tl_set_field(lua_State *L, tape *t, const char *key, int vidx, const char *fname)
 {
     vidx = lua_absindex(L, vidx);
-    char what[96];
-    snprintf(what, sizeof what, "%s", key);
     if (strcmp(key, "name") == 0) {
         return tape_set_name(t, opt_field_str(L, vidx, fname, key));
     }

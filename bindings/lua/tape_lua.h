@@ -103,7 +103,9 @@ tape *tape_lua_check_tape(lua_State *L, int idx);
 /* Take ownership of the OWNED tape at idx: it is returned and the userdata
  * marked moved (later use raises "moved"). NULL (no raise) if not owned. */
 tape *tape_lua_steal_tape(lua_State *L, int idx);
-/* A frame object for f (borrowed from the object at parent_idx, or LENT). */
+/* A frame object for f: BORROWED from the object at parent_idx (a tape: the
+ * frame is usable while that tape is), LENT, or OWNED (f was made by
+ * tape_frame_clone and is freed with tape_frame_free; store:frames). */
 void tape_lua_push_frame(lua_State *L, const tape_frame *f, int how, int parent_idx);
 /* An entry object (OWNED). */
 void tape_lua_push_entry(lua_State *L, tape_entry *e);

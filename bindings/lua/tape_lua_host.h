@@ -61,6 +61,10 @@ tl_obj *tl_new(lua_State *L, size_t size, int kind, tape_lua_state *S, int paren
 tl_obj *tl_to(lua_State *L, int idx, int kind, const char *fname);
 /* The object of kind at idx, usable: raises "<fname>: closed store" etc. */
 tl_obj *tl_check(lua_State *L, int idx, int kind, const char *fname);
+/* The object at 1 if its metatable is the one in upvalue mt_upvalue of the
+ * running C function (the functions of tl_new_kind have it as upvalue 1),
+ * else NULL: metamethods called by hand on something else do nothing. */
+tl_obj *tl_self(lua_State *L, int mt_upvalue);
 /* Count a call in flight on o (and its store); undo with tl_leave. */
 void tl_enter(tl_obj *o);
 void tl_leave(tl_obj *o);

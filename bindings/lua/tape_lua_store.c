@@ -689,6 +689,10 @@ static int query_iter_call(lua_State *L)
         tl_enter(&qi->o);
         int rc = fetch_page(L, qi);
         tl_leave(&qi->o);
+        if (qi->o.state != TL_OPEN || qi->q == NULL) {
+            /* closed while the page loaded (a log function, another thread) */
+            return luaL_error(L, "query iterator: closed query iterator");
+        }
         if (rc != TAPE_OK) {
             /* nil would end a for loop silently: a failed page raises. */
             return luaL_error(L, "store:query: %s (%s)", tape_errmsg(), tape_strerror(rc));
@@ -1019,7 +1023,11 @@ static const luaL_Reg writer_meta[] = {
 
 static int iter_close(lua_State *L)
 {
-    tl_obj *o = lua_touserdata(L, 1);
+    tl_obj *o = tl_self(L, 1);
+    if (o == NULL) {
+        return luaL_error(L, "iterator:close: argument #1 must be an iterator, got %s",
+                          luaL_typename(L, 1));
+    }
     tl_release(o, TL_CLOSED);
     if (o->kind == TL_FRAME_ITER) {
         ((tl_frame_iter *)o)->done = 1;

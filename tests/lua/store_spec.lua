@@ -21,6 +21,19 @@ describe("tapestore.open", function()
     again:close()
   end)
 
+  it("takes the config as JSON text too", function()
+    local s = assert(tapestore.open("filesystem", string.format('{"path":%q}', dir .. "/j")))
+    assert.is_true(s:save(tapestore.new_tape { id = "j1" }))
+    s:close()
+    local f = io.open(dir .. "/j/j1.jsonl")
+    assert.is_not_nil(f)
+    f:close()
+    local bad, msg, code = tapestore.open("filesystem", "{not json")
+    assert.is_nil(bad)
+    assert.is_string(msg)
+    assert.equal(tapestore.ECONFIG, code)
+  end)
+
   it("opens a bare provider name with no config", function()
     local s = assert(tapestore.open("memory"))
     assert.equal("memory", s.provider)
@@ -172,11 +185,10 @@ describe("store", function()
     assert.is_true(all.read_frames)
     assert.is_nil(native.persistent)
     for k in pairs(native) do assert.is_true(all[k] or k == "thread_safe" or k == "writer_retry", k) end
-    local sq = tapestore.open("sqlite", { path = ":memory:" })
-    if sq then
-      assert.is_true(sq:capabilities(true).search)
-      sq:close()
-    end
+    local sq = assert(tapestore.open("sqlite", { path = ":memory:" }))
+    assert.is_true(sq:capabilities(true).search)
+    assert.is_nil(native.search) -- memory answers queries through the core's fallback
+    sq:close()
   end)
 
   it("answers EUNSUPPORTED for an unknown control op", function()
