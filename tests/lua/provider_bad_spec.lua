@@ -84,6 +84,25 @@ describe("an op that raises", function()
       s2:close()
     end)
 
+  it("open and close too: open fails every call that needs it, close fails store:close", function()
+    local opens = 0
+    local s, name = provider{ open = function() opens = opens + 1; error("cannot open " .. opens) end }
+    for i = 1, 2 do
+      local r, msg, code = s:exists("x")
+      assert.is_nil(r)
+      assert.are.equal(tapestore.EPROVIDER, code)
+      assert.truthy(msg:find("lua provider '" .. name .. "' open: ", 1, true), msg)
+      assert.truthy(msg:find("cannot open " .. i, 1, true), msg)
+    end
+    s:close()
+    local s2, name2 = provider{ close = function() error("flush failed") end }
+    assert(s2:save(msg_tape()))
+    local r, msg, code = s2:close()
+    assert.is_nil(r)
+    assert.are.equal(tapestore.EPROVIDER, code)
+    assert.truthy(msg:find("lua provider '" .. name2 .. "' close: .*flush failed"), msg)
+  end)
+
   it("each recording op too, and the writer is usable no more", function()
     local s = provider{ begin_recording = function()
       return {
