@@ -160,7 +160,7 @@ static void call_fail(lp_call *c, int code, const char *text, int verbatim)
     }
 }
 
-/* Runs in protected mode on a pool thread (T, lock held): make a new
+/* Runs in protected mode on the seed thread (lock held): make a new
  * thread and anchor it. Arg 1: the lp_call. */
 static int new_thread(lua_State *L)
 {
@@ -397,7 +397,9 @@ static int call_op(lua_State *L, lp_job *j, int base, int nargs, int def_code)
             lua_pushfstring(L, "%s (and %s, which is not a tapestore error code)", m, cs);
             m = lua_tostring(L, -1);
         }
-        if (code != 0 && code != TAPE_EPROVIDER) {
+        if (code == TAPE_EPROVIDER) {
+            call_fail(c, code, m, 0);
+        } else if (code != 0) {
             call_fail(c, code, m, 1); /* the provider's own code: its message as it is */
         } else {
             call_fail(c, def_code, m, 0);
