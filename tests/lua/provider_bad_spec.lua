@@ -4,6 +4,8 @@
 -- with finalizers re-entering the same provider. Clear errors, no crash.
 local tapestore = require "tapestore"
 local fx = require "provider_fixtures"
+local helper = require "tape_lua_testhelper"
+helper.init(assert(package.searchpath("tapestore", package.cpath)))
 
 local function msg_tape(name)
   local t = tapestore.new_tape{ name = name or "t" }
@@ -371,4 +373,35 @@ describe("collectgarbage() inside an op", function()
       collectgarbage()
       assert.is_nil(next(weak)) -- every store's ops table was released
     end)
+end)
+
+describe("re-entry with the state's lock held", function()
+  it("runs the trampoline nested instead of waiting for itself", function()
+    local calls = 0
+    assert(tapestore.register_provider("lbad_held", function(config)
+      local ops = fx.minimal(config)
+      ops.exists = function(id) calls = calls + 1; return id == "yes" end
+      return ops
+    end))
+    finally(function() tapestore.unregister_provider("lbad_held") end)
+    -- C code calls the core without releasing the lock: from the script ...
+    assert.are.equal(1, helper.open_exists_locked("lbad_held:", "yes"))
+    assert.are.equal(0, helper.open_exists_locked("lbad_held:", "no"))
+    -- ... and from inside an op of another Lua provider
+    local inner
+    assert(tapestore.register_provider("lbad_held_outer", function(config)
+      local ops = fx.minimal(config)
+      ops.exists = function(id)
+        inner = helper.open_exists_locked("lbad_held:", id)
+        return true
+      end
+      return ops
+    end))
+    finally(function() tapestore.unregister_provider("lbad_held_outer") end)
+    local s = assert(tapestore.open("lbad_held_outer", {}))
+    assert.is_true(s:exists("yes"))
+    assert.are.equal(1, inner)
+    s:close()
+    assert.are.equal(3, calls)
+  end)
 end)

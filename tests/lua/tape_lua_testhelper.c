@@ -382,6 +382,25 @@ static int h_open_exists(lua_State *L)
     return 1;
 }
 
+/* helper.open_exists_locked(spec, id): the same with the lock kept held, as
+ * C code running inside the state would do (a finalizer, an embedding
+ * host's callback): a Lua provider's trampoline must run nested, not wait
+ * for the lock this thread holds. */
+static int h_open_exists_locked(lua_State *L)
+{
+    const char *spec = luaL_checkstring(L, 1);
+    const char *id = luaL_checkstring(L, 2);
+    tape_store *s = NULL;
+    int rc = tape_store_open_spec(&s, NULL, spec, 0);
+    int ex = 0;
+    if (rc == TAPE_OK) {
+        rc = tape_store_exists(&ex, s, id);
+        tape_store_free(s);
+    }
+    lua_pushinteger(L, rc == TAPE_OK ? ex : rc);
+    return 1;
+}
+
 int luaopen_tape_lua_testhelper(lua_State *L);
 __attribute__((visibility("default"))) int luaopen_tape_lua_testhelper(lua_State *L)
 {
@@ -391,6 +410,7 @@ __attribute__((visibility("default"))) int luaopen_tape_lua_testhelper(lua_State
                                    {"sleep_unlocked", h_sleep_unlocked},
                                    {"provider_info", h_provider_info},
                                    {"open_exists", h_open_exists},
+                                   {"open_exists_locked", h_open_exists_locked},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
