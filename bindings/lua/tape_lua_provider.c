@@ -66,12 +66,11 @@ typedef struct lp_provider lp_provider;
 /* One per lua_State that loaded the module. */
 typedef struct lp_state {
     atomic_int refs;     /* the sentinel's, and one per registration */
-    pthread_mutex_t mu;  /* guards alive, inflight, provs */
+    pthread_mutex_t mu;  /* guards alive, inflight */
     pthread_cond_t idle; /* signalled when inflight drops */
     int alive;           /* 0 once the sentinel's __gc ran: the lua_State is going */
     long inflight;       /* trampolines between call_enter and call_leave */
     tape_lua_state *S;   /* valid while alive, or while inflight > 0 */
-    lp_provider *provs;  /* this state's registrations (registered or still used) */
     /* Under S->lock: a thread that only ever makes the others (its stack is
      * always empty and it never runs a provider), and the pool of idle Lua
      * threads (each anchored by a registry ref). */
@@ -85,12 +84,12 @@ struct lp_provider {
     lp_state *st;        /* counted */
     char *name;
     tape_registry *reg;
-    int registered;      /* under st->mu: still in reg under our name */
+    int registered;      /* under provs_mu: still in reg under our name */
     int factory_ref;     /* registry refs (valid while st->alive) */
     int validate_ref;    /* LUA_NOREF: no validate */
     unsigned int flags;  /* TAPE_CAP_PERSISTENT from the options: the default of its stores */
     tape_backend_ops *vt[LP_NSETS]; /* built on first use, under S->lock */
-    lp_provider *next;   /* in st->provs */
+    lp_provider *next;   /* in all_provs */
 };
 
 typedef struct lp_backend {
@@ -113,6 +112,12 @@ typedef struct lp_iter {
 } lp_iter;
 
 static char state_key; /* registry key of the sentinel */
+
+/* Every registration of every state, registered or still used by a store:
+ * an unregister from any state (or a state's close) finds the one that
+ * holds a name. */
+static pthread_mutex_t provs_mu = PTHREAD_MUTEX_INITIALIZER;
+static lp_provider *all_provs;
 
 /* Trampolines nested on this OS thread (an op calling back into a store of
  * a Lua provider, a finalizer inside an op): each level is real C stack
@@ -1483,18 +1488,17 @@ static void prov_free(lp_provider *p)
     state_unref(st);
 }
 
-/* Unlink p from its state's list (under st->mu). */
+/* Unlink p from all_provs. */
 static void unlink_prov(lp_provider *p)
 {
-    lp_state *st = p->st;
-    pthread_mutex_lock(&st->mu);
-    for (lp_provider **pp = &st->provs; *pp != NULL; pp = &(*pp)->next) {
+    pthread_mutex_lock(&provs_mu);
+    for (lp_provider **pp = &all_provs; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == p) {
             *pp = p->next;
             break;
         }
     }
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&provs_mu);
 }
 
 static void prov_destroy(void *userdata)
@@ -1537,21 +1541,23 @@ static int sentinel_gc(lua_State *L)
     *box = NULL; /* a resurrected sentinel does nothing twice */
     pthread_mutex_lock(&st->mu);
     st->alive = 0;
+    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_lock(&provs_mu);
     size_t n = 0;
-    for (lp_provider *p = st->provs; p != NULL; p = p->next) {
-        n += p->registered;
+    for (lp_provider *p = all_provs; p != NULL; p = p->next) {
+        n += p->st == st && p->registered;
     }
     char **names = calloc(n + 1, sizeof *names);
     tape_registry **regs = calloc(n + 1, sizeof *regs);
     size_t k = 0;
-    for (lp_provider *p = st->provs; p != NULL && names != NULL && regs != NULL; p = p->next) {
-        if (p->registered) {
+    for (lp_provider *p = all_provs; p != NULL && names != NULL && regs != NULL; p = p->next) {
+        if (p->st == st && p->registered) {
             names[k] = strdup(p->name);
             regs[k++] = p->reg;
             p->registered = 0;
         }
     }
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&provs_mu);
     tape_lua_state *S = st->S;
     int held = tape_lua_state_held(S); /* lua_close runs on the thread holding it */
     if (held) {
@@ -1676,16 +1682,24 @@ static int l_register(lua_State *L)
     tp.validate = has_validate ? prov_validate : NULL;
     tp.create = prov_create;
     tp.destroy = prov_destroy;
-    /* Listed before registering: a close racing with us unregisters it. */
-    pthread_mutex_lock(&st->mu);
-    p->next = st->provs;
-    st->provs = p;
-    p->registered = 1;
-    pthread_mutex_unlock(&st->mu);
+    /* Listed first (destroy unlinks it, and may run as soon as it is
+     * registered and unregistered), marked registered once it is. */
+    pthread_mutex_lock(&provs_mu);
+    p->next = all_provs;
+    all_provs = p;
+    pthread_mutex_unlock(&provs_mu);
     int rc;
     TAPE_LUA_UNLOCKED(st->S, rc = tape_registry_register(p->reg, &tp));
     free(desc_copy);
-    if (rc != TAPE_OK) {
+    if (rc == TAPE_OK) {
+        pthread_mutex_lock(&provs_mu);
+        for (lp_provider *q = all_provs; q != NULL; q = q->next) {
+            if (q == p) { /* not destroyed meanwhile by an unregister from C */
+                p->registered = 1;
+            }
+        }
+        pthread_mutex_unlock(&provs_mu);
+    } else {
         unlink_prov(p);
         luaL_unref(L, LUA_REGISTRYINDEX, fref);
         luaL_unref(L, LUA_REGISTRYINDEX, vref);
@@ -1707,15 +1721,16 @@ static int l_unregister(lua_State *L)
     if (rc != TAPE_OK) {
         return tape_lua_fail(L, rc);
     }
-    /* Ours (if it was): not ours to unregister at close any more. The
-     * record may already be gone (destroyed inside unregister). */
-    pthread_mutex_lock(&st->mu);
-    for (lp_provider *p = st->provs; p != NULL; p = p->next) {
+    /* A Lua provider (of any state) that held the name holds it no more:
+     * its state's close must not unregister whoever takes the name next.
+     * The record may already be gone (destroyed inside unregister). */
+    pthread_mutex_lock(&provs_mu);
+    for (lp_provider *p = all_provs; p != NULL; p = p->next) {
         if (p->registered && p->reg == reg && strcmp(p->name, name) == 0) {
             p->registered = 0;
         }
     }
-    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_unlock(&provs_mu);
     lua_pushboolean(L, 1);
     return 1;
 }

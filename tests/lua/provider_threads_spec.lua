@@ -171,6 +171,33 @@ describe("register, unregister, open and close", function()
   end)
 end)
 
+describe("a name unregistered from another state and taken again", function()
+  it("is not unregistered when the first state closes", function()
+    local other = helper.new_state(package.cpath, package.path, [[
+      local tapestore = require "tapestore"
+      local fx = require "provider_fixtures"
+      assert(tapestore.register_provider("lshared", fx.minimal))
+    ]])
+    -- the other state's provider, unregistered from here, the name taken here
+    assert(tapestore.unregister_provider("lshared"))
+    assert(tapestore.register_provider("lshared", fx.full))
+    finally(function() tapestore.unregister_provider("lshared") end)
+    helper.close_state(other) -- must not unregister ours
+    local s = assert(tapestore.open("lshared", {}))
+    assert.is_true(s:capabilities(true).exists) -- ours: the full one
+    s:close()
+    -- and a state closing unregisters what it still holds
+    other = helper.new_state(package.cpath, package.path, [[
+      local tapestore = require "tapestore"
+      local fx = require "provider_fixtures"
+      assert(tapestore.register_provider("lshared2", fx.minimal))
+    ]])
+    assert.are.equal(1, helper.provider_info("lshared2"))
+    helper.close_state(other)
+    assert.are.equal(tapestore.ENOTFOUND, select(2, helper.provider_info("lshared2")))
+  end)
+end)
+
 describe("lua_close of a state with a provider still registered", function()
   it("unregisters it, and a C thread still calling gets TAPE_EPROVIDER, not a crash or a hang",
     function()

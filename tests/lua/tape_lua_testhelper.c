@@ -401,6 +401,41 @@ static int h_open_exists_locked(lua_State *L)
     return 1;
 }
 
+/* helper.new_state(cpath, path, script) -> a light userdata: a second
+ * lua_State that ran script (this thread holds its lock, taken by
+ * luaopen_tapestore); helper.close_state(it) closes it. */
+static int h_new_state(lua_State *L)
+{
+    const char *cpath = luaL_checkstring(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    const char *script = luaL_checkstring(L, 3);
+    lua_State *L2 = luaL_newstate();
+    if (L2 == NULL) {
+        return luaL_error(L, "helper: cannot make a state");
+    }
+    luaL_openlibs(L2);
+    lua_getglobal(L2, "package");
+    lua_pushstring(L2, cpath);
+    lua_setfield(L2, -2, "cpath");
+    lua_pushstring(L2, path);
+    lua_setfield(L2, -2, "path");
+    lua_pop(L2, 1);
+    if (luaL_dostring(L2, script) != LUA_OK) {
+        lua_pushstring(L, lua_tostring(L2, -1));
+        lua_close(L2);
+        return lua_error(L);
+    }
+    lua_pushlightuserdata(L, L2);
+    return 1;
+}
+
+static int h_close_state(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+    lua_close(lua_touserdata(L, 1));
+    return 0;
+}
+
 int luaopen_tape_lua_testhelper(lua_State *L);
 __attribute__((visibility("default"))) int luaopen_tape_lua_testhelper(lua_State *L)
 {
@@ -411,6 +446,8 @@ __attribute__((visibility("default"))) int luaopen_tape_lua_testhelper(lua_State
                                    {"provider_info", h_provider_info},
                                    {"open_exists", h_open_exists},
                                    {"open_exists_locked", h_open_exists_locked},
+                                   {"new_state", h_new_state},
+                                   {"close_state", h_close_state},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;
