@@ -84,6 +84,38 @@ describe("8 C threads calling one Lua provider", function()
   end)
 end)
 
+describe("every op of a Lua provider called from a bare pthread", function()
+  it("works natively and through the core's fallbacks", function()
+    local reached = {}
+    assert(tapestore.register_provider("lpthread_full", function(config)
+      local ops = fx.full(config)
+      for name, fn in pairs(ops) do
+        if type(fn) == "function" then
+          ops[name] = function(...) reached[name] = true; return fn(...) end
+        end
+      end
+      return ops
+    end))
+    finally(function() tapestore.unregister_provider("lpthread_full") end)
+    local rcs, first = helper.every_op("lpthread_full:")
+    assert.is_nil(first)
+    for op, rc in pairs(rcs) do assert.are.equal(0, rc, op) end
+    for _, op in ipairs{ "open", "save", "exists", "load", "search", "stats", "begin_recording",
+                         "frames", "control", "delete" } do
+      assert.is_true(reached[op], op)
+    end
+    assert.is_nil(reached.list) -- search answered the query
+    -- only the required ops: the core's fallbacks, still from the pthread
+    assert(tapestore.register_provider("lpthread_min", fx.minimal))
+    finally(function() tapestore.unregister_provider("lpthread_min") end)
+    rcs, first = helper.every_op("lpthread_min:")
+    assert.are.equal(tapestore.EUNSUPPORTED, rcs.control) -- no control op: unsupported
+    rcs.control = nil
+    assert.truthy(first:find("^control: ", 1), first)
+    for op, rc in pairs(rcs) do assert.are.equal(0, rc, op) end
+  end)
+end)
+
 describe("register, unregister, open and close", function()
   it("in every order: open stores keep working after unregister", function()
     local orders = {

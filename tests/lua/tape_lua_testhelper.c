@@ -436,6 +436,128 @@ static int h_close_state(lua_State *L)
     return 0;
 }
 
+/* ---------------------------------------------------------------- every op from a pthread */
+
+#define EVERY_OPS 13
+static const char *const every_names[EVERY_OPS] = {
+    "open", "save", "exists", "load", "search", "stats", "record", "append", "correlate",
+    "finish", "frames", "control", "delete"};
+
+typedef struct every {
+    const char *spec;
+    int rc[EVERY_OPS]; /* each op's result (1 for a check that did not hold) */
+    char msg[512];     /* the first failure */
+} every;
+
+static void every_note(every *e, int i, int rc)
+{
+    e->rc[i] = rc;
+    if (rc != TAPE_OK && e->msg[0] == '\0') {
+        snprintf(e->msg, sizeof e->msg, "%s: %d %s", every_names[i], rc,
+                 rc < 0 ? tape_errmsg() : "(check failed)");
+    }
+}
+
+static void *every_main(void *arg)
+{
+    every *e = arg;
+    tape_store *s = NULL;
+    every_note(e, 0, tape_store_open_spec(&s, NULL, e->spec, TAPE_OPEN_EAGER));
+    if (s == NULL) {
+        return NULL;
+    }
+    tape *t = NULL;
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.message = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}";
+    int rc = tape_new(&t, "every-1");
+    if (rc == TAPE_OK) rc = tape_set_name(t, "every");
+    if (rc == TAPE_OK) rc = tape_append_frame(NULL, t, &d);
+    if (rc == TAPE_OK) rc = tape_store_save(s, t);
+    every_note(e, 1, rc);
+    int ex = 0;
+    rc = tape_store_exists(&ex, s, "every-1");
+    every_note(e, 2, rc != TAPE_OK ? rc : ex == 1 ? TAPE_OK : 1);
+    tape *back = NULL;
+    rc = tape_store_load(&back, s, "every-1");
+    every_note(e, 3, rc != TAPE_OK ? rc : tape_frame_count(back) == 1 ? TAPE_OK : 1);
+    tape_free(back);
+    tape_query *q = NULL;
+    tape_result *r = NULL;
+    rc = tape_query_parse(&q, "{\"name_contains\":\"every\"}");
+    if (rc == TAPE_OK) rc = tape_store_query(&r, s, q);
+    every_note(e, 4, rc != TAPE_OK ? rc : tape_result_count(r) == 1 ? TAPE_OK : 1);
+    tape_result_free(r);
+    tape_query_free(q);
+    tape_store_stats st = TAPE_STORE_STATS_INIT;
+    rc = tape_store_stats_get(&st, s);
+    every_note(e, 5, rc != TAPE_OK ? rc : st.tape_count == 1 ? TAPE_OK : 1);
+    tape *h = NULL;
+    tape_writer *w = NULL;
+    rc = tape_new(&h, "every-rec");
+    if (rc == TAPE_OK) rc = tape_store_record(&w, s, h);
+    every_note(e, 6, rc);
+    uint64_t seq = 0;
+    rc = w != NULL ? tape_writer_append(&seq, w, &d) : TAPE_ESTATE;
+    if (rc == TAPE_OK) {
+        tape_frame_desc d2 = d;
+        d2.direction = TAPE_DIR_SERVER_TO_CLIENT;
+        d2.message = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}";
+        rc = tape_writer_append(&seq, w, &d2);
+    }
+    every_note(e, 7, rc);
+    rc = w != NULL ? tape_writer_add_correlation(w, "1", 0, 1, 3, "ok") : TAPE_ESTATE;
+    every_note(e, 8, rc);
+    rc = w != NULL ? tape_writer_finish(w) : TAPE_ESTATE;
+    every_note(e, 9, rc);
+    tape_writer_free(w);
+    tape_free(h);
+    tape_frame_iter *it = NULL;
+    rc = tape_store_read_frames(&it, s, "every-rec", 1, TAPE_SEQ_END);
+    int n = 0;
+    const tape_frame *f = NULL;
+    while (rc == TAPE_OK && (rc = tape_frame_iter_next(&f, it)) == TAPE_OK) {
+        n++;
+    }
+    every_note(e, 10, rc != TAPE_DONE ? rc : n == 1 ? TAPE_OK : 1);
+    tape_frame_iter_free(it);
+    char *out = NULL;
+    rc = tape_store_control(&out, s, "echo", "{\"x\":1}");
+    every_note(e, 11, rc != TAPE_OK ? rc : out != NULL && strcmp(out, "{\"x\":1}") == 0 ? TAPE_OK : 1);
+    tape_string_free(out);
+    rc = tape_store_delete(s, "every-1");
+    every_note(e, 12, rc);
+    tape_free(t);
+    tape_store_free(s);
+    return NULL;
+}
+
+/* helper.every_op(spec) -> {op = rc...}, first failure: every op of a store
+ * of spec called from a bare pthread (this state's lock released). */
+static int h_every_op(lua_State *L)
+{
+    need_init(L);
+    every e;
+    memset(&e, 0, sizeof e);
+    e.spec = luaL_checkstring(L, 1);
+    void *S = lua_release(L);
+    pthread_t th;
+    pthread_create(&th, NULL, every_main, &e);
+    pthread_join(th, NULL);
+    lua_acquire(S);
+    lua_createtable(L, 0, EVERY_OPS);
+    for (int i = 0; i < EVERY_OPS; i++) {
+        lua_pushinteger(L, e.rc[i]);
+        lua_setfield(L, -2, every_names[i]);
+    }
+    if (e.msg[0] != '\0') {
+        lua_pushstring(L, e.msg);
+    } else {
+        lua_pushnil(L);
+    }
+    return 2;
+}
+
 int luaopen_tape_lua_testhelper(lua_State *L);
 __attribute__((visibility("default"))) int luaopen_tape_lua_testhelper(lua_State *L)
 {
@@ -447,6 +569,7 @@ __attribute__((visibility("default"))) int luaopen_tape_lua_testhelper(lua_State
                                    {"open_exists", h_open_exists},
                                    {"open_exists_locked", h_open_exists_locked},
                                    {"new_state", h_new_state},
+                                   {"every_op", h_every_op},
                                    {"close_state", h_close_state},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
