@@ -170,6 +170,32 @@ describe("each C slot reaches the op of its own name", function()
     assert.truthy(msg:find("the factory's field persistent is a string, expected a boolean", 1, true), msg)
   end)
 
+  it("takes frames as frame objects or as their JSONL lines, and stats with fields left out", function()
+    assert(tapestore.register_provider("lslot_lines", function(config)
+      local ops = fx.minimal(config)
+      local load = ops.load
+      ops.frames = function(id, start, stop)
+        local t = load(id)
+        if t == nil then return nil end
+        local lines = {}
+        for f in t:frames(start, stop) do lines[#lines + 1] = f.line end
+        return lines
+      end
+      ops.stats = function() return { frame_count = 3 } end
+      return ops
+    end))
+    finally(function() tapestore.unregister_provider("lslot_lines") end)
+    local s = assert(tapestore.open("lslot_lines", {}))
+    local t = msg_tape("lines")
+    assert(s:save(t))
+    local got = {}
+    for f in s:frames(t.id) do got[#got + 1] = f.message.method or "result" end
+    assert.are.same({ "ping", "result" }, got)
+    local st = s:stats()
+    assert.are.same({ 0, 3, 0 }, { st.tape_count, st.frame_count, st.total_bytes })
+    s:close()
+  end)
+
   it("builds one vtable per set of ops: stores of one provider may differ", function()
     assert(tapestore.register_provider("lslot_var", function(config)
       local ops = fx.minimal(config)
