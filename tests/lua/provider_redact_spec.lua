@@ -79,6 +79,16 @@ describe("the redact provider", function()
     assert.are.same({ 0, 1 }, { f, s })
   end)
 
+  it("passes the conformance suite over sqlite (its native search pushed down through it)", function()
+    local st = assert(tapestore.open("redact", { base = "sqlite:" .. os.tmpname() .. ".db" }))
+    assert.is_true(st:capabilities(true).search)
+    st:close()
+    local p, f, s = tapestore.conformance("redact", { base = "sqlite:@DIR@/t.db" },
+      { emit = function() end })
+    assert(p, f)
+    assert.are.same({ 0, 0 }, { f, s })
+  end)
+
   it("redacts save: nested params and results, nothing else changes", function()
     local dir = tmpdir()
     finally(function() rmdir(dir) end)
@@ -216,11 +226,13 @@ describe("the redact provider", function()
   end)
 
   it("keeps the base's native capabilities native", function()
-    for _, spec in ipairs{ "memory:", "filesystem:" .. os.tmpname() .. ".d" } do
+    for _, spec in ipairs{ "memory:", "filesystem:" .. os.tmpname() .. ".d",
+                           "sqlite:" .. os.tmpname() .. ".db" } do
       local b = assert(tapestore.open(spec))
       local s = assert(tapestore.open("redact", { base = spec }))
       local bn, sn = b:capabilities(true), s:capabilities(true)
       bn.writer_retry = nil -- a flag of the base's writer, not an op: not passed on
+      bn.thread_safe, sn.thread_safe = nil, nil -- a Lua provider always is (sqlite is not)
       assert.are.same(bn, sn, spec)
       s:close()
       b:close()
