@@ -136,6 +136,31 @@ describe("tapestore.conformance", function()
     assert.truthy(out:match("\t%-1\n$"), out) -- TAPE_ENOTFOUND
   end)
 
+  it("finds the library beside the libtapestore it uses, without TAPE_CONFORMANCE_LIB", function()
+    -- an installed layout: both libraries in one directory, found there
+    local lib = assert(os.getenv("TAPE_CONFORMANCE_LIB"))
+    local build = assert(os.getenv("TAPE_LUA_BUILD_DIR"))
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p '" .. dir .. "' && cp -L '" .. build .. "/libtapestore.so.0' '" ..
+      lib .. "' '" .. dir .. "/'"))
+    finally(function() os.execute("rm -rf '" .. dir .. "'") end)
+    local script = [[
+      local tapestore = require "tapestore"
+      print("counts", tapestore.conformance("memory", "{}", { only = "capabilities", emit = function() end }))
+    ]]
+    -- libtapestore preloaded from there (not on the loader's path, so only
+    -- "beside libtapestore" can find the suite; sanitizer runtimes first)
+    local pre = os.getenv("LD_PRELOAD")
+    pre = (pre and pre ~= "" and pre .. ":" or "") .. dir .. "/libtapestore.so.0"
+    local cmd = "env -u TAPE_CONFORMANCE_LIB -u LD_LIBRARY_PATH LD_PRELOAD='" .. pre .. "' lua5.4 -e " ..
+      string.format("%q", script):gsub("\\\n", " ") .. " 2>&1"
+    local h = assert(io.popen(cmd))
+    local out = h:read("a")
+    h:close()
+    assert.truthy(out:find("counts\t1\t0\t0", 1, true), out)
+  end)
+
   it("takes the config template as a table or JSON text", function()
     assert(tapestore.register_provider("lconf_cfg", fx.persistent))
     finally(function() tapestore.unregister_provider("lconf_cfg") end)
