@@ -1402,6 +1402,7 @@ TAPE_LUA_EXPORT int luaopen_tapestore(lua_State *L)
 
     tl_open_store(L, m);
     tape_lua_json_open(L, m);
+    tape_lua_provider_open(L, m);
 
     /* The flat C API (SWIG): tapestore.capi, also require "tapestore.capi". */
     luaL_requiref(L, "tapestore.capi", tape_lua_capi_open, 0);

@@ -141,4 +141,16 @@ void tape_lua_json_encode(lua_State *L, int idx);
 /* Add json_decode, json_encode, null, array, object to the table at idx. */
 void tape_lua_json_open(lua_State *L, int module_idx);
 
+/* ---- providers written in Lua (tape_lua_provider.c, docs/providers-lua.md) */
+/* Add register_provider, unregister_provider and conformance to the module
+ * table at module_idx, and give the state its provider record: a sentinel
+ * in the registry whose __gc (run by lua_close) unregisters this state's
+ * providers, waits for the calls in flight and makes every later call of a
+ * backend that C code still holds fail with TAPE_EPROVIDER. Call it from
+ * luaopen_tapestore after the state record exists (tape_lua_state_init):
+ * finalizers run in reverse order of creation, so the sentinel's runs
+ * while the lock still exists. Safe to call again (require twice). Raises
+ * only on memory errors. */
+void tape_lua_provider_open(lua_State *L, int module_idx);
+
 #endif
