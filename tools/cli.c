@@ -127,6 +127,19 @@ static const command commands[] = {
      "  --from SPEC   the source store (required)\n"
      "  --to SPEC     the target store (required)\n"
      "  --overwrite   replace tapes that differ in the target\n\n" QUERY_HELP},
+#ifdef TAPE_TOOLS_HAVE_LUA
+    {"query", cmd_query, "run a Lua script against the store",
+     "usage: tapestore query [--store SPEC] [--plugin PATH]... SCRIPT.lua [ARGS]\n\n"
+     "Runs SCRIPT.lua in an embedded Lua 5.4 with the Lua binding (docs/lua.md):\n"
+     "the script does require \"tapestore\", and tapestore.open() opens this\n"
+     "command's store (--store is handed over as TAPESTORE_STORE); providers\n"
+     "loaded with --plugin are there too. ARGS, options included, are the\n"
+     "script's: arg[1..n] and the chunk's ... (arg[0] is the script). The\n"
+     "scripts of examples/lua-queries run this way.\n\n"
+     "Exit status: the script's os.exit code if it calls it; else 0, or 1 when\n"
+     "it raises (the error and its traceback on stderr), 3 when SCRIPT cannot\n"
+     "be read.\n"},
+#endif
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -167,6 +167,9 @@ int cmd_rm(cli *c, int argc, char **argv);
 int cmd_stats(cli *c, int argc, char **argv);
 int cmd_tail(cli *c, int argc, char **argv);
 int cmd_migrate(cli *c, int argc, char **argv);
+#ifdef TAPE_TOOLS_HAVE_LUA
+int cmd_query(cli *c, int argc, char **argv); /* query.c */
+#endif
 
 /* ---- frame summaries (show, tail) ---- */
 

@@ -11,10 +11,27 @@
  * tapestore.register_provider registers into the registry the host opens
  * stores from. Between loads the GIL is released (PyEval_SaveThread):
  * trampolines take it from whichever thread calls a Python provider.
+ *
+ * Lua: one state per process for every .lua plugin, made on the first.
+ * The file runs as a chunk after `require "tapestore"` (the binding's
+ * module, found on package.cpath: $LUA_CPATH, Lua's defaults, then the
+ * directory it installs to, TAPE_TOOLS_LUA_DIR); its top-level code calls
+ * tapestore.register_provider, which registers into the default registry.
+ * Between loads the state's lock is handed back (tape_lua_release, looked
+ * up in the loaded module): trampolines take it from whichever thread
+ * calls a Lua provider. Shutdown takes it again and closes the state,
+ * which unregisters its providers and waits for calls in flight.
  */
 #ifdef TAPE_TOOLS_HAVE_PYTHON
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#endif
+
+#ifdef TAPE_TOOLS_HAVE_LUA
+#include <dlfcn.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
 #endif
 
 #include "plugins.h"
@@ -65,8 +82,12 @@ static int is_shared_library(const char *path)
 
 const char *tape_tools_plugin_kinds(void)
 {
-#ifdef TAPE_TOOLS_HAVE_PYTHON
+#if defined(TAPE_TOOLS_HAVE_PYTHON) && defined(TAPE_TOOLS_HAVE_LUA)
+    return "C shared libraries (.so), Python files (.py) and Lua files (.lua)";
+#elif defined(TAPE_TOOLS_HAVE_PYTHON)
     return "C shared libraries (.so) and Python files (.py)";
+#elif defined(TAPE_TOOLS_HAVE_LUA)
+    return "C shared libraries (.so) and Lua files (.lua)";
 #else
     return "C shared libraries (.so)";
 #endif
@@ -248,7 +269,7 @@ static int load_python(const char *path, char *err, size_t errlen)
     return rc;
 }
 
-void tape_tools_plugins_shutdown(void)
+static void python_shutdown(void)
 {
     if (!py_started) {
         return;
@@ -264,11 +285,128 @@ void tape_tools_plugins_shutdown(void)
 
 #else /* !TAPE_TOOLS_HAVE_PYTHON */
 
-void tape_tools_plugins_shutdown(void)
+static void python_shutdown(void)
 {
 }
 
 #endif
+
+#ifdef TAPE_TOOLS_HAVE_LUA
+static lua_State *lua_L;          /* the plugins' state, or NULL */
+static void *lua_held;            /* its lock record while released */
+static void *(*lua_release_fn)(lua_State *);
+static void (*lua_acquire_fn)(void *);
+
+static int lua_traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* In protected mode: the libraries, package.cpath, the module, and the
+ * path of the module's file (pushed). */
+static int lua_boot(lua_State *L)
+{
+    luaL_openlibs(L);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "cpath");
+    lua_pushfstring(L, "%s;%s/?.so", lua_tostring(L, -1), TAPE_TOOLS_LUA_DIR);
+    lua_setfield(L, -3, "cpath");
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "tapestore");
+    lua_call(L, 1, 0);
+    lua_getfield(L, -1, "searchpath");
+    lua_pushliteral(L, "tapestore");
+    lua_getfield(L, -3, "cpath");
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+static int lua_start(const char *path, char *err, size_t errlen)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        seterr(err, errlen, "plugin %s: cannot create a Lua state (out of memory)", path);
+        return TAPE_ENOMEM;
+    }
+    lua_pushcfunction(L, lua_traceback);
+    lua_pushcfunction(L, lua_boot);
+    if (lua_pcall(L, 0, 1, 1) != LUA_OK || lua_tostring(L, -1) == NULL) {
+        seterr(err, errlen, "plugin %s: cannot load the Lua binding (require \"tapestore\"): %s",
+               path, lua_tostring(L, -1) != NULL ? lua_tostring(L, -1) : "not on package.cpath");
+        lua_close(L);
+        return TAPE_EUNSUPPORTED;
+    }
+    /* The module is loaded already (RTLD_NOLOAD): only its two hand-over
+     * functions are looked up, which Lua's loader does not expose. */
+    void *h = dlopen(lua_tostring(L, -1), RTLD_NOW | RTLD_NOLOAD);
+    if (h != NULL) {
+        *(void **)&lua_release_fn = dlsym(h, "tape_lua_release");
+        *(void **)&lua_acquire_fn = dlsym(h, "tape_lua_acquire");
+        dlclose(h);
+    }
+    if (lua_release_fn == NULL || lua_acquire_fn == NULL) {
+        seterr(err, errlen, "plugin %s: the Lua binding %s has no tape_lua_release/acquire", path,
+               lua_tostring(L, -1));
+        lua_close(L);
+        return TAPE_EUNSUPPORTED;
+    }
+    lua_settop(L, 1); /* the traceback handler stays at index 1 */
+    lua_L = L;
+    return TAPE_OK;
+}
+
+static int load_lua(const char *path, char *err, size_t errlen)
+{
+    if (lua_L == NULL) {
+        int rc = lua_start(path, err, errlen);
+        if (rc != TAPE_OK) {
+            return rc;
+        }
+    } else {
+        lua_acquire_fn(lua_held);
+    }
+    lua_State *L = lua_L;
+    int rc = TAPE_OK;
+    int lrc = luaL_loadfilex(L, path, "t");
+    if (lrc == LUA_OK) {
+        lrc = lua_pcall(L, 0, 0, 1);
+    }
+    if (lrc != LUA_OK) {
+        seterr(err, errlen, "plugin %s: failed to load: %s", path, lua_tostring(L, -1));
+        rc = TAPE_EPROVIDER;
+    }
+    lua_settop(L, 1);
+    lua_held = lua_release_fn(L); /* C threads may now enter the trampolines */
+    return rc;
+}
+
+static void lua_shutdown(void)
+{
+    if (lua_L == NULL) {
+        return;
+    }
+    lua_acquire_fn(lua_held);
+    lua_close(lua_L); /* unregisters its providers, waits for calls in flight */
+    lua_L = NULL;
+    lua_held = NULL;
+}
+#else
+static void lua_shutdown(void)
+{
+}
+#endif
+
+void tape_tools_plugins_shutdown(void)
+{
+    lua_shutdown();
+    python_shutdown();
+}
 
 int tape_tools_load_plugin(tape_registry *reg, const char *path, char *err, size_t errlen)
 {
@@ -299,6 +437,16 @@ int tape_tools_load_plugin(tape_registry *reg, const char *path, char *err, size
         seterr(err, errlen,
                "plugin %s: a Python file, but this build has no Python support "
                "(TAPE_BUILD_PYTHON=OFF): it loads only %s", path, tape_tools_plugin_kinds());
+        return TAPE_EUNSUPPORTED;
+#endif
+    }
+    if (ends_with(path, ".lua")) {
+#ifdef TAPE_TOOLS_HAVE_LUA
+        return load_lua(path, err, errlen);
+#else
+        seterr(err, errlen,
+               "plugin %s: a Lua file, but this build has no Lua support "
+               "(TAPE_BUILD_LUA=OFF): it loads only %s", path, tape_tools_plugin_kinds());
         return TAPE_EUNSUPPORTED;
 #endif
     }

@@ -2,7 +2,7 @@
  * plugins.h - load providers from plugin files into a registry, for the
  * programs in tools/ (the `tapestore` command, tape-proxy).
  *
- * Not part of libtapestore: this is where Python (and later Lua) get
+ * Not part of libtapestore: this is where Python and Lua get
  * embedded, so the core never depends on an interpreter. The kinds of file:
  *   - a C shared library (name ending in .so, or .so.N...): through
  *     tape_registry_load_plugin;
@@ -10,7 +10,11 @@
  *     (TAPE_TOOLS_HAVE_PYTHON): the interpreter is started once, the file
  *     is run with runpy.run_path and its top-level code registers its
  *     providers (tapestore.register_provider) into the process-wide
- *     default registry; the registry argument is not used for it.
+ *     default registry; the registry argument is not used for it;
+ *   - a Lua file (.lua), when built with the Lua binding
+ *     (TAPE_TOOLS_HAVE_LUA): one Lua state is made, `require "tapestore"`
+ *     loaded, and the file run as a chunk; its top-level code registers its
+ *     providers (tapestore.register_provider) into the default registry.
  * Anything else is refused, listing the kinds this build supports.
  */
 #ifndef TAPE_TOOLS_PLUGINS_H
@@ -46,9 +50,9 @@ int tape_tools_load_plugin(tape_registry *reg, const char *path, char *err, size
 const char *tape_tools_plugin_kinds(void);
 
 /** Call once at exit, after every store (and writer, iterator) that may use
- *  a script provider has been closed: finalises the embedded interpreter
- *  if one was started (its atexit hooks unregister the providers it
- *  registered). A no-op otherwise. */
+ *  a script provider has been closed: closes the Lua state and finalises
+ *  the Python interpreter if they were started (their providers are
+ *  unregistered, calls in flight waited for). A no-op otherwise. */
 void tape_tools_plugins_shutdown(void);
 
 #ifdef __cplusplus
