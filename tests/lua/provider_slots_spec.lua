@@ -560,4 +560,25 @@ describe("a provider that delegates to another store", function()
     assert.is_nil(msg:find("lua provider", 1, true), msg)
     assert(s:close())
   end)
+
+  it("counts above 2^31 and 2^53 from a provider's stats reach the host exactly, as integers", function()
+    local big = (1 << 53) + 1
+    assert(tapestore.register_provider("lbigstats", function()
+      return {
+        save = function() end, load = function() end, delete = function() end,
+        list = function() return {} end,
+        stats = function() return { tape_count = big, frame_count = (1 << 62) + 3,
+                                    total_bytes = (1 << 31) + 1 } end,
+      }
+    end))
+    finally(function() tapestore.unregister_provider("lbigstats") end)
+    local s <close> = assert(tapestore.open("lbigstats", {}))
+    local st = assert(s:stats())
+    assert.are.equal(big, st.tape_count)
+    assert.are.equal((1 << 62) + 3, st.frame_count)
+    assert.are.equal((1 << 31) + 1, st.total_bytes)
+    for _, k in ipairs { "tape_count", "frame_count", "total_bytes" } do
+      assert.are.equal("integer", math.type(st[k]), k)
+    end
+  end)
 end)
