@@ -8,7 +8,8 @@ stdout, unchanged; the bytes are also appended to LOGDIR/c2s.bin and
 LOGDIR/s2c.bin. The e2e tests put it between the SDK client and tape-proxy,
 so the transcript is what really crossed the proxy's pipes. End of file is
 passed on in both directions; the exit status is COMMAND's. Our pid and
-COMMAND's are written to LOGDIR/pids ("TAP CHILD").
+COMMAND's are written to LOGDIR/pids ("TAP CHILD"), COMMAND's exit status
+(negative: killed by that signal) to LOGDIR/status.
 """
 import os
 import signal
@@ -61,6 +62,8 @@ def main():
     t2.start()
     rc = child.wait()
     t2.join()
+    with open(os.path.join(logdir, "status"), "w") as f:
+        f.write(f"{rc}\n")
     # t1 may still wait on our stdin; its log is flushed after every read.
     return rc if rc >= 0 else 128 - rc
 
