@@ -221,55 +221,45 @@ static int queue_full(size_t len)
 }
 
 /* Reserve a slot for a line made of two pieces (the buffered start of the
- * line and its end in the current chunk). NULL: dropped (counted) or the
- * queue is closed. */
+ * line and its end in the current chunk). The copy is made first, so the
+ * place in the queue is taken, under the lock, only once there is room.
+ * NULL: dropped (counted) or the queue is closed. */
 static slot *queue_reserve(int dir, int64_t t_us, const char *a, size_t alen, const char *b,
                            size_t blen)
 {
     size_t len = alen + blen;
+    slot *s = malloc(sizeof *s + len + 1);
+    if (s != NULL) {
+        s->next = NULL;
+        s->state = SLOT_RESERVED;
+        s->dir = dir;
+        s->t_us = t_us;
+        s->len = len;
+        if (alen > 0) memcpy(s->data, a, alen);
+        if (blen > 0) memcpy(s->data + alen, b, blen);
+        s->data[len] = '\0';
+    }
     pthread_mutex_lock(&Q.mu);
-    while (!Q.closed && queue_full(len)) {
+    while (s != NULL && !Q.closed && queue_full(len)) {
         if (Q.drop_when_full) {
-            Q.dropped++;
-            pthread_mutex_unlock(&Q.mu);
-            return NULL;
+            free(s);
+            s = NULL;
+            break;
         }
         pthread_cond_wait(&Q.can_push, &Q.mu);
     }
-    if (Q.closed) {
-        pthread_mutex_unlock(&Q.mu);
-        return NULL;
-    }
-    pthread_mutex_unlock(&Q.mu);
-    /* Allocate outside the lock; the place in the queue is taken below. A
-     * second reserver between the two steps only means its line was read
-     * later in the other direction, which is an equally true order. */
-    slot *s = malloc(sizeof *s + len + 1);
     if (s == NULL) {
-        pthread_mutex_lock(&Q.mu);
-        Q.dropped++;
-        pthread_mutex_unlock(&Q.mu);
-        return NULL;
-    }
-    s->next = NULL;
-    s->state = SLOT_RESERVED;
-    s->dir = dir;
-    s->t_us = t_us;
-    s->len = len;
-    if (alen > 0) memcpy(s->data, a, alen);
-    if (blen > 0) memcpy(s->data + alen, b, blen);
-    s->data[len] = '\0';
-    pthread_mutex_lock(&Q.mu);
-    if (Q.closed) {
-        pthread_mutex_unlock(&Q.mu);
+        Q.dropped++;  /* no room (--drop-when-full) or no memory for the copy */
+    } else if (Q.closed) {
         free(s);
-        return NULL;
+        s = NULL;
+    } else {
+        if (Q.tail != NULL) Q.tail->next = s;
+        else Q.head = s;
+        Q.tail = s;
+        Q.count++;
+        Q.bytes += len;
     }
-    if (Q.tail != NULL) Q.tail->next = s;
-    else Q.head = s;
-    Q.tail = s;
-    Q.count++;
-    Q.bytes += len;
     pthread_mutex_unlock(&Q.mu);
     return s;
 }
@@ -699,6 +689,7 @@ typedef struct {
     int wake[2];             /* main writes a byte to stop the relay */
     char *line;              /* the start of a line not yet ended */
     size_t len, cap;
+    int overflow;            /* that start could not be kept (no memory) */
     atomic_int done;         /* the relay has ended */
     atomic_int eof;          /* its source reached end of file */
     atomic_int dst_broken;   /* its destination stopped taking data */
@@ -727,7 +718,7 @@ static int line_append(relay *r, const char *p, size_t n)
  * relayed all the same, so it is recorded. */
 static void flush_partial(relay *r, int64_t t_us)
 {
-    if (r->len == 0 || atomic_load(&r->dst_broken)) return;
+    if (r->len == 0 || r->overflow || atomic_load(&r->dst_broken)) return;
     slot *s = queue_reserve(r->dir, t_us, r->line, r->len, NULL, 0);
     if (s != NULL) queue_settle(s, SLOT_READY);
     r->len = 0;
@@ -748,21 +739,23 @@ static void relay_chunk(relay *r, const char *buf, size_t n, int64_t t_us)
             const char *nl = memchr(buf + pos, '\n', n - pos);
             if (nl == NULL) break;
             size_t e = (size_t)(nl - buf);
-            if (!atomic_load(&r->dst_broken)) {
+            if (!atomic_load(&r->dst_broken) && !r->overflow) {
                 slots[ns++] = queue_reserve(r->dir, t_us, r->line, r->len, buf + pos, e - pos);
             }
             r->len = 0;
+            r->overflow = 0;
             pos = e + 1;
         }
         if (ns == MAX_SLOTS && pos < n) {
             end = pos;    /* the rest of the chunk: next round */
-        } else if (pos < n && line_append(r, buf + pos, n - pos) != 0) {
+        } else if (pos < n && !r->overflow && line_append(r, buf + pos, n - pos) != 0) {
             /* Out of memory holding a long line: it is relayed but cannot
-             * be recorded whole; count it as dropped. */
+             * be recorded; count it as dropped and skip to its end. */
             pthread_mutex_lock(&Q.mu);
             Q.dropped++;
             pthread_mutex_unlock(&Q.mu);
             r->len = 0;
+            r->overflow = 1;
         }
         int ok = !atomic_load(&r->dst_broken);
         if (ok && write_all(r->dst, buf + start, end - start) != 0) {
@@ -1091,6 +1084,13 @@ static int write_id_file(const char *path, const char *id)
 /* main                                                                */
 /* ------------------------------------------------------------------ */
 
+/* The server's process group (it has its own), or the server alone if
+ * setpgid failed. */
+static void signal_server(pid_t pid, int sig)
+{
+    if (kill(-pid, sig) != 0) kill(pid, sig);
+}
+
 static int status_code(int st)
 {
     if (WIFEXITED(st)) return WEXITSTATUS(st);
@@ -1251,12 +1251,12 @@ int main(int argc, char **argv)
             } else if (stage == 1 && now >= deadline) {
                 say("the server did not exit %ld ms after its stdin was closed: sending SIGTERM",
                     o.grace_ms);
-                kill(-pid, SIGTERM);
+                signal_server(pid, SIGTERM);
                 stage = 2;
                 deadline = now + grace_us;
             } else if (stage == 2 && now >= deadline) {
                 say("the server did not exit %ld ms after SIGTERM: sending SIGKILL", o.grace_ms);
-                kill(-pid, SIGKILL);
+                signal_server(pid, SIGKILL);
                 stage = 3;
             }
         }
