@@ -262,3 +262,39 @@ def test_help_documents_every_option():
     v = subprocess.run([PROXY, "--version"], capture_output=True, timeout=30)
     assert v.returncode == 0 and v.stdout.startswith(b"tape-proxy 0.")
     assert os.path.basename(PROXY) == "tape-proxy"
+
+
+def test_batches_cancellations_and_odd_ids_are_recorded_as_they_are(tmp_path):
+    """A batch is one frame and its members are correlated; a cancellation
+    is a notification; string ids, lone-surrogate ids and a failing request
+    are correlated with their answers (fake_server.py --answer)."""
+    sent = [
+        b'[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"note"},'
+        b'{"jsonrpc":"2.0","id":"two","method":"fail"}]',
+        b'{"jsonrpc":"2.0","id":3,"method":"slow"}',
+        b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}',
+        b'{"jsonrpc":"2.0","id":"\\ud83d","method":"half"}',
+        b'{"jsonrpc":"2.0","id":1.5e0,"method":"float"}',
+    ]
+    spec = fs_spec(tmp_path / "tapes")
+    r = run(["--store", spec], b"\n".join(sent) + b"\n", server=FAKE_SERVER + ["--answer"])
+    assert r.returncode == 0, r.stderr
+    t = only_tape(spec)
+    frames = list(t.frames())
+    assert [f.raw for f in frames if f.direction == C2S] == sent
+    answers = [f for f in frames if f.direction == S2C]
+    assert answers[0].message == [{"jsonrpc": "2.0", "id": 1, "result": {"echo": "a"}},
+                                  {"jsonrpc": "2.0", "id": "two",
+                                   "error": {"code": -32000, "message": "failed"}}]
+    seq = {f.raw: f.seq for f in frames}
+    got = {c.id: (c.request_seq, c.response_seq, c.status) for c in t.correlations}
+    batch, batch_answer = frames[0].seq, answers[0].seq
+    assert got["client:1"] == (batch, batch_answer, "ok")
+    assert got['client:"two"'] == (batch, batch_answer, "error")
+    assert got["client:3"] == (seq[sent[1]], answers[1].seq, "ok")
+    assert len(got) == 5            # + the lone-surrogate id and the float id
+    # The batch frame carries no correlation id; single messages do.
+    assert frames[0].correlation_id is None
+    cancel = next(f for f in frames if f.raw == sent[2])
+    assert cancel.correlation_id is None
+    assert t.stats.error_count == 0    # a batch holding an error is not an error object
