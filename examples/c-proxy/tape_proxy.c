@@ -205,10 +205,19 @@ typedef struct {
     int drop_when_full;
     int closed;
     uint64_t dropped;
+    int rec_asleep;     /* the recorder waits without a timeout: wake it */
 } line_queue;
 
 static line_queue Q = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                        PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0, DEFAULT_QUEUE, 0, 0, 0 };
+                        PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0, DEFAULT_QUEUE, 0, 0, 0, 0 };
+
+/* While lines flow, the recorder looks at the queue every REC_TICK_NS
+ * instead of being woken for each line: a wake-up per message (a futex
+ * call, and a thread competing for the CPU with the peers) is what a relay
+ * would otherwise pay on every line. It is woken at once when the queue is
+ * half full, and after REC_IDLE_NS without lines it sleeps until woken. */
+#define REC_TICK_NS 2000000
+#define REC_IDLE_NS 200000000
 
 /* Full means the recorder is behind. A reserved head means the queue is
  * held up by a relay write instead (its peer is not reading): waiting for
@@ -268,7 +277,10 @@ static void queue_settle(slot *s, int state)
 {
     pthread_mutex_lock(&Q.mu);
     s->state = state;
-    if (s == Q.head) pthread_cond_signal(&Q.can_pop);
+    if (s == Q.head && (Q.rec_asleep || Q.count * 2 >= Q.max_count ||
+                        Q.bytes * 2 >= QUEUE_MAX_BYTES)) {
+        pthread_cond_signal(&Q.can_pop);
+    }
     pthread_mutex_unlock(&Q.mu);
 }
 
@@ -277,6 +289,7 @@ static void queue_settle(slot *s, int state)
  * that never finished its write: it is dropped as cancelled. */
 static slot *queue_pop(void)
 {
+    static long idle_ns = REC_IDLE_NS; /* only the recorder pops */
     pthread_mutex_lock(&Q.mu);
     for (;;) {
         if (Q.head != NULL && (Q.head->state != SLOT_RESERVED || Q.closed)) break;
@@ -284,8 +297,25 @@ static slot *queue_pop(void)
             pthread_mutex_unlock(&Q.mu);
             return NULL;
         }
-        pthread_cond_wait(&Q.can_pop, &Q.mu);
+        if (idle_ns >= REC_IDLE_NS) {
+            Q.rec_asleep = 1;
+            pthread_cond_wait(&Q.can_pop, &Q.mu);
+            Q.rec_asleep = 0;
+            idle_ns = 0;
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += REC_TICK_NS;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            if (pthread_cond_timedwait(&Q.can_pop, &Q.mu, &ts) == ETIMEDOUT) {
+                idle_ns += REC_TICK_NS;
+            }
+        }
     }
+    idle_ns = 0;
     slot *s = Q.head;
     Q.head = s->next;
     if (Q.head == NULL) Q.tail = NULL;
