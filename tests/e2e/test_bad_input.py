@@ -298,3 +298,21 @@ def test_batches_cancellations_and_odd_ids_are_recorded_as_they_are(tmp_path):
     cancel = next(f for f in frames if f.raw == sent[2])
     assert cancel.correlation_id is None
     assert t.stats.error_count == 0    # a batch holding an error is not an error object
+
+
+def test_the_man_page_renders_and_documents_every_option():
+    page = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "man", "tape-proxy.1")
+    r = subprocess.run(["groff", "-man", "-ww", "-z", "-Tutf8", page], capture_output=True,
+                       timeout=30)
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    text = subprocess.run(["groff", "-man", "-Tascii", "-P", "-cbou", page], capture_output=True,
+                          timeout=30).stdout.decode()
+    text = re.sub(r"-\s*\n\s*", "-", text)       # words hyphenated at line ends
+    help_text = subprocess.run([PROXY, "--help"], capture_output=True, timeout=30).stdout.decode()
+    options = set(re.findall(r"(--[a-z][a-z-]+)", help_text))
+    assert {"--store", "--drop-when-full", "--grace", "--id-file", "--version"} <= options
+    for opt in options:
+        assert opt in text, opt
+    for code in ("64", "71", "75", "78", "126", "127"):
+        assert code in text, code
+    assert "TAPESTORE_STORE" in text
