@@ -32,6 +32,10 @@ EXIT_USAGE, EXIT_INCOMPLETE, EXIT_STORE = 64, 75, 78
 # interpreter; what we start (node, tape-proxy, fake peers) must not get them.
 CHILD_ENV = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
 CHILD_ENV.pop("TAPESTORE_STORE", None)
+if "LD_PRELOAD" in os.environ:
+    # Leaks are checked in tape-proxy (an instrumented program), only not
+    # in this interpreter.
+    CHILD_ENV["ASAN_OPTIONS"] = "detect_leaks=1"
 
 
 @pytest.fixture(scope="session", autouse=True)
