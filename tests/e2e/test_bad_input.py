@@ -10,6 +10,7 @@ import os
 import re
 import resource
 import subprocess
+import time
 
 import tapestore
 from conftest import (CHILD_ENV, EXIT_INCOMPLETE, EXIT_STORE, EXIT_USAGE, FAKE_SERVER, PROXY,
@@ -316,3 +317,28 @@ def test_the_man_page_renders_and_documents_every_option():
     for code in ("64", "71", "75", "78", "126", "127"):
         assert code in text, code
     assert "TAPESTORE_STORE" in text
+
+
+def test_a_line_written_in_pieces_is_one_frame_timed_at_its_end(tmp_path):
+    spec = fs_spec(tmp_path / "tapes")
+    p = subprocess.Popen([PROXY, "--store", spec, "--", *FAKE_SERVER], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CHILD_ENV)
+    try:
+        p.stdin.write(b'{"jsonrpc":"2.0",')
+        p.stdin.flush()
+        # The first piece is relayed at once, before its line is complete.
+        assert p.stdout.read1(100) == b'{"jsonrpc":"2.0",'
+        time.sleep(0.4)
+        p.stdin.write(b'"method":"split"}\n{"jsonrpc":"2.0","method":"next"}\n')
+        p.stdin.close()
+        rest = p.stdout.read()
+        assert p.wait(timeout=60) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert rest == b'"method":"split"}\n{"jsonrpc":"2.0","method":"next"}\n'
+    t = only_tape(spec)
+    first, second = by_dir(t, C2S)
+    assert first.raw == b'{"jsonrpc":"2.0","method":"split"}'
+    assert second.raw == b'{"jsonrpc":"2.0","method":"next"}'
+    assert first.ts >= 400 - 50 and abs(second.ts - first.ts) <= 50
