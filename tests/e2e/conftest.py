@@ -46,7 +46,7 @@ def peers_installed():
     if missing:
         pytest.fail(f"npm packages missing ({', '.join(missing)}): run scripts/setup-debian.sh "
                     "(npm ci) in the source tree")
-    if subprocess.run([NODE, "--version"], capture_output=True).returncode != 0:
+    if subprocess.run([NODE, "--version"], capture_output=True, env=CHILD_ENV).returncode != 0:
         pytest.fail(f"cannot run node ({NODE})")
 
 

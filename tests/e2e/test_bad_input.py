@@ -254,13 +254,13 @@ def test_a_server_that_cannot_run_leaves_no_tape(tmp_path):
 
 
 def test_help_documents_every_option():
-    r = subprocess.run([PROXY, "--help"], capture_output=True, timeout=30)
+    r = subprocess.run([PROXY, "--help"], capture_output=True, timeout=30, env=CHILD_ENV)
     assert r.returncode == 0
     for opt in (b"--store SPEC", b"--name NAME", b"--tag TAG", b"--id ID", b"--id-file FILE",
                 b"--queue N", b"--drop-when-full", b"--grace MS", b"TAPESTORE_STORE",
                 b"filesystem:./tapes", b"64 ", b"75 ", b"78 ", b"SIGINT"):
         assert opt in r.stdout, opt
-    v = subprocess.run([PROXY, "--version"], capture_output=True, timeout=30)
+    v = subprocess.run([PROXY, "--version"], capture_output=True, timeout=30, env=CHILD_ENV)
     assert v.returncode == 0 and v.stdout.startswith(b"tape-proxy 0.")
     assert os.path.basename(PROXY) == "tape-proxy"
 
@@ -304,12 +304,13 @@ def test_batches_cancellations_and_odd_ids_are_recorded_as_they_are(tmp_path):
 def test_the_man_page_renders_and_documents_every_option():
     page = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "man", "tape-proxy.1")
     r = subprocess.run(["groff", "-man", "-ww", "-z", "-Tutf8", page], capture_output=True,
-                       timeout=30)
+                       timeout=30, env=CHILD_ENV)
     assert r.returncode == 0 and r.stderr == b"", r.stderr
     text = subprocess.run(["groff", "-man", "-Tascii", "-P", "-cbou", page], capture_output=True,
-                          timeout=30).stdout.decode()
+                          timeout=30, env=CHILD_ENV).stdout.decode()
     text = re.sub(r"-\s*\n\s*", "-", text)       # words hyphenated at line ends
-    help_text = subprocess.run([PROXY, "--help"], capture_output=True, timeout=30).stdout.decode()
+    help_text = subprocess.run([PROXY, "--help"], capture_output=True, timeout=30,
+                               env=CHILD_ENV).stdout.decode()
     options = set(re.findall(r"(--[a-z][a-z-]+)", help_text))
     assert {"--store", "--drop-when-full", "--grace", "--id-file", "--version"} <= options
     for opt in options:

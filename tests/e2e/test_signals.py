@@ -8,8 +8,8 @@ import time
 import pytest
 
 import tapestore
-from conftest import (FAKE_SERVER, INIT, INITIALIZED, PROXY, SERVER, RawSession, children_of,
-                      fs_spec, load_tape, wait_for)
+from conftest import (CHILD_ENV, FAKE_SERVER, INIT, INITIALIZED, PROXY, SERVER, RawSession,
+                      children_of, fs_spec, load_tape, wait_for)
 
 
 def start(procs, tmp_path, *extra, server=SERVER):
@@ -109,7 +109,7 @@ def test_sigkill_leaves_a_readable_tape(procs, tmp_path):
     # A store that reads it later is not confused: the id is free to list,
     # and the tape stays readable after another recording in the same store.
     r = subprocess.run([PROXY, "--store", spec, "--"] + FAKE_SERVER, input=b"{}\n",
-                       capture_output=True, timeout=60)
+                       capture_output=True, timeout=60, env=CHILD_ENV)
     assert r.returncode == 0, r.stderr
     with tapestore.open(spec) as store:
         assert {e.id: e.status for e in store.query()}[tape_id] == tapestore.RECORDING
