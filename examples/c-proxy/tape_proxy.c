@@ -1146,6 +1146,13 @@ int main(int argc, char **argv)
         free(o.tags);
         return rc < 0 ? 0 : rc;
     }
+    /* A closed stdin/stdout/stderr would be handed out again by pipe() and
+     * mistaken for the client: put /dev/null there. */
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd) {
+            return EXIT_OSERR;
+        }
+    }
     main_thread = pthread_self();
     tape_log_set(log_hook, NULL);
     /* A reader that went away must be an error we see (EPIPE), not our

@@ -343,3 +343,15 @@ def test_a_line_written_in_pieces_is_one_frame_timed_at_its_end(tmp_path):
     assert first.raw == b'{"jsonrpc":"2.0","method":"split"}'
     assert second.raw == b'{"jsonrpc":"2.0","method":"next"}'
     assert first.ts >= 400 - 50 and abs(second.ts - first.ts) <= 50
+
+
+def test_a_closed_stdout_is_not_mistaken_for_a_pipe(tmp_path):
+    """Started with stdout closed, the proxy relays to /dev/null instead of
+    handing fd 1 to one of its pipes."""
+    spec = fs_spec(tmp_path / "tapes")
+    r = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", PROXY, "--store", spec, "--",
+                        *FAKE_SERVER], input=b'{"jsonrpc":"2.0","method":"m"}\n',
+                       capture_output=True, timeout=60, env=CHILD_ENV)
+    assert r.returncode == 0, r.stderr
+    t = only_tape(spec)
+    assert [f.direction for f in t.frames()] == [C2S, S2C]
