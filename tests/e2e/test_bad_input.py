@@ -355,3 +355,24 @@ def test_a_closed_stdout_is_not_mistaken_for_a_pipe(tmp_path):
     assert r.returncode == 0, r.stderr
     t = only_tape(spec)
     assert [f.direction for f in t.frames()] == [C2S, S2C]
+
+
+def test_the_queue_is_bounded_in_bytes_too(tmp_path):
+    """Six 20 MiB lines each way: far fewer than --queue 1000 frames, but
+    more than the queue's 64 MiB. The recorder (which hashes each line for
+    its oversize frame) is several times slower than the relay, so with
+    --drop-when-full some lines are dropped: only the byte bound can have
+    made the queue full."""
+    lines = [b'{"n":%d,"s":"' % i + bytes([97 + i]) * (20 << 20) + b'"}' for i in range(6)]
+    data = b"\n".join(lines) + b"\n"
+    spec = fs_spec(tmp_path / "tapes")
+    r = run(["--store", spec, "--queue", "1000", "--drop-when-full"], data, timeout=300)
+    assert r.stdout == data
+    assert r.returncode == EXIT_INCOMPLETE, r.stderr
+    t = only_tape(spec)
+    dropped = t.environment["proxy"]["dropped_frames"]
+    frames = list(t.frames())
+    assert dropped > 0 and len(frames) + dropped == 12
+    for f in frames:
+        i = int(f.raw[5:6])                 # {"n":I,...
+        assert f.oversize and f.oversize_sha256 == hashlib.sha256(lines[i]).hexdigest()
