@@ -679,6 +679,10 @@ static void record_line(const slot *s)
     }
     if (rc != TAPE_OK) {
         record_failure(rc, "appending a frame");
+    } else if (d.frame_flags & TAPE_FRAME_INVALID_JSON) {
+        /* cJSON may read what the core refused (a raw control character in
+         * a string); such a frame is no message to correlate. */
+        R.recorded++;
     } else {
         R.recorded++;
         if (cJSON_IsArray(m)) {

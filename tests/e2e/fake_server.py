@@ -34,7 +34,7 @@ def answer_one(m):
 
 def answer_line(line):
     try:
-        m = json.loads(line)
+        m = json.loads(line, strict=False)   # control characters in strings too
     except ValueError:
         return None
     if isinstance(m, list):

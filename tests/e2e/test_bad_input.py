@@ -376,3 +376,17 @@ def test_the_queue_is_bounded_in_bytes_too(tmp_path):
     for f in frames:
         i = int(f.raw[5:6])                 # {"n":I,...
         assert f.oversize and f.oversize_sha256 == hashlib.sha256(lines[i]).hexdigest()
+
+
+def test_a_request_the_core_refuses_as_json_is_not_correlated(tmp_path):
+    """A raw tab inside a string: cJSON would read it, RFC 8259 and the core
+    do not. It is an invalid_json frame, and no correlation points at it."""
+    line = b'{"jsonrpc":"2.0","id":5,"method":"has\ta tab"}'
+    spec = fs_spec(tmp_path / "tapes")
+    r = run(["--store", spec], line + b"\n", server=FAKE_SERVER + ["--answer"])
+    assert r.returncode == 0, r.stderr
+    t = only_tape(spec)
+    req, answer = list(t.frames())
+    assert req.invalid_json and req.raw == line and req.correlation_id is None
+    assert json.loads(answer.raw)["id"] == 5        # a lenient server answered it
+    assert t.correlations == []
