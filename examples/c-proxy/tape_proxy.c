@@ -1262,8 +1262,11 @@ int main(int argc, char **argv)
     int64_t deadline = 0, drain_deadline = 0;
     const int64_t grace_us = (int64_t)o.grace_ms * 1000;
     if (!threads_ok) {
-        close(to_server);
-        C2S.dst = -1;
+        if (C2S.started) {
+            relay_stop(&C2S); /* it owns the server's stdin: it closes it */
+        } else {
+            close(to_server);
+        }
         stage = 1;
         deadline = mono_us() + grace_us;
     }
@@ -1290,13 +1293,16 @@ int main(int argc, char **argv)
                 stage = 1;
                 deadline = now + grace_us;
             } else if (stage == 1 && now >= deadline) {
-                say("the server did not exit %ld ms after its stdin was closed: sending SIGTERM",
-                    o.grace_ms);
+                if (deadline == 0) say("another signal: sending SIGTERM to the server now");
+                else say("the server did not exit %ld ms after its stdin was closed: sending "
+                         "SIGTERM", o.grace_ms);
                 signal_server(pid, SIGTERM);
                 stage = 2;
                 deadline = now + grace_us;
             } else if (stage == 2 && now >= deadline) {
-                say("the server did not exit %ld ms after SIGTERM: sending SIGKILL", o.grace_ms);
+                if (deadline == 0) say("another signal: sending SIGKILL to the server now");
+                else say("the server did not exit %ld ms after SIGTERM: sending SIGKILL",
+                         o.grace_ms);
                 signal_server(pid, SIGKILL);
                 stage = 3;
             }

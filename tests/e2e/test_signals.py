@@ -157,3 +157,23 @@ def test_client_that_stops_reading_ends_the_session(procs, tmp_path):
     c2s = [f.raw for f in t.frames() if f.direction == tapestore.CLIENT_TO_SERVER]
     assert c2s == sent + [b'{"jsonrpc":"2.0","id":3,"method":"ping"}']
     assert [c.id for c in t.correlations] == ["client:1", "client:2"]
+
+
+def test_another_signal_skips_the_rest_of_the_grace(procs, tmp_path):
+    stubborn = ["/bin/sh", "-c", "trap '' TERM; cat; sleep 600"]
+    p, spec, tape_id, _ = start(procs, tmp_path, "--grace", "60000", server=stubborn)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    wait_for(lambda: p.poll() is None, what="the proxy still running")
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)         # skip the wait after closing stdin: SIGTERM now
+    time.sleep(0.3)
+    p.send_signal(signal.SIGTERM)        # skip the wait after SIGTERM: SIGKILL now
+    out, err = p.communicate(timeout=30)
+    assert time.monotonic() - t0 < 20
+    assert p.returncode == 128 + signal.SIGKILL, err
+    assert b"SIGINT: ending the session" in err
+    assert b"another signal: sending SIGTERM to the server now" in err
+    assert b"another signal: sending SIGKILL to the server now" in err
+    assert b"did not exit" not in err
+    assert load_tape(spec, tape_id).status == tapestore.FINALIZED
