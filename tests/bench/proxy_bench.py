@@ -2,22 +2,25 @@
 """tape-proxy's overhead (docs/benchmarks.md, "The proxy"): the round-trip
 latency of small requests (MCP ping) from the SDK client to server-everything
 through tape-proxy, against the same client talking to the server directly,
-measured in the same run.
+measured in the same run, and against the least any stdio proxy adds:
+tape-bench-relay (proxy_bench.c), two threads copying bytes, no recording.
 
     proxy_bench.py [--quick] [--requests N] [--rounds R] [--dir DIR]
 
-Each round runs the client once directly and once through the proxy (in
-that order, alternating which goes first), each sending N/R pings one
-after the other; the proxy records into a filesystem store with the
-default durability. Printed: the median round trip of each (over all
-rounds), their ratio (goal: under 1.1x) and the latency the proxy adds,
-per round trip and per message (a round trip is two messages). The tapes
-are checked afterwards: every ping and its answer recorded and
-correlated. --quick (ctest bench_proxy_quick) sends 400 pings: a check
-that it runs and records, not a timing.
+Each round runs the client once directly, once through the bare relay and
+once through tape-proxy (the order rotating from round to round), each
+sending N/R pings one after the other; the proxy records into a
+filesystem store with the default durability. Printed: the median round
+trip of each (over all rounds), tape-proxy's ratio to the direct one (goal:
+under 1.1x) and to the relay, and the latency it adds per round trip and
+per message (a round trip is two messages). The tapes are checked
+afterwards: every ping and its answer recorded and correlated. --quick
+(ctest bench_proxy_quick) sends 400 pings: a check that it runs and
+records, not a timing.
 
-Needs TAPE_PROXY (the program), PYTHONPATH to the Python binding, and
-node_modules from npm ci (TAPE_NODE_MODULES, default: the source tree's).
+Needs TAPE_PROXY and TAPE_BENCH_RELAY (the programs), PYTHONPATH to the
+Python binding, and node_modules from npm ci (TAPE_NODE_MODULES, default:
+the source tree's).
 """
 import argparse
 import json
@@ -64,14 +67,15 @@ def main():
     try:
         spec = "filesystem:" + json.dumps({"path": str(scratch / "tapes")})
         per_round = a.requests // a.rounds
-        direct, through = [], []
+        relay = os.environ.get("TAPE_BENCH_RELAY", "tape-bench-relay")
+        modes = [("direct", SERVER), ("relay", [relay, "--"] + SERVER),
+                 ("proxy", [proxy, "--store", spec, "--"] + SERVER)]
+        rtt = {name: [] for name, _ in modes}
         for i in range(a.rounds):
-            order = [("direct", SERVER), ("proxy", [proxy, "--store", spec, "--"] + SERVER)]
-            if i % 2:
-                order.reverse()
-            for name, command in order:
-                (direct if name == "direct" else through).extend(pings(per_round, command))
+            for name, command in modes[i % 3:] + modes[:i % 3]:
+                rtt[name].extend(pings(per_round, command))
                 print(f"proxy_bench: round {i + 1}/{a.rounds}: {name} done", file=sys.stderr)
+        direct, through = rtt["direct"], rtt["proxy"]
 
         # Every ping through the proxy is on a tape, answered and correlated.
         with tapestore.open(spec) as store:
@@ -89,18 +93,22 @@ def main():
                              f"expected {per_round} pings answered")
 
         md, mp = statistics.median(direct), statistics.median(through)
+        mr = statistics.median(rtt["relay"])
         ratio = mp / md
         fig = {"figure": "proxy_ping_rtt", "requests": len(through), "us_per_op": round(mp, 2),
                "baseline": "direct_ping_rtt", "baseline_us_per_op": round(md, 2),
                "ratio": round(ratio, 4), "added_us_per_round_trip": round(mp - md, 2),
                "added_us_per_message": round((mp - md) / 2, 2),
+               "relay_us_per_op": round(mr, 2), "ratio_to_relay": round(mp / mr, 4),
+               "added_us_per_message_over_relay": round((mp - mr) / 2, 2),
                "p90_us": round(statistics.quantiles(through, n=10)[-1], 2),
                "baseline_p90_us": round(statistics.quantiles(direct, n=10)[-1], 2),
                "goal": "<1.1", "goal_met": ratio < 1.1}
         print(json.dumps(fig, separators=(",", ":")))
-        print(f"  median round trip: direct {md:.1f} us, through tape-proxy {mp:.1f} us: "
-              f"{ratio:.3f}x (goal < 1.1x); added {mp - md:.1f} us per round trip, "
-              f"{(mp - md) / 2:.1f} us per message", file=sys.stderr)
+        print(f"  median round trip: direct {md:.1f} us, bare relay {mr:.1f} us, through "
+              f"tape-proxy {mp:.1f} us: {ratio:.3f}x direct (goal < 1.1x), {mp / mr:.3f}x the "
+              f"relay; added {(mp - md) / 2:.1f} us per message ({(mp - mr) / 2:.1f} us over "
+              f"the relay)", file=sys.stderr)
         return 0
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
