@@ -390,3 +390,10 @@ def test_a_request_the_core_refuses_as_json_is_not_correlated(tmp_path):
     assert req.invalid_json and req.raw == line and req.correlation_id is None
     assert json.loads(answer.raw)["id"] == 5        # a lenient server answered it
     assert t.correlations == []
+
+
+def test_the_servers_stderr_passes_through(tmp_path):
+    server = ["/bin/sh", "-c", "printf 'server log line\\n\\001raw bytes\\377\\n' >&2; cat"]
+    r = run(["--store", fs_spec(tmp_path / "tapes")], b"{}\n", server=server)
+    assert r.returncode == 0 and r.stdout == b"{}\n"
+    assert b"\nserver log line\n\x01raw bytes\xff\n" in b"\n" + r.stderr
