@@ -32,9 +32,17 @@ else
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
 
-# npm packages pinned in package.json + package-lock.json (s3rver).
+# npm packages pinned in package.json + package-lock.json (s3rver, the MCP
+# server and SDK). npm ci again when the lock is newer than what was
+# installed, or when a pinned package is missing (a lock merged with an
+# older mtime than node_modules would otherwise be skipped).
 cd "$(dirname "$0")/.."
-if [ ! -d node_modules/s3rver ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+npm_needed=0
+[ package-lock.json -nt node_modules/.package-lock.json ] && npm_needed=1
+for p in s3rver @modelcontextprotocol/server-everything @modelcontextprotocol/sdk; do
+  [ -f "node_modules/$p/package.json" ] || npm_needed=1
+done
+if [ "$npm_needed" -eq 1 ]; then
   echo "setup: npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
