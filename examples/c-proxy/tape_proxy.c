@@ -23,6 +23,8 @@
 #include <tapestore/tapestore.h>
 #include <cjson/cJSON.h>
 
+#include "plugins.h" /* tools/: providers from .so, .py and .lua files */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -46,7 +48,7 @@
 #define EXIT_USAGE 64      /* bad command line (sysexits EX_USAGE) */
 #define EXIT_OSERR 71      /* pipe, fork or thread creation failed */
 #define EXIT_INCOMPLETE 75 /* the session ran but the tape is incomplete */
-#define EXIT_STORE 78      /* the store cannot be opened or the recording cannot start */
+#define EXIT_STORE 78      /* a plugin or the store cannot be loaded/opened, or the recording cannot start */
 #define EXIT_NOEXEC 126    /* the server command exists but cannot run */
 #define EXIT_NOTFOUND 127  /* the server command was not found */
 
@@ -72,6 +74,10 @@ static const char usage_text[] =
     "  --store SPEC      where to record: PROVIDER:[PATH|{json}], e.g.\n"
     "                    filesystem:./tapes, sqlite:tapes.db, memory:. Default:\n"
     "                    $TAPESTORE_STORE, or filesystem:./tapes when unset/empty.\n"
+    "  --plugin PATH     load providers from PATH first (repeatable; then the\n"
+    "                    colon-separated $TAPESTORE_PLUGINS): a C library (.so),\n"
+    "                    a Python file (.py) or a Lua file (.lua) that registers\n"
+    "                    its providers when run\n"
     "  --name NAME       the tape's name (default: the server command line)\n"
     "  --tag TAG         add a tag (repeatable)\n"
     "  --id ID           the tape id (default: a new UUID v4); [A-Za-z0-9._-],\n"
@@ -101,7 +107,8 @@ static const char usage_text[] =
     "  71               cannot create a pipe, a process or a thread\n"
     "  75               the tape is incomplete: the store failed mid-session or\n"
     "                   frames were dropped (stderr says which)\n"
-    "  78               the store cannot be opened or the recording cannot start\n"
+    "  78               a plugin cannot be loaded, the store cannot be opened or\n"
+    "                   the recording cannot start\n"
     "  126, 127         the server command cannot be run / was not found\n"
     "\n"
     "See tape-proxy(1) and docs/proxy.md.\n";
@@ -930,6 +937,8 @@ static pid_t spawn_server(char **argv, int *to_server, int *from_server, int *ou
 
 typedef struct {
     const char *store;
+    const char **plugins;
+    size_t nplugins;
     const char *name;
     const char **tags;
     size_t ntags;
@@ -967,7 +976,8 @@ static int parse_args(options *o, int argc, char **argv)
     o->queue = DEFAULT_QUEUE;
     o->grace_ms = DEFAULT_GRACE_MS;
     o->tags = calloc((size_t)argc, sizeof *o->tags);
-    if (o->tags == NULL) return EXIT_OSERR;
+    o->plugins = calloc((size_t)argc, sizeof *o->plugins);
+    if (o->tags == NULL || o->plugins == NULL) return EXIT_OSERR;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -988,11 +998,13 @@ static int parse_args(options *o, int argc, char **argv)
         } else if (strcmp(a, "--store") == 0 || strcmp(a, "--name") == 0 ||
                    strcmp(a, "--tag") == 0 || strcmp(a, "--id") == 0 ||
                    strcmp(a, "--id-file") == 0 || strcmp(a, "--queue") == 0 ||
-                   strcmp(a, "--grace") == 0) {
+                   strcmp(a, "--grace") == 0 || strcmp(a, "--plugin") == 0) {
             if (v == NULL) return usage_error("option %s needs a value", a);
             i++;
             if (strcmp(a, "--store") == 0) {
                 o->store = v;
+            } else if (strcmp(a, "--plugin") == 0) {
+                o->plugins[o->nplugins++] = v;
             } else if (strcmp(a, "--name") == 0) {
                 o->name = v;
             } else if (strcmp(a, "--tag") == 0) {
@@ -1142,14 +1154,10 @@ static void set_server_exit(int st)
     cJSON_AddItemToObject(p, "server_exit", ex);
 }
 
-int main(int argc, char **argv)
+static int proxy_main(options *op)
 {
-    options o;
-    int rc = parse_args(&o, argc, argv);
-    if (rc != 0) {
-        free(o.tags);
-        return rc < 0 ? 0 : rc;
-    }
+    options o = *op;
+    int rc;
     /* A closed stdin/stdout/stderr would be handed out again by pipe() and
      * mistaken for the client: put /dev/null there. */
     for (int fd = 0; fd <= 2; fd++) {
@@ -1158,6 +1166,15 @@ int main(int argc, char **argv)
         }
     }
     main_thread = pthread_self();
+    /* Plugins before the store they may provide; the hook after them (a
+     * Python plugin's package installs its own on import). */
+    char perr[2048];
+    rc = tape_tools_load_plugins(tape_registry_default(), o.plugins, o.nplugins, perr,
+                                 sizeof perr);
+    if (rc != TAPE_OK) {
+        say("%s", perr);
+        return EXIT_STORE;
+    }
     tape_log_set(log_hook, NULL);
     /* A reader that went away must be an error we see (EPIPE), not our
      * death; a file size limit likewise (EFBIG, reported by the store). */
@@ -1398,5 +1415,22 @@ int main(int argc, char **argv)
     tape_free(R.meta);
     cJSON_Delete(R.env);
     free(o.tags);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    int rc = parse_args(&o, argc, argv);
+    if (rc != 0) {
+        free(o.tags);
+        free(o.plugins);
+        return rc < 0 ? 0 : rc;
+    }
+    int code = proxy_main(&o); /* frees o.tags; every store is closed when it returns */
+    /* Script providers go last: their interpreters are closed only once
+     * nothing can call them. */
+    tape_tools_plugins_shutdown();
+    free(o.plugins);
     return code;
 }
