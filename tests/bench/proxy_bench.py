@@ -39,7 +39,7 @@ NODE = os.environ.get("TAPE_NODE", "node")
 NODE_MODULES = Path(os.environ.get("TAPE_NODE_MODULES", ROOT / "node_modules"))
 SERVER = [NODE, str(NODE_MODULES / "@modelcontextprotocol/server-everything/dist/index.js"),
           "stdio"]
-CLIENT = [NODE, str(ROOT / "tests/e2e/mcp_client.mjs")]
+CLIENT = [NODE, str(ROOT / "examples/c-proxy/mcp_client.mjs")]
 ENV = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "TAPESTORE_STORE")}
 
 

@@ -23,7 +23,7 @@ NODE_MODULES = os.environ.get("TAPE_NODE_MODULES", os.path.join(HERE, "..", ".."
 SERVER_JS = os.path.join(NODE_MODULES, "@modelcontextprotocol", "server-everything", "dist",
                          "index.js")
 SERVER = [NODE, SERVER_JS, "stdio"]
-CLIENT = [NODE, os.path.join(HERE, "mcp_client.mjs")]
+CLIENT = [NODE, os.path.join(HERE, "..", "..", "examples", "c-proxy", "mcp_client.mjs")]
 FAKE_SERVER = [sys.executable, os.path.join(HERE, "fake_server.py")]
 PIPE_TAP = [sys.executable, os.path.join(HERE, "pipe_tap.py")]
 EXIT_USAGE, EXIT_INCOMPLETE, EXIT_STORE = 64, 75, 78

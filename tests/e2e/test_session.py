@@ -1,6 +1,6 @@
 """tape-proxy end to end with the real MCP server and the SDK client.
 
-The client (mcp_client.mjs, on @modelcontextprotocol/sdk) runs one session
+The client (examples/c-proxy/mcp_client.mjs, on @modelcontextprotocol/sdk) runs one session
 against server-everything twice: directly, and through
 pipe_tap.py -> tape-proxy -> server. The tap logs the exact bytes that
 crossed the proxy's stdin and stdout; the tape must hold exactly those

@@ -1,4 +1,5 @@
 // mcp_client.mjs - an MCP client on the official SDK (@modelcontextprotocol/sdk)
+// (used by scripts/demo.sh, the e2e tests and the proxy benchmark)
 // that runs one fixed session against a stdio server and prints what it got.
 //
 //   node mcp_client.mjs [--pings N] -- COMMAND [ARGS...]
