@@ -13,6 +13,7 @@ packages=(
   python3-boto3                    # the S3 provider example
   lua5.4 liblua5.4-dev lua-busted  # the Lua binding and its tests
   lua-cjson luarocks               # Lua: decoding baseline, the rockspec check
+  groff-base                       # the man pages' rendering test
 )
 # Node.js runs the real peers the tests start (s3rver); a machine that has
 # node already (any version >= 18) keeps it.
