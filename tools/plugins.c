@@ -297,7 +297,7 @@ static void *lua_held;            /* its lock record while released */
 static void *(*lua_release_fn)(lua_State *);
 static void (*lua_acquire_fn)(void *);
 
-static int lua_traceback(lua_State *L)
+int tape_tools_lua_traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
     if (msg == NULL) {
@@ -307,16 +307,38 @@ static int lua_traceback(lua_State *L)
     return 1;
 }
 
-/* In protected mode: the libraries, package.cpath, the module, and the
- * path of the module's file (pushed). */
-static int lua_boot(lua_State *L)
+/* In protected mode: the libraries, and the binding's install directory
+ * after whatever package.cpath says ($LUA_CPATH, then Lua's defaults). */
+static int lua_setup(lua_State *L)
 {
     luaL_openlibs(L);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "cpath");
     lua_pushfstring(L, "%s;%s/?.so", lua_tostring(L, -1), TAPE_TOOLS_LUA_DIR);
     lua_setfield(L, -3, "cpath");
-    lua_pop(L, 1);
+    return 0;
+}
+
+lua_State *tape_tools_lua_new(char *err, size_t errlen)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        seterr(err, errlen, "cannot create a Lua state (out of memory)");
+        return NULL;
+    }
+    lua_pushcfunction(L, lua_setup);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        seterr(err, errlen, "cannot set up a Lua state: %s", lua_tostring(L, -1));
+        lua_close(L);
+        return NULL;
+    }
+    return L;
+}
+
+/* In protected mode: the module, and the path of its file (pushed). */
+static int lua_boot(lua_State *L)
+{
+    lua_getglobal(L, "package");
     lua_getglobal(L, "require");
     lua_pushliteral(L, "tapestore");
     lua_call(L, 1, 0);
@@ -329,12 +351,13 @@ static int lua_boot(lua_State *L)
 
 static int lua_start(const char *path, char *err, size_t errlen)
 {
-    lua_State *L = luaL_newstate();
+    char why[512];
+    lua_State *L = tape_tools_lua_new(why, sizeof why);
     if (L == NULL) {
-        seterr(err, errlen, "plugin %s: cannot create a Lua state (out of memory)", path);
+        seterr(err, errlen, "plugin %s: %s", path, why);
         return TAPE_ENOMEM;
     }
-    lua_pushcfunction(L, lua_traceback);
+    lua_pushcfunction(L, tape_tools_lua_traceback);
     lua_pushcfunction(L, lua_boot);
     if (lua_pcall(L, 0, 1, 1) != LUA_OK || lua_tostring(L, -1) == NULL) {
         seterr(err, errlen, "plugin %s: cannot load the Lua binding (require \"tapestore\"): %s",

@@ -55,6 +55,17 @@ const char *tape_tools_plugin_kinds(void);
  *  unregistered, calls in flight waited for). A no-op otherwise. */
 void tape_tools_plugins_shutdown(void);
 
+#ifdef TAPE_TOOLS_HAVE_LUA
+struct lua_State;
+/** For the tools that run Lua (plugin files, `tapestore query`): a new
+ *  state with the standard libraries and the binding's install directory
+ *  after package.cpath ($LUA_CPATH, then Lua's defaults, come first), or
+ *  NULL with a message in err. */
+struct lua_State *tape_tools_lua_new(char *err, size_t errlen);
+/** The message handler they run Lua under: the error and its traceback. */
+int tape_tools_lua_traceback(struct lua_State *L);
+#endif
+
 #ifdef __cplusplus
 }
 #endif

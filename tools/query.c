@@ -14,39 +14,20 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "plugins.h"
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The error with a traceback (the message handler of the script's pcall). */
-static int traceback(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-    if (msg == NULL) {
-        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    }
-    luaL_traceback(L, L, msg, 1);
-    return 1;
-}
-
-/* Set up package.cpath and arg, then run the script; in protected mode
- * (lua_pcall of this function), so a memory error cannot escape. */
+/* Set up arg, then run the script; in protected mode (lua_pcall of this
+ * function), so a memory error cannot escape. */
 static int run_script(lua_State *L)
 {
     const char *script = lua_touserdata(L, 1);
     int nargs = (int)lua_tointeger(L, 2);
     char **args = lua_touserdata(L, 3);
-    luaL_openlibs(L);
-
-    /* After whatever $LUA_CPATH and Lua's defaults say. */
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "cpath");
-    lua_pushfstring(L, "%s;%s/?.so", lua_tostring(L, -1), TAPE_TOOLS_LUA_DIR);
-    lua_setfield(L, -3, "cpath");
-    lua_pop(L, 2);
 
     lua_createtable(L, nargs, 1);
     lua_pushstring(L, script);
@@ -57,7 +38,7 @@ static int run_script(lua_State *L)
     }
     lua_setglobal(L, "arg");
 
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, tape_tools_lua_traceback);
     int h = lua_gettop(L);
     int rc = luaL_loadfilex(L, script, "t");
     if (rc != LUA_OK) {
@@ -129,9 +110,10 @@ int cmd_query(cli *c, int argc, char **argv)
     if (c->store_spec != NULL && setenv("TAPESTORE_STORE", c->store_spec, 1) != 0) {
         return cli_error(c, CLI_FAIL, "cannot set TAPESTORE_STORE");
     }
-    lua_State *L = luaL_newstate();
+    char why[512];
+    lua_State *L = tape_tools_lua_new(why, sizeof why);
     if (L == NULL) {
-        return cli_error(c, CLI_FAIL, "cannot create a Lua state (out of memory)");
+        return cli_error(c, CLI_FAIL, "%s", why);
     }
     lua_pushcfunction(L, run_script);
     lua_pushlightuserdata(L, (void *)script);

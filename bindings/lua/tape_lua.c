@@ -989,19 +989,26 @@ static int m_tape_append(lua_State *L)
     return tl_append(L, o, o->p, NULL, 2, "tape:append");
 }
 
-static int m_tape_add_correlation(lua_State *L)
+void tl_check_corr_args(lua_State *L, tl_corr_args *out, const char *fn)
 {
-    const char *fn = "tape:add_correlation";
-    tl_obj *o = check_writable(L, fn);
-    const char *id = tl_optstr(L, 2, fn, "id");
+    out->id = tl_optstr(L, 2, fn, "id");
     lua_Integer req = tl_checkint(L, 3, fn, "request_seq");
     lua_Integer resp = tl_checkint(L, 4, fn, "response_seq");
-    lua_Integer rtt = tl_optint(L, 5, 0, fn, "rtt_ms");
-    const char *status = tl_optstr(L, 6, fn, "status");
+    out->rtt_ms = tl_optint(L, 5, 0, fn, "rtt_ms");
+    out->status = tl_optstr(L, 6, fn, "status");
     if (req < 0 || resp < 0) {
-        return luaL_error(L, "%s: request_seq and response_seq must be >= 0", fn);
+        luaL_error(L, "%s: request_seq and response_seq must be >= 0", fn);
     }
-    int rc = tape_add_correlation(o->p, id, (uint64_t)req, (uint64_t)resp, rtt, status);
+    out->request_seq = (uint64_t)req;
+    out->response_seq = (uint64_t)resp;
+}
+
+static int m_tape_add_correlation(lua_State *L)
+{
+    tl_obj *o = check_writable(L, "tape:add_correlation");
+    tl_corr_args c;
+    tl_check_corr_args(L, &c, "tape:add_correlation");
+    int rc = tape_add_correlation(o->p, c.id, c.request_seq, c.response_seq, c.rtt_ms, c.status);
     if (rc != TAPE_OK) {
         return tape_lua_fail(L, rc);
     }

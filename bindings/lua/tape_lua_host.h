@@ -100,6 +100,16 @@ int tl_set_field(lua_State *L, tape *t, const char *key, int vidx, const char *f
  * first_arg..; pushes the seq (1) or nil, msg, code (3). o is the object
  * counted busy while the lock is released. */
 int tl_append(lua_State *L, tl_obj *o, tape *t, tape_writer *w, int first_arg, const char *fname);
+/* The arguments of tape:add_correlation and writer:add_correlation, from
+ * index 2: id, request_seq, response_seq[, rtt_ms[, status]] (raises on
+ * misuse, naming fname). */
+typedef struct tl_corr_args {
+    const char *id;
+    uint64_t request_seq, response_seq;
+    int64_t rtt_ms;
+    const char *status;
+} tl_corr_args;
+void tl_check_corr_args(lua_State *L, tl_corr_args *out, const char *fname);
 
 /* 1 if this thread has a call in flight on anc or one of its children. */
 int tl_inflight_here(const tl_obj *anc);

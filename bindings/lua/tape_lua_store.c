@@ -846,20 +846,14 @@ static int m_w_append(lua_State *L)
 
 static int m_w_add_correlation(lua_State *L)
 {
-    const char *fn = "writer:add_correlation";
-    tl_writer *w = check_writer(L, fn);
-    const char *id = tl_optstr(L, 2, fn, "id");
-    lua_Integer req = tl_checkint(L, 3, fn, "request_seq");
-    lua_Integer resp = tl_checkint(L, 4, fn, "response_seq");
-    lua_Integer rtt = tl_optint(L, 5, 0, fn, "rtt_ms");
-    const char *status = tl_optstr(L, 6, fn, "status");
-    if (req < 0 || resp < 0) {
-        return luaL_error(L, "%s: request_seq and response_seq must be >= 0", fn);
-    }
+    tl_writer *w = check_writer(L, "writer:add_correlation");
+    tl_corr_args c;
+    tl_check_corr_args(L, &c, "writer:add_correlation");
     int rc;
     tl_enter(&w->c.o);
-    TAPE_LUA_UNLOCKED(w->c.o.S, rc = tape_writer_add_correlation(w->c.o.p, id, (uint64_t)req,
-                                                                  (uint64_t)resp, rtt, status));
+    TAPE_LUA_UNLOCKED(w->c.o.S, rc = tape_writer_add_correlation(w->c.o.p, c.id, c.request_seq,
+                                                                  c.response_seq, c.rtt_ms,
+                                                                  c.status));
     tl_leave(&w->c.o);
     if (rc != TAPE_OK) {
         return tape_lua_fail(L, rc);
