@@ -157,11 +157,13 @@ static void release_now(tl_obj *o)
         break;
     }
     case TL_ENTRY: {
+        /* With the lock held, unlike every other free: an entry's is a
+         * reference count (and, for the last, free()), which takes no
+         * lock and never calls out; entries are collected by the hundred
+         * thousand, and the release and retake showed in iteration. */
         tape_entry *e = o->p;
         o->p = NULL;
-        if (e != NULL) {
-            TAPE_LUA_UNLOCKED(o->S, tape_entry_free(e));
-        }
+        tape_entry_free(e);
         break;
     }
     case TL_TAPE_FRAMES:
@@ -393,7 +395,11 @@ void tape_lua_push_frame(lua_State *L, const tape_frame *f, int how, int parent_
 
 void tape_lua_push_entry(lua_State *L, tape_entry *e)
 {
-    tape_lua_state *S = tape_lua_state_of(L);
+    tl_push_entry(L, tape_lua_state_of(L), e);
+}
+
+void tl_push_entry(lua_State *L, tape_lua_state *S, tape_entry *e)
+{
     tl_obj *o = tl_new(L, sizeof(tl_obj), TL_ENTRY, S, 0);
     o->p = e;
 }

@@ -15,7 +15,8 @@
  * What runs with the lock released: every core call that can block, take a
  * core lock, call out (a provider, the log hook) or take time: store,
  * writer and iterator operations, parsing, encoding, decoding, appending,
- * and every free. Pure accessors of an object the binding owns (tape_name,
+ * and every free but an entry's (a reference count: no lock, no call out).
+ * Pure accessors of an object the binding owns (tape_name,
  * tape_frame_seq, tape_entry_id...) take no lock and cannot call out, so
  * they cannot invert the lock order; they run with the lock held, because
  * releasing it there would let another thread free the object mid-read.

@@ -100,6 +100,9 @@ int tl_set_field(lua_State *L, tape *t, const char *key, int vidx, const char *f
  * first_arg..; pushes the seq (1) or nil, msg, code (3). o is the object
  * counted busy while the lock is released. */
 int tl_append(lua_State *L, tl_obj *o, tape *t, tape_writer *w, int first_arg, const char *fname);
+/* tape_lua_push_entry for a caller that has the state's record at hand
+ * (the query iterator: one registry lookup less per entry). */
+void tl_push_entry(lua_State *L, tape_lua_state *S, tape_entry *e);
 /* The arguments of tape:add_correlation and writer:add_correlation, from
  * index 2: id, request_seq, response_seq[, rtt_ms[, status]] (raises on
  * misuse, naming fname). */

@@ -705,7 +705,7 @@ static int query_iter_call(lua_State *L)
     if (qi->left > 0) {
         qi->left--;
     }
-    tape_lua_push_entry(L, tape_entry_ref(e));
+    tl_push_entry(L, qi->o.S, tape_entry_ref(e));
     return 1;
 }
 
