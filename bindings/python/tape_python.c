@@ -275,3 +275,32 @@ PyObject *tape_py_iter_rows(PyObject *iter_obj, long max)
     }
     return list;
 }
+
+PyObject *tape_py_append_plain(PyObject *tape_obj, int direction, PyObject *message)
+{
+    void *p = NULL;
+    if (tape_py_ptr_get(tape_obj, "tape *", &p) < 0) {
+        return NULL;
+    }
+    if (!PyBytes_Check(message)) {
+        PyErr_Format(PyExc_TypeError, "append: message must be bytes, got %s",
+                     Py_TYPE(message)->tp_name);
+        return NULL;
+    }
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = direction;
+    d.message = PyBytes_AS_STRING(message);
+    d.message_len = (size_t)PyBytes_GET_SIZE(message);
+    uint64_t seq = 0;
+    int rc;
+    /* The bytes object stays alive (the caller holds it) while the GIL is
+     * out; bytes are NUL-terminated, so a length of 0 reads "". */
+    Py_BEGIN_ALLOW_THREADS
+    rc = tape_append_frame(&seq, (tape *)p, &d); /* "" (len 0) is refused there as no value */
+    Py_END_ALLOW_THREADS
+    if (rc != TAPE_OK) {
+        tape_py_raise(rc);
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong((unsigned long long)seq);
+}

@@ -41,6 +41,8 @@ PyObject *tape_py_log_install(PyObject *callable);
 PyObject *tape_py_log_remove(void);
 /* Frames copied out in one call (tapestore.Frame._row); the iterator's
  * releases the GIL itself around each step into the provider. */
+%rename(_append_plain) tape_py_append_plain;
+PyObject *tape_py_append_plain(PyObject *tape_obj, int direction, PyObject *message);
 %rename(_frame_rows) tape_py_frame_rows;
 %rename(_iter_rows) tape_py_iter_rows;
 PyObject *tape_py_frame_rows(PyObject *tape_obj, long start, long stop);
@@ -61,9 +63,28 @@ PyObject *tape_py_ptr_new(void *p, const char *type, int own)
     }
     return SWIG_NewPointerObj(p, ty, own ? SWIG_POINTER_OWN : 0);
 }
+/* The type of each name asked for, looked up once: callers pass string
+ * literals, and SWIG_TypeQuery's search showed on per-frame paths. The
+ * GIL is held, so the table needs no lock of its own. */
+static swig_type_info *tape_py_type(const char *type)
+{
+    static struct { const char *name; swig_type_info *ty; } seen[16];
+    static size_t nseen;
+    for (size_t i = 0; i < nseen; i++) {
+        if (seen[i].name == type) {
+            return seen[i].ty;
+        }
+    }
+    swig_type_info *ty = SWIG_TypeQuery(type);
+    if (ty != NULL && nseen < sizeof seen / sizeof seen[0]) {
+        seen[nseen].name = type;
+        seen[nseen++].ty = ty;
+    }
+    return ty;
+}
 int tape_py_ptr_get(PyObject *obj, const char *type, void **out)
 {
-    swig_type_info *ty = SWIG_TypeQuery(type);
+    swig_type_info *ty = tape_py_type(type);
     if (ty == NULL || !SWIG_IsOK(SWIG_ConvertPtr(obj, out, ty, 0)) || *out == NULL) {
         PyErr_Format(PyExc_TypeError, "expected a %s, got %s", type, Py_TYPE(obj)->tp_name);
         return -1;

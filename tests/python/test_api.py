@@ -424,3 +424,25 @@ def test_capi_out_config_is_a_result():
     provider, cfg = capi.tape_config_parse_spec('memory:{"max_tapes": 3}')
     assert provider == "memory"
     assert capi.tape_config_to_json(cfg) == '{"max_tapes":3}'
+
+
+def test_plain_append_takes_every_message_form_and_refuses_bad_ones():
+    """Tape.append without options goes through one C call
+    (capi._append_plain); it must mean what the general path means."""
+    t = tapestore.Tape(name="forms")
+    msg = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"n": 2 ** 70}}
+    seqs = [t.append(tapestore.CLIENT_TO_SERVER, msg),
+            t.append(tapestore.CLIENT_TO_SERVER, json.dumps(msg)),
+            t.append(tapestore.CLIENT_TO_SERVER, json.dumps(msg).encode()),
+            t.append(tapestore.CLIENT_TO_SERVER, msg, correlation_id="c1")]  # the general path
+    assert seqs == [0, 1, 2, 3]
+    frames = list(t.frames())
+    assert all(f.message == msg for f in frames)
+    assert frames[0].raw == frames[3].raw
+    assert [f.correlation_id for f in frames] == [None, None, None, "c1"]
+    for bad, why in [(b"{\"a\":", "not valid JSON"), (b"", "not valid JSON"), ("01", "leading zero")]:
+        with pytest.raises(tapestore.InvalidArgument, match=why):
+            t.append(tapestore.CLIENT_TO_SERVER, bad)
+    with pytest.raises(tapestore.InvalidArgument, match="direction"):
+        t.append("sideways", msg)
+    assert len(t) == 4  # nothing half-appended

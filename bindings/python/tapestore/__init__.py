@@ -612,10 +612,15 @@ class Tape:
         ``invalid_json=True`` any bytes are kept exactly; with
         ``oversize=True`` only the length, SHA-256 and first ``prefix_bytes``
         are kept. ``ts_ms`` None: now minus created_at."""
+        plain = (ts_ms is None and correlation_id is None and transport is None and
+                 flags is None and not invalid_json and not oversize)
+        d = _DIRS.get(direction) if plain else None
         with self._lock:
             t = self._handle()
             if self._ro:
                 raise _state("this tape was lent read-only to a provider method; copy() it to change it")
+            if d is not None:  # the common case, in one C call
+                return _c._append_plain(t, d, _message_bytes(message))
             return _append(None, t, direction, message, ts_ms, correlation_id, transport,
                            flags, invalid_json, oversize, prefix_bytes)
 
