@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test: the normal build (unit tests, conformance suite on every
-# builtin provider, the same suite under valgrind, crash trials, examples,
-# install check, quick benchmarks), the ASan+UBSan build of the same tests,
-# a ThreadSanitizer build of the unit and conformance tests, and a short
-# fuzz run of every parser. Usage: scripts/test-all.sh [FUZZ_SECONDS_PER_TARGET]
+# builtin provider and on Python and Lua providers, the same suite under
+# valgrind, crash trials, the Python, Lua, CLI and end-to-end suites with
+# their real peers from npm, examples, install checks, quick benchmarks),
+# the ASan+UBSan build of the same tests (not valgrind, benchmarks or the
+# ABI check), a ThreadSanitizer build of the C tests, and a short fuzz run
+# of every parser. Usage: scripts/test-all.sh [FUZZ_SECONDS_PER_TARGET]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzz_seconds="${1:-20}"
