@@ -369,6 +369,8 @@ def test_lent_tapes_are_read_only_and_revoked_after_the_call(registered):
                 kept[what].name
             with pytest.raises(tapestore.StateError):
                 list(kept[what].frames())
+            with pytest.raises(tapestore.StateError, match="copy"):
+                kept[what].append(tapestore.CLIENT_TO_SERVER, MSG)
             with pytest.raises(tapestore.StateError):
                 s.save(kept[what])
         assert s.load(t.id).name == "orig"

@@ -615,12 +615,19 @@ class Tape:
         plain = (ts_ms is None and correlation_id is None and transport is None and
                  flags is None and not invalid_json and not oversize)
         d = _DIRS.get(direction) if plain else None
+        if d is not None:  # the common case, in one C call; encoded before the lock
+            text = _message_bytes(message)
+            with self._lock:
+                t = self._t
+                if t is None or self._ro:
+                    self._handle()  # raises if the call that lent the tape has returned
+                    raise _state("this tape was lent read-only to a provider method; copy() it "
+                                 "to change it")
+                return _c._append_plain(t, d, text)
         with self._lock:
             t = self._handle()
             if self._ro:
                 raise _state("this tape was lent read-only to a provider method; copy() it to change it")
-            if d is not None:  # the common case, in one C call
-                return _c._append_plain(t, d, _message_bytes(message))
             return _append(None, t, direction, message, ts_ms, correlation_id, transport,
                            flags, invalid_json, oversize, prefix_bytes)
 
