@@ -187,7 +187,7 @@ TAPE_OUT_SCALAR(unsigned int, out_available, TAPE_SWIG_UINT)
 %typemap(in, numinputs=0) size_t *out_len (size_t len = 0) { $1 = &len; }
 %typemap(argout) size_t *out_len {}
 %typemap(out) const char *tape_frame_message, const char *tape_frame_line,
-              const char *tape_frame_raw {
+              const char *tape_frame_raw, const char *tape_frame_message_bytes {
     if ($1 == NULL) {
         TAPE_SWIG_FAIL(tape_errcode() < 0 ? tape_errcode() : TAPE_EINVAL);
     }

@@ -628,6 +628,19 @@ int tape_line_parse(int *out_type, tape_frame **out_frame, const char *line, siz
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
         len--;
     }
+    tape_frame *fast;
+    int frc = tape__frame_parse_fast(&fast, line, len, NULL);
+    if (frc != TAPE__DECLINE) {
+        if (frc == TAPE_OK) {
+            *out_type = TAPE_LINE_FRAME;
+            if (out_frame != NULL) {
+                *out_frame = fast;
+            } else {
+                tape_frame_free(fast);
+            }
+        }
+        return frc;
+    }
     cJSON *root = json_parse_line(line, len);
     if (root == NULL) {
         return tape_error_set(TAPE_ECORRUPT, "line is not valid JSON: '%.*s'",
@@ -1211,6 +1224,26 @@ static int bad_line(decoder *d)
     return TAPE_OK;
 }
 
+/* Store a parsed frame (taking it), after the one check between lines. */
+static int decode_frame(decoder *d, tape_frame *f)
+{
+    tape *t = d->t;
+    if (t->frame_count > 0 && f->seq <= t->last_sequence) {
+        unsigned long long s = f->seq;
+        tape_frame_free(f);
+        return tape_error_set(TAPE_ECORRUPT,
+                              "line %llu: frame seq %llu is not greater than the previous "
+                              "frame's seq %llu",
+                              (unsigned long long)d->lineno, s,
+                              (unsigned long long)t->last_sequence);
+    }
+    int rc = tape__store_frame(t, f);
+    if (rc != TAPE_OK) {
+        tape_frame_free(f);
+    }
+    return rc;
+}
+
 static int decode_body_line(decoder *d, cJSON *root, int type, const char *line, size_t len)
 {
     tape *t = d->t;
@@ -1225,20 +1258,7 @@ static int decode_body_line(decoder *d, cJSON *root, int type, const char *line,
         if (rc != TAPE_OK) {
             return rc == TAPE_ECORRUPT ? bad_line(d) : rc;
         }
-        if (t->frame_count > 0 && f->seq <= t->last_sequence) {
-            unsigned long long s = f->seq;
-            tape_frame_free(f);
-            return tape_error_set(TAPE_ECORRUPT,
-                                  "line %llu: frame seq %llu is not greater than the previous "
-                                  "frame's seq %llu",
-                                  (unsigned long long)d->lineno, s,
-                                  (unsigned long long)t->last_sequence);
-        }
-        rc = tape__store_frame(t, f);
-        if (rc != TAPE_OK) {
-            tape_frame_free(f);
-        }
-        return rc;
+        return decode_frame(d, f);
     }
     case TAPE_LINE_CORRELATION: {
         corr_fields k;
@@ -1259,6 +1279,13 @@ static int decode_body_line(decoder *d, cJSON *root, int type, const char *line,
 
 static int decode_line(decoder *d, const char *line, size_t len, int last_without_newline)
 {
+    if (d->have_init) {
+        tape_frame *f;
+        int rc = tape__frame_parse_fast(&f, line, len, &d->t->arena);
+        if (rc != TAPE__DECLINE) {
+            return rc == TAPE_OK ? decode_frame(d, f) : rc;
+        }
+    }
     /* tape_decode cut the line at its '\n': json_parse_line's scan for
      * one would find nothing. */
     cJSON *root = tape__json_parse(line, len);

@@ -207,9 +207,10 @@ void *tape__big_alloc(size_t n);
 void tape__frame_release(tape_frame *f);
 /* Copy a frame; arena NULL: malloc. */
 tape_frame *tape__frame_copy(const tape_frame *f, tape_chunk **arena);
-/* Build a frame line from a caller's description. session_id may be NULL. */
+/* Build a frame line from a caller's description. session_id may be NULL;
+ * arena NULL: malloc (a frame of its own, for tape_frame_free). */
 int tape__frame_build(tape_frame **out, uint64_t seq, const tape_frame_desc *desc,
-                      int64_t created_at, const char *session_id);
+                      int64_t created_at, const char *session_id, tape_chunk **arena);
 /* JSON scanning of text cJSON has accepted (see frame.c): the start of
  * member `index`'s value in the object at p, the end of the value at p;
  * NULL when the text is not what was expected. */
@@ -222,6 +223,14 @@ int tape__json_has_nul_escape(const char *s, size_t n);
  * a line number. */
 int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, size_t len,
                       tape_chunk **arena);
+/* The same for a frame line as this library writes it, without cJSON:
+ * TAPE_OK with *out, or TAPE__DECLINE when the line is anything else
+ * (another type, a flagged frame, escapes in names, numbers past 2^53,
+ * anything the strict check refuses): then parse it with cJSON and
+ * tape__frame_parse, which give the same frame for every line this path
+ * takes (tests/fuzz/fuzz_frame_fast.c checks that). */
+#define TAPE__DECLINE 2
+int tape__frame_parse_fast(tape_frame **out, const char *line, size_t len, tape_chunk **arena);
 
 /* ---- entry.c */
 /* Wrap a frameless tape in a new entry (takes ownership, even on failure). */
@@ -246,6 +255,26 @@ typedef struct tape__jscan {
  * 1000); else TAPE_EINVAL with "<what> is not valid JSON: ... at byte N".
  * No allocation. */
 int tape__json_scan(tape__jscan *out, const char *s, size_t n, const char *what);
+/* A cursor over an object's members for the reader's fast path
+ * (tape__frame_parse_fast): the same strict rules as tape__json_scan,
+ * no tree, and no error message (a refusal means "use cJSON"). Every
+ * call returns TAPE_OK (or 1 / 0, below) or TAPE_EINVAL. */
+typedef struct tape__jcur {
+    const char *s;
+    size_t n;
+    size_t i;
+    const char *what; /* the scanner's own use: NULL here */
+    int first;        /* no member read yet */
+} tape__jcur;
+/* Blanks, then the '{' of an object at c->i. */
+int tape__jcur_open(tape__jcur *c);
+/* The next member's name (its bytes between the quotes, *escaped if they
+ * hold a backslash) and its ':': 1; the closing '}': 0. */
+int tape__jcur_member(tape__jcur *c, const char **name, size_t *name_len, int *escaped);
+/* The member's value, checked; info (may be NULL) as tape__json_scan's. */
+int tape__jcur_value(tape__jcur *c, tape__jscan *info, const char **value, size_t *value_len);
+/* Nothing but blanks is left. */
+int tape__jcur_end(tape__jcur *c);
 /* Copy s[0..n), which tape__json_scan accepted, to dst (room for n bytes)
  * without the blanks between tokens; returns the length written. */
 size_t tape__json_minify(char *dst, const char *s, size_t n);

@@ -780,7 +780,9 @@ int tape_append_frame(uint64_t *out_seq, tape *t, const tape_frame_desc *desc)
     }
     uint64_t seq = t->frame_count == 0 ? 0 : t->last_sequence + 1;
     tape_frame *f;
-    int rc = tape__frame_build(&f, seq, desc, t->created_at, t->session_id);
+    /* From the tape's arena: a malloc per frame, freed again with the
+     * tape, was a first-touch page fault every few frames. */
+    int rc = tape__frame_build(&f, seq, desc, t->created_at, t->session_id, &t->arena);
     if (rc != TAPE_OK) {
         return rc;
     }

@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # SECONDS_PER_TARGET defaults to 60; TARGET defaults to every target
-# (fuzz_line fuzz_meta fuzz_config fuzz_query fuzz_jscan, and fuzz_lua_json
+# (fuzz_line fuzz_meta fuzz_config fuzz_query fuzz_jscan fuzz_frame_fast, and fuzz_lua_json
 # when the build has the Lua binding, TAPE_BUILD_LUA). The build goes to
 # build-fuzz/ (clang-14, -fsanitize=fuzzer,address,undefined). Each target
 # runs on a copy of its seed corpus, tests/fuzz/corpus/<target>/, in
@@ -15,7 +15,7 @@
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-all_targets="fuzz_line fuzz_meta fuzz_config fuzz_query fuzz_jscan fuzz_lua_json"
+all_targets="fuzz_line fuzz_meta fuzz_config fuzz_query fuzz_jscan fuzz_frame_fast fuzz_lua_json"
 seconds=60
 if [ $# -gt 0 ]; then
     seconds=$1

@@ -25,11 +25,14 @@ PyObject *tape_py_log_remove(void);
  * tape_swig_append cost as much as the append). The seq, or NULL with
  * the error raised. The GIL is released around the core call. */
 PyObject *tape_py_append_plain(PyObject *tape_obj, int direction, PyObject *message);
-/* The frames [start, stop) of a tape proxy (stop < 0: to the end) as rows,
- * the tuples tapestore.Frame unpacks (tape_python.c says which). */
-PyObject *tape_py_frame_rows(PyObject *tape_obj, long start, long stop);
-/* Up to max rows from a frame iterator proxy (fewer at its end; an empty
+
+/* tape_py_frame.c: the type tapestore.Frame (made ready on first call). */
+PyObject *tape_py_frame_type(void);
+/* The frames [start, stop) of a tape proxy (stop < 0: to the end) as a
+ * list of tapestore.Frame, their messages decoded as one batch. */
+PyObject *tape_py_frames_of(PyObject *tape_obj, long start, long stop);
+/* Up to max Frames from a frame iterator proxy (fewer at its end; an empty
  * list: done). The GIL is released around each tape_frame_iter_next. */
-PyObject *tape_py_iter_rows(PyObject *iter_obj, long max);
+PyObject *tape_py_iter_frames(PyObject *iter_obj, long max);
 
 #endif

@@ -39,14 +39,17 @@
 PyObject *tape_py_set_error_classes(PyObject *mapping);
 PyObject *tape_py_log_install(PyObject *callable);
 PyObject *tape_py_log_remove(void);
-/* Frames copied out in one call (tapestore.Frame._row); the iterator's
- * releases the GIL itself around each step into the provider. */
+/* Frames copied out as tapestore.Frame objects, a batch per call
+ * (tape_py_frame.c); the iterator's releases the GIL itself around each
+ * step into the provider. */
 %rename(_append_plain) tape_py_append_plain;
 PyObject *tape_py_append_plain(PyObject *tape_obj, int direction, PyObject *message);
-%rename(_frame_rows) tape_py_frame_rows;
-%rename(_iter_rows) tape_py_iter_rows;
-PyObject *tape_py_frame_rows(PyObject *tape_obj, long start, long stop);
-PyObject *tape_py_iter_rows(PyObject *iter_obj, long max);
+%rename(_frame_type) tape_py_frame_type;
+%rename(_frames_of) tape_py_frames_of;
+%rename(_iter_frames) tape_py_iter_frames;
+PyObject *tape_py_frame_type(void);
+PyObject *tape_py_frames_of(PyObject *tape_obj, long start, long stop);
+PyObject *tape_py_iter_frames(PyObject *iter_obj, long max);
 %clearnothreadallow;
 
 /* Providers written in Python (tape_trampoline.c, tapestore/provider.py).

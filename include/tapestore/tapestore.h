@@ -276,6 +276,12 @@ TAPE_API unsigned int tape_frame_flags(const tape_frame *f);
  *  an invalid_json frame, the prefix of an oversize one, the message text
  *  otherwise. NULL only for a NULL frame or out of memory. */
 TAPE_API const char *tape_frame_raw(const tape_frame *f, size_t *out_len);
+/** The message JSON text of tape_frame_message without its copy: for a
+ *  decoded frame, the bytes inside its line, so NOT NUL-terminated (use
+ *  *out_len). Borrowed, valid until the frame or its tape is freed; never
+ *  fails (NULL only for a NULL frame). For readers that copy the bytes out
+ *  anyway, such as a binding making its own string. *out_len may be NULL. */
+TAPE_API const char *tape_frame_message_bytes(const tape_frame *f, size_t *out_len);
 /** An oversize frame's whole length and SHA-256 (64 lowercase hex digits,
  *  borrowed). Either out-parameter may be NULL. TAPE_ENOTFOUND if the
  *  frame is not oversize, TAPE_EINVAL if it is NULL. */

@@ -23,6 +23,7 @@ libtape_py_bench_helper.so (ctest sets both).
 """
 import argparse
 import ctypes
+import gc
 import json
 import os
 import shutil
@@ -37,13 +38,35 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def best(fn, repeat):
-    """The fastest of `repeat` runs of fn() (seconds), and fn's last result."""
+    """The fastest of `repeat` runs of fn() (seconds), and fn's last result.
+    As timeit does, the cyclic GC is off while a run is timed (collected
+    before it): else a collection of whatever earlier parts left alive
+    lands in one side's figure at random."""
     times, out = [], None
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
+        out = None
+        gc.collect()
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t0)
+        finally:
+            gc.enable()
     return min(times), out
+
+
+def best_of_each(fns, repeat):
+    """best() for several functions, their runs interleaved (a, b, c, a, b,
+    c, ...): this machine's speed drifts over seconds, and measuring one
+    side's runs before the other's would put the drift into the ratio."""
+    times = {k: [] for k in fns}
+    outs = {}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t, outs[k] = best(fn, 1)
+            times[k].append(t)
+    return {k: (min(v), outs[k]) for k, v in times.items()}
 
 
 def helper():
@@ -180,7 +203,7 @@ def session(n):
 
 def bench_vs_json(a, workdir):
     n = 2_000 if a.quick else 10_000
-    repeat = 3 if a.quick else 5
+    repeat = 3 if a.quick else 15
     msgs = session(n)
     texts = [json.dumps(m, separators=(",", ":")) for m in msgs]
     path = workdir / "hand.jsonl"
@@ -211,12 +234,12 @@ def bench_vs_json(a, workdir):
         def bind_read_raw():
             return [f.raw for f in s.load("s").frames()]
 
-        hw, _ = best(hand_write, repeat)
-        hr, hand = best(hand_read, repeat)
-        bw, _ = best(lambda: bind_write(msgs), repeat)
-        br, dicts = best(bind_read_dicts, repeat)
-        bwr, _ = best(lambda: bind_write(texts), repeat)
-        brr, raws = best(bind_read_raw, repeat)
+        r = best_of_each({"hw": hand_write, "bw": lambda: bind_write(msgs),
+                          "bwr": lambda: bind_write(texts)}, repeat)
+        r.update(best_of_each({"hr": hand_read, "br": bind_read_dicts, "brr": bind_read_raw},
+                              repeat))
+        (hw, _), (bw, _), (bwr, _) = r["hw"], r["bw"], r["bwr"]
+        (hr, hand), (br, dicts), (brr, raws) = r["hr"], r["br"], r["brr"]
     assert dicts == hand == msgs and [json.loads(r) for r in raws] == msgs
     print(f"against hand-written json: a {n}-message session (goal >= 1x; raw >= 3x)")
     row(f"write dicts: json module {hw * 1e3:.1f} ms, binding {bw * 1e3:.1f} ms", f"{hw / bw:.2f}", "x")

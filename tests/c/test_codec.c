@@ -580,6 +580,105 @@ static void test_message_bytes_exact(void **state)
     tape_free(t);
 }
 
+/* A frame line as this library writes it is read without cJSON (the
+ * fast path in frame.c); any other spelling of the same frame goes the
+ * cJSON way. Both must give the same frame: each pair here is one
+ * frame spelled canonically and then so that the fast path declines
+ * (escaped names, blanks, 1.0, a duplicate key, flags spelled out). */
+static void test_frame_lines_both_paths(void **state)
+{
+    (void)state;
+    static const char *const pairs[][2] = {
+        { "{\"type\":\"frame\",\"seq\":7,\"ts\":12,\"dir\":\"client_to_server\",\"env\":"
+          "{\"message\":{\"id\":1,\"method\":\"m\"}},\"correlation_id\":\"c-1\"}",
+          "{\"typ\\u0065\":\"frame\",\"s\\u0065q\":7.0,\"ts\":1.2e1,\"dir\":\"client_to_server\","
+          "\"env\":{\"message\" : {\"id\":1,\"method\":\"m\"} },\"correlation_id\":\"c\\u002d1\"}" },
+        { "{\"type\":\"frame\",\"seq\":8,\"ts\":0,\"dir\":\"server_to_client\",\"env\":"
+          "{\"message\":{\"id\":1,\"error\":{\"code\":1}}},\"flags\":{\"is_error\":false}}",
+          "{\"type\":\"frame\",\"seq\":8,\"seq\":99,\"ts\":0,\"dir\":\"server_to_client\",\"env\":"
+          "{\"message\":{\"id\":1,\"error\":{\"code\":1}}},\"flags\":{\"is_error\":false}}" },
+        { "{\"type\":\"frame\",\"seq\":9,\"ts\":3,\"dir\":\"server_to_client\",\"env\":"
+          "{\"message\":[1,2]},\"flags\":{\"is_error\":true},\"correlation_id\":null}",
+          "{\"type\":\"frame\",\"seq\":9,\"ts\":3,\"dir\":\"server_to_client\",\"env\":"
+          "{\"message\":[1,2]},\"flags\":{\"is_\\u0065rror\":true},\"correlation_id\":null}" },
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        tape_frame *a = NULL, *b = NULL;
+        int ta = 0, tb = 0;
+        EXPECT_OK(tape_line_parse(&ta, &a, pairs[i][0], strlen(pairs[i][0])));
+        EXPECT_OK(tape_line_parse(&tb, &b, pairs[i][1], strlen(pairs[i][1])));
+        assert_int_equal(ta, TAPE_LINE_FRAME);
+        assert_int_equal(tb, TAPE_LINE_FRAME);
+        assert_int_equal(tape_frame_seq(a), tape_frame_seq(b));
+        assert_int_equal(tape_frame_ts(a), tape_frame_ts(b));
+        assert_int_equal(tape_frame_direction(a), tape_frame_direction(b));
+        assert_int_equal(tape_frame_is_error(a), tape_frame_is_error(b));
+        assert_string_equal(tape_frame_message(a, NULL), tape_frame_message(b, NULL));
+        const char *ca = tape_frame_correlation_id(a), *cb = tape_frame_correlation_id(b);
+        assert_true((ca == NULL) == (cb == NULL));
+        if (ca != NULL) {
+            assert_string_equal(ca, cb);
+        }
+        tape_frame_free(a);
+        tape_frame_free(b);
+    }
+    /* What each pair says, so that neither path is merely like the other. */
+    tape_frame *f = NULL;
+    int type = 0;
+    EXPECT_OK(tape_line_parse(&type, &f, pairs[0][0], strlen(pairs[0][0])));
+    assert_int_equal(tape_frame_seq(f), 7);
+    assert_int_equal(tape_frame_ts(f), 12);
+    assert_string_equal(tape_frame_correlation_id(f), "c-1");
+    assert_false(tape_frame_is_error(f));
+    tape_frame_free(f);
+    EXPECT_OK(tape_line_parse(&type, &f, pairs[1][1], strlen(pairs[1][1])));
+    assert_int_equal(tape_frame_seq(f), 8); /* the first of two wins */
+    assert_true(tape_frame_is_error(f));
+    tape_frame_free(f);
+    const char *escaped = "{\"type\":\"frame\",\"seq\":1,\"ts\":0,\"dir\":\"server_to_client\","
+                          "\"env\":{\"message\":{\"id\":1,\"\\u0065rror\":{}}}}";
+    EXPECT_OK(tape_line_parse(&type, &f, escaped, strlen(escaped)));
+    assert_true(tape_frame_is_error(f)); /* "\u0065rror" is "error" */
+    tape_frame_free(f);
+    EXPECT_OK(tape_line_parse(&type, &f, pairs[2][1], strlen(pairs[2][1])));
+    assert_true(tape_frame_is_error(f));
+    tape_frame_free(f);
+}
+
+/* tape_frame_message_bytes: the message without a copy, the same bytes
+ * as tape_frame_message, for decoded and for appended frames. */
+static void test_message_bytes_no_copy(void **state)
+{
+    (void)state;
+    tape *t = decode_str("{\"type\":\"init\",\"version\":\"2.0\",\"tape_id\":\"nc\",\"created_at\":"
+                         "\"2025-08-14T10:30:00Z\"}\n"
+                         "{\"type\":\"frame\",\"seq\":0,\"ts\":0,\"dir\":\"client_to_server\","
+                         "\"env\":{\"message\":{\"a\":[1, 2]}}}\n",
+                         NULL);
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_SERVER_TO_CLIENT;
+    d.message = "{\"id\":1,\"result\":{}}";
+    EXPECT_OK(tape_append_frame(NULL, t, &d));
+    for (size_t i = 0; i < 2; i++) {
+        const tape_frame *f = tape_frame_at(t, i);
+        size_t n = 0, m = 0, ln = 0;
+        const char *p = tape_frame_message_bytes(f, &n);
+        const char *line = tape_frame_line(f, &ln);
+        assert_true(p >= line && p + n <= line + ln); /* a span of the line */
+        const char *copy = tape_frame_message(f, &m);
+        assert_int_equal(n, m);
+        assert_memory_equal(p, copy, n);
+    }
+    assert_int_equal(tape_frame_message_bytes(tape_frame_at(t, 0), NULL) -
+                         tape_frame_line(tape_frame_at(t, 0), NULL),
+                     strstr(tape_frame_line(tape_frame_at(t, 0), NULL), "{\"a\"") -
+                         tape_frame_line(tape_frame_at(t, 0), NULL));
+    size_t n = 7;
+    assert_null(tape_frame_message_bytes(NULL, &n));
+    assert_int_equal(n, 0);
+    tape_free(t);
+}
+
 /* -------------------------------------------- lazy message, threads */
 
 #define LAZY_FRAMES 300
@@ -2065,6 +2164,8 @@ int main(void)
         cmocka_unit_test(test_unknown_preserved),
         cmocka_unit_test(test_fixture_shadowcat),
         cmocka_unit_test(test_message_bytes_exact),
+        cmocka_unit_test(test_frame_lines_both_paths),
+        cmocka_unit_test(test_message_bytes_no_copy),
         cmocka_unit_test(test_message_concurrent),
         cmocka_unit_test(test_torn_tail),
         cmocka_unit_test(test_garbage_strict_vs_recover),

@@ -237,6 +237,64 @@ def test_store_frames_ranges(store):
         assert next(it2).seq == 0
 
 
+def test_frame_type():
+    t = make_tape(n=2)
+    f = next(iter(t))
+    assert isinstance(f, tapestore.Frame) and type(f) is tapestore.Frame
+    assert repr(f) == f"<Frame seq=0 client_to_server {len(f.raw)} bytes>"
+    assert f.raw == f.message_text and f.raw in f.line
+    with pytest.raises(AttributeError):
+        f.seq = 5  # a copy of what was recorded: read-only
+    assert "json" in tapestore.Frame.message.__doc__
+    # Frame(f) copies a raw capi frame (what a provider's recording.append gets).
+    g = tapestore.Frame(tapestore.capi.tape_frame_at(t._handle(), 1))
+    assert (g.seq, g.line) == (1, list(t)[1].line)
+    with pytest.raises(TypeError):
+        tapestore.Frame(12)
+
+
+def test_frame_messages_decode_in_batches_bad_one_alone():
+    # The frames read in one call decode their messages with one json.loads;
+    # a message json refuses (here bytes that are not UTF-8, which the core
+    # keeps) fails for its own frame only, as a decode of its own would.
+    t = tapestore.Tape(name="batch")
+    for i in range(5):
+        t.append(tapestore.CLIENT_TO_SERVER, {"jsonrpc": "2.0", "id": i, "method": "m",
+                                              "params": {"s": f"MARK{i}", "n": 2**70 + i}})
+    data = t.to_jsonl().replace(b"MARK2", b"\xff\xfe")
+    frames = list(tapestore.Tape.from_jsonl(data))
+    assert frames[0].message["params"] == {"s": "MARK0", "n": 2**70}
+    assert frames[0].message is frames[0].message  # decoded once
+    assert frames[1].message is not frames[3].message
+    with pytest.raises(ValueError):  # UnicodeDecodeError, as json.loads(bytes) gives
+        frames[2].message
+    assert [f.message["id"] for f in frames if f.seq != 2] == [0, 1, 3, 4]
+    assert frames[2].raw == b'{"jsonrpc":"2.0","id":2,"method":"m","params":{"s":"\xff\xfe","n":' \
+        + str(2**70 + 2).encode() + b'}}'
+
+
+def test_frames_hold_no_memory_after_use():
+    import gc
+    import tracemalloc
+    t = make_tape(n=300)
+    tracemalloc.start()
+    try:
+        def walk():
+            for f in t.frames():
+                f.message, f.raw, f.line
+        for _ in range(20):
+            walk()
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(200):
+            walk()
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, f"{grown} bytes more after 200 walks of 300 frames"
+
+
 def test_chained_call():
     s = tapestore.open("memory:")
     t = make_tape(n=3)

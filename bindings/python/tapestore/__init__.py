@@ -30,6 +30,9 @@ from dataclasses import dataclass as _dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from . import capi as _c
+# The per-frame calls, straight from the extension module: capi.py wraps
+# every function in a Python def of its own, a tenth of an append.
+from ._capi import _append_plain, _frames_of, _iter_frames
 
 __all__ = [
     "CLIENT_TO_SERVER", "SERVER_TO_CLIENT", "RECORDING", "FINALIZED", "SEQ_END",
@@ -237,15 +240,45 @@ def _to_ms(value: TimeLike, what: str) -> int:
 
 
 # One encoder for every message: json.dumps with options builds a new
-# JSONEncoder per call, which cost a third of an append.
-_encode_compact = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# JSONEncoder per call, and JSONEncoder.encode a new C encoder per call;
+# together they cost more than the append. json's C encoder (what encode()
+# builds) is made once here, without circular-reference markers: a shared
+# markers dict would be state between threads. On any error (a cycle ends
+# in RecursionError there) json.dumps runs, raising its usual exception.
+def _not_serializable(o: Any) -> Any:
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def _make_encoder() -> Any:
+    from json import encoder as _enc
+    if _enc.c_make_encoder is None:  # a Python without _json
+        return None
+    return _enc.c_make_encoder(None, _not_serializable, _enc.c_encode_basestring, None, ":", ",",
+                               False, False, True)
+
+
+_iterencode = _make_encoder()
+
+
+def _encode_compact(message: Any) -> str:
+    if _iterencode is not None:
+        try:
+            return "".join(_iterencode(message, 0))
+        except Exception:
+            pass
+    return _json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
 def _message_bytes(message: Any) -> bytes:
     """A message as the bytes the core stores: dict/list/... -> JSON text,
     str -> UTF-8 (surrogateescape, so bytes decoded that way come back),
     bytes as is."""
-    if isinstance(message, bytes):
+    if type(message) is dict and _iterencode is not None:  # the usual message, first
+        try:
+            return "".join(_iterencode(message, 0)).encode("utf-8")
+        except Exception:  # not JSON-able, lone surrogates...: the general path says
+            pass
+    elif isinstance(message, bytes):
         return message
     if isinstance(message, (bytearray, memoryview)):
         return bytes(message)
@@ -312,71 +345,13 @@ class Correlation:
     status: Optional[str]
 
 
-class Frame:
-    """One recorded message, copied out of the core (valid after its tape
-    or iterator is gone). ``message`` is decoded from ``message_text`` with
-    :mod:`json` on first use (big integers and lone surrogates survive);
-    ``raw`` is the exact bytes the frame keeps."""
-
-    __slots__ = ("seq", "ts", "direction", "correlation_id", "is_error", "invalid_json",
-                 "oversize", "oversize_length", "oversize_sha256", "raw", "message_text",
-                 "line", "_message", "_decoded")
-
-    def __init__(self, f: Any) -> None:
-        self.seq: int = _c.tape_frame_seq(f)
-        self.ts: int = _c.tape_frame_ts(f)
-        self.direction: str = _DIR_NAMES.get(_c.tape_frame_direction(f), "unknown")
-        self.correlation_id: Optional[str] = _c.tape_frame_correlation_id(f)
-        self.is_error: bool = bool(_c.tape_frame_is_error(f))
-        flags = _c.tape_frame_flags(f)
-        self.invalid_json: bool = bool(flags & _c.TAPE_FRAME_INVALID_JSON)
-        self.oversize: bool = bool(flags & _c.TAPE_FRAME_OVERSIZE)
-        self.oversize_length: Optional[int] = None
-        self.oversize_sha256: Optional[str] = None
-        if self.oversize:
-            self.oversize_length, self.oversize_sha256 = _c.tape_frame_oversize_info(f)
-        self.raw: bytes = _c.tape_frame_raw(f)
-        self.message_text: bytes = _c.tape_frame_message(f)
-        self.line: bytes = _c.tape_frame_line(f)
-        self._decoded = False
-        self._message: Any = None
-
-    @classmethod
-    def _from_row(cls, row: Tuple[Any, ...]) -> "Frame":
-        """A Frame from a row of capi._frame_rows/_iter_rows (one C call
-        copies a whole batch; see tape_python.c)."""
-        f = _new_frame(cls)
-        (f.seq, f.ts, d, f.correlation_id, f.is_error, flags, f.raw, f.message_text, f.line,
-         f.oversize_length, f.oversize_sha256) = row
-        f.direction = _DIR_NAMES.get(d, "unknown")
-        f.invalid_json = bool(flags & _FRAME_INVALID_JSON)
-        f.oversize = bool(flags & _FRAME_OVERSIZE)
-        f._decoded = False
-        f._message = None
-        return f
-
-    @property
-    def message(self) -> Any:
-        """The message decoded as JSON (a dict for a JSON-RPC message; a str
-        for an invalid_json or oversize frame, whose message is a JSON string;
-        bytes that are not UTF-8 come back as surrogate escapes)."""
-        if not self._decoded:
-            if self.invalid_json:
-                # surrogateescape: an invalid_json frame's string may hold any byte
-                self._message = _json.loads(self.message_text.decode("utf-8", "surrogateescape"))
-            else:  # valid UTF-8 JSON: json reads the bytes itself
-                self._message = _json.loads(self.message_text)
-            self._decoded = True
-        return self._message
-
-    def __repr__(self) -> str:
-        return f"<Frame seq={self.seq} {self.direction} {len(self.raw)} bytes>"
-
-
-_new_frame = object.__new__
-_FRAME_INVALID_JSON = _c.TAPE_FRAME_INVALID_JSON
-_FRAME_OVERSIZE = _c.TAPE_FRAME_OVERSIZE
-_ROWS_BATCH = 512  # frames copied per C call by the iterators
+#: One recorded message, copied out of the core (a C type, tape_py_frame.c:
+#: reading a tape is mostly making these). Attributes: seq, ts, direction,
+#: correlation_id, is_error, invalid_json, oversize, oversize_length,
+#: oversize_sha256, raw, message_text, line; ``message`` is decoded with
+#: :mod:`json` on first use, together with the frames read in the same batch.
+Frame = _c._frame_type()
+_ROWS_BATCH = 512  # frames copied per C call by the iterators (one decode batch)
 
 
 class Entry:
@@ -623,7 +598,7 @@ class Tape:
                     self._handle()  # raises if the call that lent the tape has returned
                     raise _state("this tape was lent read-only to a provider method; copy() it "
                                  "to change it")
-                return _c._append_plain(t, d, text)
+                return _append_plain(t, d, text)
         with self._lock:
             t = self._handle()
             if self._ro:
@@ -640,11 +615,10 @@ class Tape:
         while stop is None or i < stop:
             end = i + _ROWS_BATCH if stop is None else min(stop, i + _ROWS_BATCH)
             with self._lock:  # copied before another thread can append
-                rows = _c._frame_rows(self._handle(), i, end)
+                rows = _frames_of(self._handle(), i, end)
             if not rows:
                 return
-            for row in rows:
-                yield Frame._from_row(row)
+            yield from rows
             i += len(rows)
 
     def __iter__(self) -> Iterator[Frame]:
@@ -1083,7 +1057,7 @@ class FrameIterator(_Child):
         if self._next == len(self._rows):
             if self._done:
                 raise StopIteration
-            self._rows = self._call(_c._iter_rows, _ROWS_BATCH)
+            self._rows = self._call(_iter_frames, _ROWS_BATCH)
             self._next = 0
             if not self._rows:
                 self._done = True
@@ -1092,9 +1066,9 @@ class FrameIterator(_Child):
         if self._store._h is None:  # rows copied ahead die with the store
             self._rows = []
             self._store._enter()  # raises StateError: closed
-        row = self._rows[self._next]
+        f = self._rows[self._next]
         self._next += 1
-        return Frame._from_row(row)
+        return f
 
     def close(self) -> None:
         """Release the iterator early."""

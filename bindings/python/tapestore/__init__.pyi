@@ -67,6 +67,7 @@ class Correlation:
                  status: Optional[str]) -> None: ...
 
 class Frame:
+    def __init__(self, frame: Any) -> None: ...
     seq: int
     ts: int
     direction: str
