@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <string.h>
+#include <tapestore/provider.h> /* tape_error_set */
 #include <tapestore/tapestore.h>
 
 /* code (int) -> exception class; owned. NULL until the package sets it. */
@@ -151,28 +152,94 @@ PyObject *tape_py_log_remove(void)
     return swap_hook(NULL);
 }
 
-PyObject *tape_py_append_plain(PyObject *tape_obj, int direction, PyObject *message)
+/* TAPE_DIR_* of a direction name, or 0. The names are usually the
+ * package's constants (interned), so a pointer compare comes first. */
+static int direction_of(PyObject *name)
+{
+    static PyObject *c2s, *s2c;
+    if (c2s == NULL) {
+        c2s = PyUnicode_InternFromString("client_to_server");
+        s2c = PyUnicode_InternFromString("server_to_client");
+        if (c2s == NULL || s2c == NULL) {
+            PyErr_Clear();
+            Py_CLEAR(c2s);
+            Py_CLEAR(s2c);
+        }
+    }
+    if (name == c2s && c2s != NULL) {
+        return TAPE_DIR_CLIENT_TO_SERVER;
+    }
+    if (name == s2c && s2c != NULL) {
+        return TAPE_DIR_SERVER_TO_CLIENT;
+    }
+    if (PyUnicode_Check(name)) {
+        if (PyUnicode_CompareWithASCIIString(name, "client_to_server") == 0) {
+            return TAPE_DIR_CLIENT_TO_SERVER;
+        }
+        if (PyUnicode_CompareWithASCIIString(name, "server_to_client") == 0) {
+            return TAPE_DIR_SERVER_TO_CLIENT;
+        }
+    }
+    return 0;
+}
+
+PyObject *tape_py_append_plain(PyObject *tape_obj, PyObject *direction, PyObject *message)
 {
     void *p = NULL;
     if (tape_py_ptr_get(tape_obj, "tape *", &p) < 0) {
         return NULL;
     }
-    if (!PyBytes_Check(message)) {
-        PyErr_Format(PyExc_TypeError, "append: message must be bytes, got %s",
+    int dir = direction_of(direction);
+    if (dir == 0) {
+        PyObject *why = PyUnicode_FromFormat("direction: expected 'client_to_server' or "
+                                             "'server_to_client', got %R", direction);
+        const char *text = why != NULL ? PyUnicode_AsUTF8(why) : NULL;
+        if (text != NULL) {
+            tape_error_set(TAPE_EINVAL, "%s", text);
+            tape_py_raise(TAPE_EINVAL);
+        }
+        Py_XDECREF(why);
+        return NULL;
+    }
+    /* Bytes as they are; a str as UTF-8 (its own cached copy: no new
+     * object), or with surrogateescape when it holds surrogates, so bytes
+     * decoded that way come back. */
+    PyObject *owned = NULL;
+    const char *text;
+    Py_ssize_t len;
+    if (PyBytes_Check(message)) {
+        text = PyBytes_AS_STRING(message);
+        len = PyBytes_GET_SIZE(message);
+    } else if (PyUnicode_Check(message)) {
+        if ((text = PyUnicode_AsUTF8AndSize(message, &len)) == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+                return NULL;
+            }
+            PyErr_Clear();
+            if ((owned = PyUnicode_AsEncodedString(message, "utf-8", "surrogateescape")) == NULL) {
+                return NULL;
+            }
+            text = PyBytes_AS_STRING(owned);
+            len = PyBytes_GET_SIZE(owned);
+        }
+    } else {
+        PyErr_Format(PyExc_TypeError, "append: message must be bytes or str here, got %s",
                      Py_TYPE(message)->tp_name);
         return NULL;
     }
     tape_frame_desc d = TAPE_FRAME_DESC_INIT;
-    d.direction = direction;
-    d.message = PyBytes_AS_STRING(message);
-    d.message_len = (size_t)PyBytes_GET_SIZE(message);
+    d.direction = dir;
+    d.message = text;
+    d.message_len = (size_t)len;
     uint64_t seq = 0;
     int rc;
-    /* The bytes object stays alive (the caller holds it) while the GIL is
-     * out; bytes are NUL-terminated, so a length of 0 reads "". */
+    /* The caller holds the message object (and owned is ours) while the
+     * GIL is out; both are immutable. Their text is NUL-terminated, so a
+     * length of 0 reads "", which tape_append_frame refuses as no value. */
     Py_BEGIN_ALLOW_THREADS
-    rc = tape_append_frame(&seq, (tape *)p, &d); /* "" (len 0) is refused there as no value */
+    rc = tape_append_frame(&seq, (tape *)p, &d);
     Py_END_ALLOW_THREADS
+    Py_XDECREF(owned);
     if (rc != TAPE_OK) {
         tape_py_raise(rc);
         return NULL;

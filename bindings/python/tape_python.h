@@ -20,11 +20,12 @@ int tape_py_as_bytes(PyObject *obj, const char **p, size_t *n);
 PyObject *tape_py_set_error_classes(PyObject *mapping);
 PyObject *tape_py_log_install(PyObject *callable);
 PyObject *tape_py_log_remove(void);
-/* tape_append_frame of a message (bytes) with every other field at its
+/* tape_append_frame of a message (bytes, or str as UTF-8) in a direction
+ * ("client_to_server" / "server_to_client") with every other field at its
  * default: Tape.append's common case in one call (SWIG's ten-argument
  * tape_swig_append cost as much as the append). The seq, or NULL with
  * the error raised. The GIL is released around the core call. */
-PyObject *tape_py_append_plain(PyObject *tape_obj, int direction, PyObject *message);
+PyObject *tape_py_append_plain(PyObject *tape_obj, PyObject *direction, PyObject *message);
 
 /* tape_py_frame.c: the type tapestore.Frame (made ready on first call). */
 PyObject *tape_py_frame_type(void);

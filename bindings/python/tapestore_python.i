@@ -43,7 +43,7 @@ PyObject *tape_py_log_remove(void);
  * (tape_py_frame.c); the iterator's releases the GIL itself around each
  * step into the provider. */
 %rename(_append_plain) tape_py_append_plain;
-PyObject *tape_py_append_plain(PyObject *tape_obj, int direction, PyObject *message);
+PyObject *tape_py_append_plain(PyObject *tape_obj, PyObject *direction, PyObject *message);
 %rename(_frame_type) tape_py_frame_type;
 %rename(_frames_of) tape_py_frames_of;
 %rename(_iter_frames) tape_py_iter_frames;

@@ -20,6 +20,7 @@ docs/python.md for the whole API.
 
 import atexit as _atexit
 import datetime as _dt
+import inspect as _inspect
 import itertools as _itertools
 import json as _json
 import logging as _logging
@@ -579,26 +580,30 @@ class Tape:
         return TapeStats._from(self._do(_c.tape_get_stats))
 
     # frames ---------------------------------------------------------
-    def append(self, direction: str, message: Any, *, ts_ms: Optional[int] = None,
-               correlation_id: Optional[str] = None, transport: Any = None, flags: Any = None,
-               invalid_json: bool = False, oversize: bool = False, prefix_bytes: int = 0) -> int:
+    def append(self, direction: str, message: Any, **options: Any) -> int:
         """Append a frame and return its sequence number. ``message`` is a
-        dict (or any JSON value) or JSON text (str or bytes). With
-        ``invalid_json=True`` any bytes are kept exactly; with
-        ``oversize=True`` only the length, SHA-256 and first ``prefix_bytes``
-        are kept. ``ts_ms`` None: now minus created_at."""
-        plain = (ts_ms is None and correlation_id is None and transport is None and
-                 flags is None and not invalid_json and not oversize)
-        d = _DIRS.get(direction) if plain else None
-        if d is not None:  # the common case, in one C call; encoded before the lock
-            text = _message_bytes(message)
-            with self._lock:
-                t = self._t
-                if t is None or self._ro:
-                    self._handle()  # raises if the call that lent the tape has returned
-                    raise _state("this tape was lent read-only to a provider method; copy() it "
-                                 "to change it")
-                return _append_plain(t, d, text)
+        dict (or any JSON value) or JSON text (str or bytes). Options (see
+        the signature): with ``invalid_json=True`` any bytes are kept
+        exactly; with ``oversize=True`` only the length, SHA-256 and first
+        ``prefix_bytes`` are kept. ``ts_ms`` None: now minus created_at."""
+        if options:
+            return self._append_with(direction, message, **options)
+        # The common case in one C call, the message encoded before the lock
+        # (this is most of writing a tape: every step here shows).
+        if type(message) is not str and type(message) is not bytes:
+            message = _message_bytes(message)
+        with self._lock:
+            t = self._t
+            if t is None or self._ro:
+                self._handle()  # raises if the call that lent the tape has returned
+                raise _state("this tape was lent read-only to a provider method; copy() it "
+                             "to change it")
+            return _append_plain(t, direction, message)
+
+    def _append_with(self, direction: str, message: Any, *, ts_ms: Optional[int] = None,
+                     correlation_id: Optional[str] = None, transport: Any = None,
+                     flags: Any = None, invalid_json: bool = False, oversize: bool = False,
+                     prefix_bytes: int = 0) -> int:
         with self._lock:
             t = self._handle()
             if self._ro:
@@ -664,6 +669,10 @@ class Tape:
     def __repr__(self) -> str:
         return f"<Tape {self.id!r} name={self.name!r} {len(self)} frames>"
 
+
+# append takes **options so that its common case pays for no defaults;
+# help() and editors show the options it accepts.
+Tape.append.__signature__ = _inspect.signature(Tape._append_with)  # type: ignore[attr-defined]
 
 # What a lent (read-only) tape refuses.
 _MUTATORS = frozenset([
