@@ -183,7 +183,12 @@ static int direction_of(PyObject *name)
     return 0;
 }
 
-PyObject *tape_py_append_plain(PyObject *tape_obj, PyObject *direction, PyObject *message)
+/* tape_append_frame of a message (bytes, or str as UTF-8) in a direction
+ * ("client_to_server" / "server_to_client") with every other field at its
+ * default, for Tape.append below (SWIG's ten-argument tape_swig_append
+ * cost as much as the append). The seq, or NULL with the error raised.
+ * The GIL is released around the core call. */
+static PyObject *append_plain(PyObject *tape_obj, PyObject *direction, PyObject *message)
 {
     void *p = NULL;
     if (tape_py_ptr_get(tape_obj, "tape *", &p) < 0) {
@@ -245,4 +250,116 @@ PyObject *tape_py_append_plain(PyObject *tape_obj, PyObject *direction, PyObject
         return NULL;
     }
     return PyLong_FromUnsignedLongLong((unsigned long long)seq);
+}
+
+/* ------------------------------------------------------------ Tape.append
+ * Tape.append's common case (a direction and a message, no options) is
+ * most of writing a tape from Python, so it is a C method of the Python
+ * class: the same steps as the Python code it stands for (encode a
+ * non-text message with tapestore._message_bytes, take the tape's lock,
+ * check it is neither revoked nor read-only, one core call), without the
+ * interpreter's cost per step. Anything else goes to Tape._append_with. */
+static PyObject *append_names[6]; /* _lock, _t, _ro, acquire, release, _append_with */
+static PyObject *append_encode;   /* tapestore._message_bytes */
+
+static PyObject *append_slow(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    PyObject *local[16], **stack = local;
+    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0, n = nargs + nkw + 1;
+    if (n > (Py_ssize_t)(sizeof local / sizeof local[0]) &&
+        (stack = PyMem_Malloc((size_t)n * sizeof *stack)) == NULL) {
+        return PyErr_NoMemory();
+    }
+    stack[0] = self;
+    for (Py_ssize_t i = 0; i < nargs + nkw; i++) {
+        stack[i + 1] = args[i];
+    }
+    PyObject *r = PyObject_VectorcallMethod(append_names[5], stack, (size_t)(nargs + 1), kwnames);
+    if (stack != local) {
+        PyMem_Free(stack);
+    }
+    return r;
+}
+
+static PyObject *append_method(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    if (kwnames != NULL || nargs != 2) {
+        return append_slow(self, args, nargs, kwnames);
+    }
+    PyObject *message = args[1], *encoded = NULL;
+    if (!PyBytes_CheckExact(message) && !PyUnicode_CheckExact(message)) {
+        if ((encoded = PyObject_CallOneArg(append_encode, message)) == NULL) {
+            return NULL;
+        }
+        message = encoded;
+    }
+    PyObject *lock = PyObject_GetAttr(self, append_names[0]);
+    PyObject *got = lock != NULL ? PyObject_CallMethodNoArgs(lock, append_names[3]) : NULL;
+    if (got == NULL) {
+        Py_XDECREF(lock);
+        Py_XDECREF(encoded);
+        return NULL;
+    }
+    Py_DECREF(got);
+    PyObject *res = NULL;
+    PyObject *t = PyObject_GetAttr(self, append_names[1]);
+    PyObject *ro = t != NULL ? PyObject_GetAttr(self, append_names[2]) : NULL;
+    if (ro != NULL) {
+        if (t == Py_None || ro != Py_False) {
+            /* revoked or lent read-only: the Python path raises the error */
+            PyObject *a[2] = { args[0], message };
+            res = append_slow(self, a, 2, NULL);
+        } else {
+            res = append_plain(t, args[0], message);
+        }
+    }
+    Py_XDECREF(t);
+    Py_XDECREF(ro);
+    /* Release with any exception of the call kept aside. */
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyObject *rel = PyObject_CallMethodNoArgs(lock, append_names[4]);
+    Py_DECREF(lock);
+    Py_XDECREF(encoded);
+    if (rel == NULL) {
+        Py_XDECREF(et);
+        Py_XDECREF(ev);
+        Py_XDECREF(tb);
+        Py_XDECREF(res);
+        return NULL;
+    }
+    Py_DECREF(rel);
+    PyErr_Restore(et, ev, tb);
+    return res;
+}
+
+static PyMethodDef append_def = {
+    "append", (PyCFunction)(void (*)(void))append_method, METH_FASTCALL | METH_KEYWORDS,
+    "append(direction, message, *, ts_ms=None, correlation_id=None, transport=None,\n"
+    "       flags=None, invalid_json=False, oversize=False, prefix_bytes=0)\n\n"
+    "Append a frame and return its sequence number. ``message`` is a dict (or any\n"
+    "JSON value) or JSON text (str or bytes). With ``invalid_json=True`` any bytes\n"
+    "are kept exactly; with ``oversize=True`` only the length, SHA-256 and first\n"
+    "``prefix_bytes`` are kept. ``ts_ms`` None: now minus created_at."
+};
+
+PyObject *tape_py_append_method(PyObject *cls, PyObject *encode)
+{
+    static const char *const names[6] = { "_lock", "_t", "_ro", "acquire", "release",
+                                           "_append_with" };
+    if (!PyType_Check(cls) || !PyCallable_Check(encode)) {
+        PyErr_SetString(PyExc_TypeError, "_append_method: expected a class and a callable");
+        return NULL;
+    }
+    for (int i = 0; i < 6; i++) {
+        if (append_names[i] == NULL &&
+            (append_names[i] = PyUnicode_InternFromString(names[i])) == NULL) {
+            return NULL;
+        }
+    }
+    Py_INCREF(encode);
+    Py_XSETREF(append_encode, encode);
+    return PyDescr_NewMethod((PyTypeObject *)cls, &append_def);
 }

@@ -20,12 +20,9 @@ int tape_py_as_bytes(PyObject *obj, const char **p, size_t *n);
 PyObject *tape_py_set_error_classes(PyObject *mapping);
 PyObject *tape_py_log_install(PyObject *callable);
 PyObject *tape_py_log_remove(void);
-/* tape_append_frame of a message (bytes, or str as UTF-8) in a direction
- * ("client_to_server" / "server_to_client") with every other field at its
- * default: Tape.append's common case in one call (SWIG's ten-argument
- * tape_swig_append cost as much as the append). The seq, or NULL with
- * the error raised. The GIL is released around the core call. */
-PyObject *tape_py_append_plain(PyObject *tape_obj, PyObject *direction, PyObject *message);
+/* Tape.append as a C method of the Python class cls (a method descriptor),
+ * encoding messages that are not text with encode (tapestore._message_bytes). */
+PyObject *tape_py_append_method(PyObject *cls, PyObject *encode);
 
 /* tape_py_frame.c: the type tapestore.Frame (made ready on first call). */
 PyObject *tape_py_frame_type(void);

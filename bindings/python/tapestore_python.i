@@ -39,11 +39,12 @@
 PyObject *tape_py_set_error_classes(PyObject *mapping);
 PyObject *tape_py_log_install(PyObject *callable);
 PyObject *tape_py_log_remove(void);
-/* Frames copied out as tapestore.Frame objects, a batch per call
- * (tape_py_frame.c); the iterator's releases the GIL itself around each
- * step into the provider. */
-%rename(_append_plain) tape_py_append_plain;
-PyObject *tape_py_append_plain(PyObject *tape_obj, PyObject *direction, PyObject *message);
+/* Tape.append as a C method (tape_python.c; its core call releases the
+ * GIL itself). Frames copied out as tapestore.Frame objects, a batch per
+ * call (tape_py_frame.c); the iterator's releases the GIL itself around
+ * each step into the provider. */
+%rename(_append_method) tape_py_append_method;
+PyObject *tape_py_append_method(PyObject *cls, PyObject *encode);
 %rename(_frame_type) tape_py_frame_type;
 %rename(_frames_of) tape_py_frames_of;
 %rename(_iter_frames) tape_py_iter_frames;

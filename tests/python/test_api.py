@@ -485,8 +485,8 @@ def test_capi_out_config_is_a_result():
 
 
 def test_plain_append_takes_every_message_form_and_refuses_bad_ones():
-    """Tape.append without options goes through one C call
-    (capi._append_plain); it must mean what the general path means."""
+    """Tape.append is a C method whose common case (no options) is one
+    core call; it must mean what the general path means."""
     t = tapestore.Tape(name="forms")
     msg = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"n": 2 ** 70}}
     seqs = [t.append(tapestore.CLIENT_TO_SERVER, msg),
@@ -504,3 +504,20 @@ def test_plain_append_takes_every_message_form_and_refuses_bad_ones():
     with pytest.raises(tapestore.InvalidArgument, match="direction"):
         t.append("sideways", msg)
     assert len(t) == 4  # nothing half-appended
+    # Other message forms, every option at once, and the caller's mistakes.
+    assert t.append(tapestore.CLIENT_TO_SERVER, [1, {"a": None}]) == 4
+    assert t.append(tapestore.CLIENT_TO_SERVER, bytearray(b'{"b":1}')) == 5
+    assert t.append("server_to_client", '{"s":"\udcff"}') == 6  # surrogateescape: byte 0xff
+    assert list(t.frames(6))[0].raw == b'{"s":"\xff"}'
+    assert t.append(direction="client_to_server", message=msg) == 7
+    assert t.append(tapestore.CLIENT_TO_SERVER, msg, ts_ms=9, correlation_id="c", transport=None,
+                    flags=None, invalid_json=False, oversize=False, prefix_bytes=0) == 8
+    assert list(t.frames(8))[0].ts == 9
+    with pytest.raises(TypeError, match="bogus"):
+        t.append(tapestore.CLIENT_TO_SERVER, msg, bogus=1)
+    with pytest.raises(TypeError):
+        t.append(tapestore.CLIENT_TO_SERVER)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        t.append(tapestore.CLIENT_TO_SERVER, {"x": object()})
+    assert len(t) == 9
+    assert "invalid_json" in tapestore.Tape.append.__doc__

@@ -20,7 +20,6 @@ docs/python.md for the whole API.
 
 import atexit as _atexit
 import datetime as _dt
-import inspect as _inspect
 import itertools as _itertools
 import json as _json
 import logging as _logging
@@ -32,8 +31,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from . import capi as _c
 # The per-frame calls, straight from the extension module: capi.py wraps
-# every function in a Python def of its own, a tenth of an append.
-from ._capi import _append_plain, _frames_of, _iter_frames
+# every function in a Python def of its own.
+from ._capi import _frames_of, _iter_frames
 
 __all__ = [
     "CLIENT_TO_SERVER", "SERVER_TO_CLIENT", "RECORDING", "FINALIZED", "SEQ_END",
@@ -580,26 +579,6 @@ class Tape:
         return TapeStats._from(self._do(_c.tape_get_stats))
 
     # frames ---------------------------------------------------------
-    def append(self, direction: str, message: Any, **options: Any) -> int:
-        """Append a frame and return its sequence number. ``message`` is a
-        dict (or any JSON value) or JSON text (str or bytes). Options (see
-        the signature): with ``invalid_json=True`` any bytes are kept
-        exactly; with ``oversize=True`` only the length, SHA-256 and first
-        ``prefix_bytes`` are kept. ``ts_ms`` None: now minus created_at."""
-        if options:
-            return self._append_with(direction, message, **options)
-        # The common case in one C call, the message encoded before the lock
-        # (this is most of writing a tape: every step here shows).
-        if type(message) is not str and type(message) is not bytes:
-            message = _message_bytes(message)
-        with self._lock:
-            t = self._t
-            if t is None or self._ro:
-                self._handle()  # raises if the call that lent the tape has returned
-                raise _state("this tape was lent read-only to a provider method; copy() it "
-                             "to change it")
-            return _append_plain(t, direction, message)
-
     def _append_with(self, direction: str, message: Any, *, ts_ms: Optional[int] = None,
                      correlation_id: Optional[str] = None, transport: Any = None,
                      flags: Any = None, invalid_json: bool = False, oversize: bool = False,
@@ -670,9 +649,12 @@ class Tape:
         return f"<Tape {self.id!r} name={self.name!r} {len(self)} frames>"
 
 
-# append takes **options so that its common case pays for no defaults;
-# help() and editors show the options it accepts.
-Tape.append.__signature__ = _inspect.signature(Tape._append_with)  # type: ignore[attr-defined]
+# Tape.append is a C method (tape_python.c): its common case, a direction
+# and a message, is most of writing a tape, and in Python each of its steps
+# showed. It encodes a message that is not text with _message_bytes, takes
+# the tape's lock and makes one core call; any option, or a revoked or
+# read-only tape, goes to Tape._append_with.
+Tape.append = _c._append_method(Tape, _message_bytes)  # type: ignore[method-assign]
 
 # What a lent (read-only) tape refuses.
 _MUTATORS = frozenset([
