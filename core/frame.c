@@ -24,7 +24,7 @@ static const char *dir_name(int dir)
 
 /* ---------------------------------------------------------------- arena */
 
-#define CHUNK_MIN ((size_t)64 << 10)
+#define CHUNK_MIN ((size_t)1 << 10)
 #define CHUNK_MAX ((size_t)16 << 20)
 #define HUGE_PAGE ((size_t)2 << 20)
 #define ALIGN(n) (((n) + _Alignof(tape_frame) - 1) & ~(_Alignof(tape_frame) - 1))
@@ -88,7 +88,10 @@ void *tape__arena_alloc(tape_chunk **arena, size_t n)
         c->used += n;
         return p;
     }
-    size_t size = c == NULL ? CHUNK_MIN : c->size * 2;
+    /* Chunks double from twice the first block: a tape of one frame (a
+     * clone, an appended tape) costs about that frame, a long one a few
+     * dozen chunks. */
+    size_t size = c != NULL ? c->size * 2 : n > SIZE_MAX / 2 ? n : n * 2;
     if (size < CHUNK_MIN) {
         size = CHUNK_MIN; /* after a small reserved chunk */
     } else if (size > CHUNK_MAX) {
@@ -96,7 +99,10 @@ void *tape__arena_alloc(tape_chunk **arena, size_t n)
     }
     /* A block larger than a chunk's share gets a chunk of its own, placed
      * behind the current one so that bumping continues there. */
-    int own = n > size / 4;
+    int own = c != NULL && n > size / 4;
+    if (size < n) {
+        size = n; /* a first block larger than a chunk */
+    }
     tape_chunk *k = chunk_new(own ? n : size);
     if (k == NULL) {
         return NULL;

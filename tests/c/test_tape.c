@@ -12,7 +12,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "codec_internal.h"
 #include "tapestore/provider.h"
 
 /* The call must fail with `code` and a message containing `needle`. */
@@ -1075,6 +1075,60 @@ static void test_frameless_size_follows_init_line(void **state)
 /* The learned-metadata copy: every learned field and the tags follow src;
  * an unchanged field is not copied again (its pointer stays); the id,
  * status, frames and correlations are dst's own. */
+/* Appended frames come from the tape's arena (one malloc per frame was a
+ * page fault every few frames). The arena must still cost about what the
+ * tape holds: a tape of one frame a small chunk, a long tape a few dozen
+ * chunks whose total is within 2x of the frames' bytes (and a clone the
+ * same). */
+static size_t arena_total(const tape_chunk *c, size_t *chunks)
+{
+    size_t total = 0;
+    for (*chunks = 0; c != NULL; c = c->next) {
+        total += c->size;
+        (*chunks)++;
+    }
+    return total;
+}
+
+/* What the frames of t hold: their structs and lines. */
+static size_t frame_bytes(const tape *t)
+{
+    size_t sum = 0, n = 0;
+    for (size_t i = 0; i < tape_frame_count(t); i++) {
+        tape_frame_line(tape_frame_at(t, i), &n);
+        sum += sizeof(tape_frame) + n + 1;
+    }
+    return sum;
+}
+
+static void test_append_arena_size(void **state)
+{
+    (void)state;
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "arena"));
+    tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+    d.direction = TAPE_DIR_CLIENT_TO_SERVER;
+    d.message = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{}}";
+    EXPECT_OK(tape_append_frame(NULL, t, &d));
+    size_t chunks = 0, lines;
+    assert_true(arena_total(t->arena, &chunks) <= 4096);
+    assert_int_equal(chunks, 1);
+    for (int i = 1; i < 20000; i++) {
+        EXPECT_OK(tape_append_frame(NULL, t, &d));
+    }
+    lines = frame_bytes(t);
+    size_t total = arena_total(t->arena, &chunks);
+    assert_true(total >= lines);
+    assert_true(total <= 2 * lines + 4096 * 2);
+    assert_true(chunks <= 32);
+    tape *c = NULL;
+    EXPECT_OK(tape_clone(&c, t));
+    assert_true(arena_total(c->arena, &chunks) <= 2 * lines + 4096 * 2);
+    assert_int_equal(tape_frame_count(c), 20000);
+    tape_free(c);
+    tape_free(t);
+}
+
 static void test_copy_learned_meta(void **state)
 {
     (void)state;
@@ -1111,6 +1165,7 @@ int main(void)
         cmocka_unit_test(test_id_valid),
         cmocka_unit_test(test_frameless_size_follows_init_line),
         cmocka_unit_test(test_copy_learned_meta),
+        cmocka_unit_test(test_append_arena_size),
         cmocka_unit_test(test_id_invalid),
         cmocka_unit_test(test_new_uuid),
         cmocka_unit_test(test_metadata),
