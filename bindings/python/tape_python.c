@@ -265,6 +265,24 @@ static PyObject *append_encode;   /* tapestore._message_bytes */
 static PyObject *append_slow(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames)
 {
+    /* Unknown keywords named as the caller wrote the call (else the error
+     * would name Tape._append_with). */
+    static const char *const known[] = { "direction", "message", "ts_ms", "correlation_id",
+                                         "transport", "flags", "invalid_json", "oversize",
+                                         "prefix_bytes" };
+    for (Py_ssize_t i = 0; kwnames != NULL && i < PyTuple_GET_SIZE(kwnames); i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        size_t j = 0;
+        while (j < sizeof known / sizeof known[0] &&
+               PyUnicode_CompareWithASCIIString(k, known[j]) != 0) {
+            j++;
+        }
+        if (j == sizeof known / sizeof known[0]) {
+            PyErr_Format(PyExc_TypeError, "Tape.append() got an unexpected keyword argument '%U'",
+                         k);
+            return NULL;
+        }
+    }
     PyObject *local[16], **stack = local;
     Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0, n = nargs + nkw + 1;
     if (n > (Py_ssize_t)(sizeof local / sizeof local[0]) &&
