@@ -1199,11 +1199,14 @@ static int frame_get(lua_State *L, tl_obj *o, int code)
         }
         return 1;
     }
+    /* The message's bytes in place (tape_frame_message_bytes): Lua copies
+     * them anyway, and tape_frame_message would keep a copy of its own for
+     * as long as the tape lives. */
     case FF_RAW:
-        s = tape_frame_raw(f, &n);
+        s = tape_frame_flags(f) != 0 ? tape_frame_raw(f, &n) : tape_frame_message_bytes(f, &n);
         break;
     case FF_MESSAGE_TEXT:
-        s = tape_frame_message(f, &n);
+        s = tape_frame_message_bytes(f, &n);
         break;
     case FF_LINE:
         s = tape_frame_line(f, &n);
@@ -1219,10 +1222,7 @@ static int frame_get(lua_State *L, tl_obj *o, int code)
                               (lua_Integer)tape_frame_seq(f),
                               (tape_frame_flags(f) & TAPE_FRAME_OVERSIZE) ? "oversize" : "invalid_json");
         }
-        s = tape_frame_message(f, &n);
-        if (s == NULL) {
-            return luaL_error(L, "frame.message: %s", tape_errmsg());
-        }
+        s = tape_frame_message_bytes(f, &n); /* the decoder takes a length */
         if (!tape_lua_json_decode(L, s, n)) {
             return luaL_error(L, "frame.message: %s", lua_tostring(L, -1));
         }

@@ -17,6 +17,7 @@
 #include "tape_python.h"
 #include "tape_trampoline.h" /* tape_py_ptr_get */
 
+#include <stdint.h>
 #include <string.h>
 #include <tapestore/tapestore.h>
 
@@ -94,8 +95,9 @@ static frame_obj *frame_new_from(const tape_frame *f)
         goto fail;
     }
     o->msg_len = (Py_ssize_t)msg_n;
-    if (line != NULL && msg >= line && msg + msg_n <= line + line_n) {
-        o->msg_off = msg - line; /* a decoded frame: the text is copied when asked for */
+    uintptr_t lp = (uintptr_t)line, mp = (uintptr_t)msg; /* (they may be unrelated) */
+    if (line != NULL && msg != NULL && mp >= lp && mp + msg_n <= lp + line_n) {
+        o->msg_off = (Py_ssize_t)(mp - lp); /* in the line: copied when asked for */
     } else if ((o->message_text = bytes_of(msg, msg_n)) == NULL) {
         goto fail;
     }

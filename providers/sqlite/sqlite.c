@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -573,8 +574,11 @@ static int insert_frame(sq_store *st, const char *id, const tape_frame *f)
     if (s == NULL) return TAPE_EPROVIDER;
     size_t ll = 0, ml = 0;
     const char *line = tape_frame_line(f, &ll);
-    const char *msg = tape_frame_message(f, &ml);
-    const char *at = find_bytes(line, ll, msg, ml);
+    /* The message is a span of the line (no copy made); searched for only
+     * if a frame ever keeps it elsewhere. */
+    const char *msg = tape_frame_message_bytes(f, &ml);
+    uintptr_t lp = (uintptr_t)line, mp = (uintptr_t)msg;
+    const char *at = mp >= lp && mp + ml <= lp + ll ? msg : find_bytes(line, ll, msg, ml);
     bind_str(s, 1, id);
     uint64_t seq = tape_frame_seq(f);
     sqlite3_bind_int64(s, 2, seq > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)seq);
