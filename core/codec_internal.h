@@ -252,8 +252,8 @@ typedef struct tape__jscan {
 /* TAPE_OK if s[0..n) is exactly one JSON value under the writing rules
  * (RFC 8259 grammar, JSON blanks only, no raw control character in a
  * string, JSON escapes, lone surrogate escapes allowed, nesting up to
- * 1000); else TAPE_EINVAL with "<what> is not valid JSON: ... at byte N".
- * No allocation. */
+ * 1000); else TAPE_EINVAL with "<what> is not valid JSON: ... at byte N"
+ * (what NULL: no message is set). No allocation. */
 int tape__json_scan(tape__jscan *out, const char *s, size_t n, const char *what);
 /* A cursor over an object's members for the reader's fast path
  * (tape__frame_parse_fast): the same strict rules as tape__json_scan,

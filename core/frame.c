@@ -1424,6 +1424,17 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
         ms = printed;
         me = printed + strlen(printed);
     }
+    /* cJSON cut a name "error\u0000x" to "error": with such an escape in
+     * the line, the message's names are read as the writer read them (its
+     * scanner, when the message passes it), so that a frame's error flag
+     * is the same written and read back. */
+    if (fflags == 0 && in_line && tape__json_has_nul_escape(line, len)) {
+        tape__jscan scan;
+        if (tape__json_scan(&scan, ms, (size_t)(me - ms), NULL) == TAPE_OK) {
+            is_error = (scan.is_object && scan.has_error) ||
+                       cJSON_IsTrue(tape__member(flags, "is_error"));
+        }
+    }
     if (fflags != 0) {
         /* The kept bytes are the string's value, escapes undone. */
         size_t n = (size_t)(me - ms);

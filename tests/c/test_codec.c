@@ -645,6 +645,42 @@ static void test_frame_lines_both_paths(void **state)
     tape_frame_free(f);
 }
 
+/* A member name holding \u0000 is cut there by cJSON ("error\u0000x"
+ * reads as "error"): the error flag must be what the writer saw, read back
+ * through either path. */
+static void test_nul_escape_error_flag(void **state)
+{
+    (void)state;
+    static const char *const msgs[] = { "{\"id\":1,\"error\\u0000x\":{}}",
+                                        "{\"id\":1,\"x\\u0000\":1,\"error\":{}}" };
+    tape *t = NULL;
+    EXPECT_OK(tape_new(&t, "nul-error"));
+    for (size_t i = 0; i < 2; i++) {
+        tape_frame_desc d = TAPE_FRAME_DESC_INIT;
+        d.direction = TAPE_DIR_SERVER_TO_CLIENT;
+        d.message = msgs[i];
+        EXPECT_OK(tape_append_frame(NULL, t, &d));
+    }
+    assert_false(tape_frame_is_error(tape_frame_at(t, 0)));
+    assert_true(tape_frame_is_error(tape_frame_at(t, 1)));
+    char *out = encode(t, NULL);
+    tape *back = decode_str(out, NULL);
+    assert_false(tape_frame_is_error(tape_frame_at(back, 0)));
+    assert_true(tape_frame_is_error(tape_frame_at(back, 1)));
+    for (size_t i = 0; i < 2; i++) {
+        size_t n = 0;
+        const char *line = tape_frame_line(tape_frame_at(t, i), &n);
+        tape_frame *f = NULL;
+        int type = 0;
+        EXPECT_OK(tape_line_parse(&type, &f, line, n));
+        assert_int_equal(tape_frame_is_error(f), i == 1);
+        tape_frame_free(f);
+    }
+    tape_free(back);
+    tape_string_free(out);
+    tape_free(t);
+}
+
 /* tape_frame_message_bytes: the message without a copy, the same bytes
  * as tape_frame_message, for decoded and for appended frames. */
 static void test_message_bytes_no_copy(void **state)
@@ -2166,6 +2202,7 @@ int main(void)
         cmocka_unit_test(test_message_bytes_exact),
         cmocka_unit_test(test_frame_lines_both_paths),
         cmocka_unit_test(test_message_bytes_no_copy),
+        cmocka_unit_test(test_nul_escape_error_flag),
         cmocka_unit_test(test_message_concurrent),
         cmocka_unit_test(test_torn_tail),
         cmocka_unit_test(test_garbage_strict_vs_recover),

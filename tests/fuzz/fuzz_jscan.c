@@ -3,7 +3,8 @@
  * parser the reader uses, on arbitrary bytes. Properties: no crash or
  * undefined behaviour; everything the scanner accepts, cJSON parses as one
  * value (so every message we write loads again), and the facts it reports
- * (object or not, outermost error/method/id) are cJSON's; a refusal is
+ * (object or not, outermost error/method/id) are cJSON's (names: when the
+ * text has no \u0000 escape, which cJSON cuts strings at); a refusal is
  * TAPE_EINVAL with a message naming a byte within the input; appending the
  * text as a frame message succeeds exactly when the scanner accepts it.
  */
@@ -21,7 +22,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cJSON *v = memchr(s, '\0', size) == NULL ? tape__json_parse(s, size) : NULL;
         FUZZ_CHECK(v != NULL, "what the writer accepts, the reader parses");
         FUZZ_CHECK(scan.is_object == cJSON_IsObject(v), "object-ness agrees with cJSON");
-        if (cJSON_IsObject(v)) {
+        /* cJSON ends a string at \u0000, so a name "method\u0000x" is
+         * "method" there and not for the scanner (nor for JSON): the names
+         * agree only without such escapes (the reader's fast path declines
+         * lines with them for the same reason). */
+        if (cJSON_IsObject(v) && !tape__json_has_nul_escape(s, size)) {
             FUZZ_CHECK(scan.has_error == (tape__member(v, "error") != NULL), "error member agrees");
             FUZZ_CHECK(scan.has_method == (tape__member(v, "method") != NULL), "method agrees");
             FUZZ_CHECK(scan.has_id == (tape__member(v, "id") != NULL), "id member agrees");
