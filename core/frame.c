@@ -1549,8 +1549,10 @@ int tape__frame_parse_fast(tape_frame **out, const char *line, size_t len, tape_
     enum { F_TYPE = 1, F_SEQ = 2, F_TS = 4, F_DIR = 8, F_ENV = 16, F_CID = 32, F_FLAGS = 64 };
     *out = NULL;
     /* cJSON ends a string at \u0000, so such a line can read differently
-     * there (a name "error\u0000x" is "error"): leave it to that path. */
-    if (tape__json_has_nul_escape(line, len)) {
+     * there (a name "error\u0000x" is "error"): leave it to that path. A
+     * raw newline, a JSON blank between tokens, would split the line when
+     * written back: that path refuses it (tape_decode's lines have none). */
+    if (tape__json_has_nul_escape(line, len) || memchr(line, '\n', len) != NULL) {
         return TAPE__DECLINE;
     }
     tape__jcur c = { .s = line, .n = len };

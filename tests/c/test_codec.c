@@ -1306,6 +1306,13 @@ static void test_fuzz_regressions(void **state)
     EXPECT_ERR(tape_line_parse(&type, &f, raw_nl, sizeof raw_nl - 1), TAPE_ECORRUPT,
                "not valid JSON");
     assert_null(f);
+    /* 2b. A raw newline between tokens (a JSON blank): nor this, by either of
+     * tape_line_parse's two paths (fuzz_line found the fast one taking it). */
+    static const char nl_blank[] = "{\"type\":\"frame\",\"seq\"\n:0,\"ts\":0,\"dir\":"
+                                   "\"client_to_server\",\"env\":{\"message\":{}}}";
+    EXPECT_ERR(tape_line_parse(&type, &f, nl_blank, sizeof nl_blank - 1), TAPE_ECORRUPT,
+               "not valid JSON");
+    assert_null(f);
 
     /* 3. Trailing CRs: all are dropped, so a second round trip is stable. */
     char crs[512];
