@@ -19,6 +19,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <tapestore/provider.h> /* tape_line_parse, tape_error_set */
 #include <tapestore/tapestore.h>
 
 #define BATCH_BYTES (1u << 20) /* message text per batch */
@@ -265,25 +266,64 @@ PyObject *tape_py_iter_frames(PyObject *iter_obj, long max)
     return list;
 }
 
+/* A Frame read from a frame line (bytes), as a tape's reader reads it. */
+static PyObject *frame_from_line(PyObject *line)
+{
+    tape_frame *f = NULL;
+    int type = 0, rc;
+    const char *text = PyBytes_AS_STRING(line);
+    size_t len = (size_t)PyBytes_GET_SIZE(line);
+    Py_BEGIN_ALLOW_THREADS /* the bytes are immutable and held by the caller */
+    rc = tape_line_parse(&type, &f, text, len);
+    Py_END_ALLOW_THREADS
+    if (rc == TAPE_OK && type != TAPE_LINE_FRAME) {
+        rc = tape_error_set(TAPE_EINVAL, "Frame(line): not a frame line");
+    }
+    if (rc != TAPE_OK) {
+        tape_frame_free(f);
+        tape_py_raise(rc);
+        return NULL;
+    }
+    PyObject *o = (PyObject *)frame_new_from(f);
+    tape_frame_free(f);
+    return o;
+}
+
 /* Frame(frame): a Frame of a tapestore.capi tape_frame proxy (a provider's
- * recording.append gets one so). */
+ * recording.append gets one so); Frame(line): of a frame's JSONL line
+ * (bytes), which is how a Frame pickles and copies. */
 static PyObject *frame_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     (void)type;
-    PyObject *proxy;
+    PyObject *arg;
     void *p = NULL;
     if ((kwds != NULL && PyDict_GET_SIZE(kwds) != 0) ||
-        !PyArg_ParseTuple(args, "O:Frame", &proxy)) {
+        !PyArg_ParseTuple(args, "O:Frame", &arg)) {
         if (!PyErr_Occurred()) {
             PyErr_SetString(PyExc_TypeError, "Frame() takes no keyword arguments");
         }
         return NULL;
     }
-    if (tape_py_ptr_get(proxy, "tape_frame *", &p) < 0) {
+    if (PyBytes_Check(arg)) {
+        return frame_from_line(arg);
+    }
+    if (tape_py_ptr_get(arg, "tape_frame *", &p) < 0) {
         return NULL;
     }
     return (PyObject *)frame_new_from(p);
 }
+
+static PyObject *frame_reduce(frame_obj *o, PyObject *unused)
+{
+    (void)unused;
+    return Py_BuildValue("(O(O))", (PyObject *)Py_TYPE(o), o->line);
+}
+
+static PyMethodDef frame_methods[] = {
+    { "__reduce__", (PyCFunction)frame_reduce, METH_NOARGS,
+      "Pickle and copy support: a Frame is its line." },
+    { NULL, NULL, 0, NULL },
+};
 
 /* ------------------------------------------------------------ message */
 
@@ -516,10 +556,11 @@ static void frame_dealloc(frame_obj *o)
 }
 
 PyDoc_STRVAR(frame_doc,
-             "Frame(frame)\n--\n\n"
+             "Frame(frame_or_line)\n--\n\n"
              "One recorded message, copied out of the core (valid after its tape or "
              "iterator is gone). Tape.frames(), Store.frames() and iteration make them; "
-             "Frame(frame) copies a tapestore.capi tape_frame. ``message`` is decoded from "
+             "Frame(frame) copies a tapestore.capi tape_frame, Frame(line) reads a frame's "
+             "JSONL line (bytes; how a Frame pickles and copies). ``message`` is decoded from "
              "``message_text`` with json on first use, together with the other frames "
              "read in the same batch.");
 
@@ -534,6 +575,7 @@ static PyTypeObject frame_type = {
     .tp_traverse = (traverseproc)frame_traverse,
     .tp_clear = (inquiry)frame_clear,
     .tp_getset = frame_getset,
+    .tp_methods = frame_methods,
     .tp_new = frame_tp_new,
 };
 

@@ -251,6 +251,23 @@ def test_frame_type():
     assert (g.seq, g.line) == (1, list(t)[1].line)
     with pytest.raises(TypeError):
         tapestore.Frame(12)
+    # A Frame is its line: Frame(line) reads one, and so it pickles and copies.
+    import copy
+    import pickle
+    t.append(tapestore.SERVER_TO_CLIENT, b"\xff raw", invalid_json=True, correlation_id="c9")
+    for orig in t:
+        for back in (pickle.loads(pickle.dumps(orig)), copy.copy(orig), copy.deepcopy(orig),
+                     tapestore.Frame(orig.line)):
+            assert back is not orig
+            assert [getattr(back, a) for a in ("seq", "ts", "direction", "correlation_id",
+                                               "is_error", "invalid_json", "raw", "line")] == \
+                [getattr(orig, a) for a in ("seq", "ts", "direction", "correlation_id",
+                                            "is_error", "invalid_json", "raw", "line")]
+            assert back.message == orig.message
+    with pytest.raises(tapestore.CorruptError):
+        tapestore.Frame(b"{not json")
+    with pytest.raises(tapestore.InvalidArgument, match="not a frame line"):
+        tapestore.Frame(b'{"type":"checkpoint","frames":0}')
 
 
 def test_frame_messages_decode_in_batches_bad_one_alone():
