@@ -273,6 +273,8 @@ int tape__jcur_open(tape__jcur *c);
 int tape__jcur_member(tape__jcur *c, const char **name, size_t *name_len, int *escaped);
 /* The member's value, checked; info (may be NULL) as tape__json_scan's. */
 int tape__jcur_value(tape__jcur *c, tape__jscan *info, const char **value, size_t *value_len);
+/* The byte after the blanks (not taken), or -1 at the end or on a bad blank. */
+int tape__jcur_peek(tape__jcur *c);
 /* Nothing but blanks is left. */
 int tape__jcur_end(tape__jcur *c);
 /* Copy s[0..n), which tape__json_scan accepted, to dst (room for n bytes)

@@ -306,12 +306,6 @@ const char *tape_frame_message(const tape_frame *f, size_t *out_len)
     return m;
 }
 
-void tape__frame_message_span(const tape_frame *f, const char **out_ptr, size_t *out_len)
-{
-    *out_ptr = f != NULL ? f->msg : NULL;
-    *out_len = f != NULL ? f->message_len : 0;
-}
-
 const char *tape_frame_message_bytes(const tape_frame *f, size_t *out_len)
 {
     if (out_len != NULL) {
@@ -1410,9 +1404,7 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
     if (rc != TAPE_OK) {
         return rc;
     }
-    /* A flagged frame's message is a string standing for bytes: no error. */
-    int is_error = fflags == 0 && (has_member(msg, "error") ||
-                                   cJSON_IsTrue(tape__member(flags, "is_error")));
+    int msg_error = has_member(msg, "error");
 
     const char *ms, *me;
     char *printed = NULL, *raw = NULL;
@@ -1431,10 +1423,11 @@ int tape__frame_parse(tape_frame **out, const cJSON *root, const char *line, siz
     if (fflags == 0 && in_line && tape__json_has_nul_escape(line, len)) {
         tape__jscan scan;
         if (tape__json_scan(&scan, ms, (size_t)(me - ms), NULL) == TAPE_OK) {
-            is_error = (scan.is_object && scan.has_error) ||
-                       cJSON_IsTrue(tape__member(flags, "is_error"));
+            msg_error = scan.is_object && scan.has_error;
         }
     }
+    /* A flagged frame's message is a string standing for bytes: no error. */
+    int is_error = fflags == 0 && (msg_error || cJSON_IsTrue(tape__member(flags, "is_error")));
     if (fflags != 0) {
         /* The kept bytes are the string's value, escapes undone. */
         size_t n = (size_t)(me - ms);
@@ -1586,21 +1579,10 @@ int tape__frame_parse_fast(tape_frame **out, const char *line, size_t len, tape_
             }
             continue;
         }
-        if (bit == F_FLAGS && c.i < len) {
-            tape__jcur probe = c;
-            if (tape__jcur_value(&probe, NULL, &v, &vn) != TAPE_OK) {
+        if (bit == F_FLAGS && tape__jcur_peek(&c) == '{') {
+            if (fast_flags(&c, &flag_error) != TAPE_OK) {
                 return TAPE__DECLINE;
             }
-            if (v[0] == '{') {
-                if (fast_flags(&c, &flag_error) != TAPE_OK) {
-                    return TAPE__DECLINE;
-                }
-                continue;
-            }
-            if (!NAME_IS(v, vn, "null")) {
-                return TAPE__DECLINE;
-            }
-            c = probe;
             continue;
         }
         if (tape__jcur_value(&c, NULL, &v, &vn) != TAPE_OK) {
@@ -1635,6 +1617,11 @@ int tape__frame_parse_fast(tape_frame **out, const char *line, size_t len, tape_
                 cid = v + 1;
                 cn = vn - 2;
             } else if (!NAME_IS(v, vn, "null")) {
+                return TAPE__DECLINE;
+            }
+            break;
+        case F_FLAGS: /* not an object (that was above): only null reads the same */
+            if (!NAME_IS(v, vn, "null")) {
                 return TAPE__DECLINE;
             }
             break;

@@ -61,10 +61,6 @@ typedef int (*tape__text_match_fn)(int *out_match, void *ud, const tape_entry *e
 int tape__query_run(tape_result **out, const tape_query *q, tape_entry *const *entries,
                     size_t n, tape__text_match_fn text_match, void *ud);
 
-/* A frame's message bytes, not NUL-terminated, without making the copy
- * tape_frame_message makes (frame.c); for scans such as text search. */
-void tape__frame_message_span(const tape_frame *f, const char **out_ptr, size_t *out_len);
-
 /* 1 if name is [a-z0-9_-]{1,64} (provider names, spec prefixes). */
 int tape__provider_name_valid(const char *name);
 

@@ -111,6 +111,19 @@ static inline size_t jplain(const char *s, size_t i, size_t n)
     return i;
 }
 
+/* The usual string at s[i] == '"': plain bytes up to the closing quote.
+ * If it is one, j->i moves past it and it returns 1; else (an escape, a
+ * control character, no end) nothing moves and it returns 0. */
+static inline int jplain_string(jscan *j)
+{
+    size_t end = jplain(j->s, j->i + 1, j->n);
+    if (end < j->n && j->s[end] == '"') {
+        j->i = end + 1;
+        return 1;
+    }
+    return 0;
+}
+
 /* A string starting at s[i] == '"'. When key is not NULL, the decoded
  * string (if it is short and plain ASCII) is copied there, NUL-terminated,
  * else key[0] is set to '\0' - enough to compare against member names. */
@@ -118,15 +131,10 @@ static int jstring(jscan *j, char key[16])
 {
     size_t k = 0;
     int keep = key != NULL;
-    size_t start = ++j->i; /* past the opening quote */
-    /* The usual string: plain bytes up to the closing quote. A name is
-     * then its bytes as they are. Anything else: the loop below, from the
-     * start again. */
-    size_t end = jplain(j->s, start, j->n);
-    if (end < j->n && j->s[end] == '"') {
-        j->i = end + 1;
-        if (keep) {
-            size_t len = end - start;
+    size_t start = j->i + 1; /* past the opening quote */
+    if (jplain_string(j)) {
+        if (keep) { /* a name as its bytes are */
+            size_t len = j->i - 1 - start;
             key[0] = '\0';
             if (len < 16) {
                 memcpy(key, j->s + start, len);
@@ -141,6 +149,7 @@ static int jstring(jscan *j, char key[16])
         }
         return TAPE_OK;
     }
+    j->i = start; /* the general loop, from the start */
     for (;;) {
         if (!keep) {
             j->i = jplain(j->s, j->i, j->n);
@@ -209,18 +218,6 @@ static int jstring(jscan *j, char key[16])
         }
         j->i++;
     }
-}
-
-/* A string whose name does not matter: the plain run inline, jstring
- * for anything else (escapes, errors). */
-static inline int jskip_string(jscan *j)
-{
-    size_t end = jplain(j->s, j->i + 1, j->n);
-    if (end < j->n && j->s[end] == '"') {
-        j->i = end + 1;
-        return TAPE_OK;
-    }
-    return jstring(j, NULL);
 }
 
 static int jdigits(jscan *j)
@@ -320,7 +317,7 @@ first:
         }
         goto value;
     case '"':
-        rc = jskip_string(j);
+        rc = jstring(j, NULL);
         break;
     case 't':
         rc = jliteral(j, "true", 4);
@@ -375,7 +372,7 @@ member:
         return jbad(j, "expected a member name");
     }
     /* Names only matter in the outermost object. */
-    if ((rc = depth == 1 && out->is_object ? jstring(j, key) : jskip_string(j)) != TAPE_OK) {
+    if ((rc = depth == 1 && out->is_object ? jstring(j, key) : jstring(j, NULL)) != TAPE_OK) {
         return rc;
     }
     if (depth == 1 && out->is_object) {
@@ -447,15 +444,10 @@ int tape__jcur_member(tape__jcur *c, const char **name, size_t *name_len, int *e
     if (c->s[c->i] != '"') {
         return TAPE_EINVAL;
     }
-    size_t start = c->i + 1, end = jplain(c->s, start, c->n);
-    /* A plain run up to the quote: no escape (the usual name). */
-    *escaped = !(end < c->n && c->s[end] == '"');
-    if (*escaped) {
-        if (jstring(c, NULL) != TAPE_OK) {
-            return TAPE_EINVAL;
-        }
-    } else {
-        c->i = end + 1;
+    size_t start = c->i + 1;
+    *escaped = !jplain_string(c); /* the usual name: no escape */
+    if (*escaped && jstring(c, NULL) != TAPE_OK) {
+        return TAPE_EINVAL;
     }
     *name = c->s + start;
     *name_len = c->i - 1 - start;
@@ -481,7 +473,7 @@ int tape__jcur_value(tape__jcur *c, tape__jscan *info, const char **value, size_
         if (info != NULL) {
             memset(info, 0, sizeof *info);
         }
-        rc = ch == '"'   ? jskip_string(c)
+        rc = ch == '"'   ? jstring(c, NULL)
              : ch == 't' ? jliteral(c, "true", 4)
              : ch == 'f' ? jliteral(c, "false", 5)
              : ch == 'n' ? jliteral(c, "null", 4)
@@ -495,6 +487,11 @@ int tape__jcur_value(tape__jcur *c, tape__jscan *info, const char **value, size_
     *value = c->s + start;
     *value_len = c->i - start;
     return TAPE_OK;
+}
+
+int tape__jcur_peek(tape__jcur *c)
+{
+    return jws(c) == TAPE_OK && c->i < c->n ? (unsigned char)c->s[c->i] : -1;
 }
 
 int tape__jcur_end(tape__jcur *c)

@@ -904,9 +904,8 @@ static int tape_has_text(const tape *t, const char *text)
     size_t n = tape_frame_count(t);
     for (size_t i = 0; i < n; i++) {
         /* The span in the line: no message copy is made for a search. */
-        const char *msg;
         size_t len;
-        tape__frame_message_span(tape_frame_at(t, i), &msg, &len);
+        const char *msg = tape_frame_message_bytes(tape_frame_at(t, i), &len);
         if (msg != NULL && tape__contains_nocase(msg, len, text)) {
             return 1;
         }

@@ -49,10 +49,14 @@ typedef struct {
  * their lines, so a text is not copied until the decode), and the decoded
  * list. Frames point at their batch, never the other way: no cycles. */
 typedef struct {
+    PyObject *bytes; /* owned */
+    Py_ssize_t off, len;
+} batch_text;
+
+typedef struct {
     PyObject_HEAD
     Py_ssize_t n, cap;
-    PyObject **text; /* owned bytes objects */
-    Py_ssize_t *off, *len;
+    batch_text *text;
     size_t bytes;
     PyObject *decoded; /* NULL: not yet; a list; Py_False: each frame decodes alone */
 } batch_obj;
@@ -60,7 +64,6 @@ typedef struct {
 static PyTypeObject frame_type;
 static PyTypeObject batch_type;
 static PyObject *json_loads;       /* json.loads */
-static PyObject *dir_names[3];     /* "unknown", "client_to_server", "server_to_client" */
 
 /* ------------------------------------------------------------ making */
 
@@ -162,7 +165,6 @@ static int batch_add(batch_obj **cur, frame_obj *o)
         }
         k->n = k->cap = 0;
         k->text = NULL;
-        k->off = k->len = NULL;
         k->bytes = 0;
         k->decoded = NULL;
         PyObject_GC_Track(k);
@@ -170,27 +172,19 @@ static int batch_add(batch_obj **cur, frame_obj *o)
     }
     if (k->n == k->cap) {
         Py_ssize_t cap = k->cap ? k->cap * 2 : 64;
-        PyObject **text = PyMem_Realloc(k->text, (size_t)cap * sizeof *text);
-        if (text != NULL) {
-            k->text = text;
-        }
-        Py_ssize_t *off = text ? PyMem_Realloc(k->off, (size_t)cap * sizeof *off) : NULL;
-        if (off != NULL) {
-            k->off = off;
-        }
-        Py_ssize_t *len = off ? PyMem_Realloc(k->len, (size_t)cap * sizeof *len) : NULL;
-        if (len == NULL) {
+        batch_text *text = PyMem_Realloc(k->text, (size_t)cap * sizeof *text);
+        if (text == NULL) {
             PyErr_NoMemory();
             return -1;
         }
-        k->len = len;
+        k->text = text;
         k->cap = cap;
     }
-    PyObject *src = o->msg_off >= 0 ? o->line : o->message_text;
-    Py_INCREF(src);
-    k->text[k->n] = src;
-    k->off[k->n] = o->msg_off >= 0 ? o->msg_off : 0;
-    k->len[k->n] = o->msg_len;
+    batch_text *t = &k->text[k->n];
+    t->bytes = o->msg_off >= 0 ? o->line : o->message_text;
+    Py_INCREF(t->bytes);
+    t->off = o->msg_off >= 0 ? o->msg_off : 0;
+    t->len = o->msg_len;
     o->index = k->n++;
     k->bytes += (size_t)o->msg_len + 1;
     Py_INCREF(k);
@@ -337,7 +331,7 @@ static int batch_decode(batch_obj *k)
     }
     Py_ssize_t total = 2 + (k->n > 0 ? k->n - 1 : 0);
     for (Py_ssize_t i = 0; i < k->n; i++) {
-        total += k->len[i];
+        total += k->text[i].len;
     }
     PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
     if (joined == NULL) {
@@ -349,8 +343,8 @@ static int batch_decode(batch_obj *k)
         if (i > 0) {
             *w++ = ',';
         }
-        memcpy(w, PyBytes_AS_STRING(k->text[i]) + k->off[i], (size_t)k->len[i]);
-        w += k->len[i];
+        memcpy(w, PyBytes_AS_STRING(k->text[i].bytes) + k->text[i].off, (size_t)k->text[i].len);
+        w += k->text[i].len;
     }
     *w = ']';
     PyObject *res = PyObject_CallOneArg(json_loads, joined);
@@ -441,9 +435,9 @@ static PyObject *frame_get_ts(frame_obj *o, void *c)
 static PyObject *frame_get_direction(frame_obj *o, void *c)
 {
     (void)c;
-    int d = o->dir == TAPE_DIR_CLIENT_TO_SERVER ? 1 : o->dir == TAPE_DIR_SERVER_TO_CLIENT ? 2 : 0;
-    Py_INCREF(dir_names[d]);
-    return dir_names[d];
+    PyObject *name = tape_py_dir_name(o->dir);
+    Py_INCREF(name);
+    return name;
 }
 
 static PyObject *frame_get_is_error(frame_obj *o, void *c)
@@ -596,11 +590,9 @@ static void batch_dealloc(batch_obj *k)
     PyObject_GC_UnTrack(k);
     batch_clear(k);
     for (Py_ssize_t i = 0; i < k->n; i++) {
-        Py_DECREF(k->text[i]);
+        Py_DECREF(k->text[i].bytes);
     }
     PyMem_Free(k->text);
-    PyMem_Free(k->off);
-    PyMem_Free(k->len);
     PyObject_GC_Del(k);
 }
 
@@ -627,11 +619,8 @@ PyObject *tape_py_frame_type(void)
         if (json_loads == NULL) {
             return NULL;
         }
-        static const char *const names[3] = { "unknown", "client_to_server", "server_to_client" };
-        for (int i = 0; i < 3; i++) {
-            if ((dir_names[i] = PyUnicode_InternFromString(names[i])) == NULL) {
-                return NULL;
-            }
+        if (tape_py_dir_names_init() < 0) {
+            return NULL;
         }
         if (PyType_Ready(&frame_type) < 0 || PyType_Ready(&batch_type) < 0) {
             return NULL;

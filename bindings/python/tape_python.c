@@ -152,24 +152,35 @@ PyObject *tape_py_log_remove(void)
     return swap_hook(NULL);
 }
 
+/* The direction names, interned: index 0 "unknown", then TAPE_DIR_*. */
+static PyObject *dir_names[3];
+
+int tape_py_dir_names_init(void)
+{
+    static const char *const names[3] = { "unknown", "client_to_server", "server_to_client" };
+    for (int i = 0; i < 3; i++) {
+        if (dir_names[i] == NULL && (dir_names[i] = PyUnicode_InternFromString(names[i])) == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PyObject *tape_py_dir_name(int dir)
+{
+    return dir_names[dir == TAPE_DIR_CLIENT_TO_SERVER   ? 1
+                     : dir == TAPE_DIR_SERVER_TO_CLIENT ? 2
+                                                        : 0];
+}
+
 /* TAPE_DIR_* of a direction name, or 0. The names are usually the
  * package's constants (interned), so a pointer compare comes first. */
 static int direction_of(PyObject *name)
 {
-    static PyObject *c2s, *s2c;
-    if (c2s == NULL) {
-        c2s = PyUnicode_InternFromString("client_to_server");
-        s2c = PyUnicode_InternFromString("server_to_client");
-        if (c2s == NULL || s2c == NULL) {
-            PyErr_Clear();
-            Py_CLEAR(c2s);
-            Py_CLEAR(s2c);
-        }
-    }
-    if (name == c2s && c2s != NULL) {
+    if (name == dir_names[1]) {
         return TAPE_DIR_CLIENT_TO_SERVER;
     }
-    if (name == s2c && s2c != NULL) {
+    if (name == dir_names[2]) {
         return TAPE_DIR_SERVER_TO_CLIENT;
     }
     if (PyUnicode_Check(name)) {
@@ -258,31 +269,16 @@ static PyObject *append_plain(PyObject *tape_obj, PyObject *direction, PyObject 
  * class: the same steps as the Python code it stands for (encode a
  * non-text message with tapestore._message_bytes, take the tape's lock,
  * check it is neither revoked nor read-only, one core call), without the
- * interpreter's cost per step. Anything else goes to Tape._append_with. */
+ * interpreter's cost per step. Anything else goes to the Python method
+ * it replaced (Tape._append_with). */
 static PyObject *append_names[6]; /* _lock, _t, _ro, acquire, release, _append_with */
 static PyObject *append_encode;   /* tapestore._message_bytes */
 
+/* The Python Tape.append (kept as Tape._append_with): its signature is
+ * the one list of the options, and it names itself in argument errors. */
 static PyObject *append_slow(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames)
 {
-    /* Unknown keywords named as the caller wrote the call (else the error
-     * would name Tape._append_with). */
-    static const char *const known[] = { "direction", "message", "ts_ms", "correlation_id",
-                                         "transport", "flags", "invalid_json", "oversize",
-                                         "prefix_bytes" };
-    for (Py_ssize_t i = 0; kwnames != NULL && i < PyTuple_GET_SIZE(kwnames); i++) {
-        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-        size_t j = 0;
-        while (j < sizeof known / sizeof known[0] &&
-               PyUnicode_CompareWithASCIIString(k, known[j]) != 0) {
-            j++;
-        }
-        if (j == sizeof known / sizeof known[0]) {
-            PyErr_Format(PyExc_TypeError, "Tape.append() got an unexpected keyword argument '%U'",
-                         k);
-            return NULL;
-        }
-    }
     PyObject *local[16], **stack = local;
     Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0, n = nargs + nkw + 1;
     if (n > (Py_ssize_t)(sizeof local / sizeof local[0]) &&
@@ -367,8 +363,10 @@ PyObject *tape_py_append_method(PyObject *cls, PyObject *encode)
 {
     static const char *const names[6] = { "_lock", "_t", "_ro", "acquire", "release",
                                            "_append_with" };
-    if (!PyType_Check(cls) || !PyCallable_Check(encode)) {
-        PyErr_SetString(PyExc_TypeError, "_append_method: expected a class and a callable");
+    if (!PyType_Check(cls) || !PyCallable_Check(encode) || tape_py_dir_names_init() < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "_append_method: expected a class and a callable");
+        }
         return NULL;
     }
     for (int i = 0; i < 6; i++) {

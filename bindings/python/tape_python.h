@@ -20,6 +20,10 @@ int tape_py_as_bytes(PyObject *obj, const char **p, size_t *n);
 PyObject *tape_py_set_error_classes(PyObject *mapping);
 PyObject *tape_py_log_install(PyObject *callable);
 PyObject *tape_py_log_remove(void);
+/* The interned direction names (once, at import): tape_py_dir_name gives
+ * the borrowed name of a TAPE_DIR_* ("unknown" for any other value). */
+int tape_py_dir_names_init(void);
+PyObject *tape_py_dir_name(int dir);
 /* Tape.append as a C method of the Python class cls (a method descriptor),
  * encoding messages that are not text with encode (tapestore._message_bytes). */
 PyObject *tape_py_append_method(PyObject *cls, PyObject *encode);

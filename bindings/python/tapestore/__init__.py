@@ -273,17 +273,13 @@ def _message_bytes(message: Any) -> bytes:
     """A message as the bytes the core stores: dict/list/... -> JSON text,
     str -> UTF-8 (surrogateescape, so bytes decoded that way come back),
     bytes as is."""
-    if type(message) is dict and _iterencode is not None:  # the usual message, first
-        try:
-            return "".join(_iterencode(message, 0)).encode("utf-8")
-        except Exception:  # not JSON-able, lone surrogates...: the general path says
-            pass
-    elif isinstance(message, bytes):
-        return message
-    if isinstance(message, (bytearray, memoryview)):
-        return bytes(message)
-    if isinstance(message, str):
-        return message.encode("utf-8", "surrogateescape")
+    if type(message) is not dict:  # the usual message goes straight to the encoder
+        if isinstance(message, bytes):
+            return message
+        if isinstance(message, (bytearray, memoryview)):
+            return bytes(message)
+        if isinstance(message, str):
+            return message.encode("utf-8", "surrogateescape")
     text = _encode_compact(message)
     try:
         return text.encode("utf-8")
@@ -579,10 +575,11 @@ class Tape:
         return TapeStats._from(self._do(_c.tape_get_stats))
 
     # frames ---------------------------------------------------------
-    def _append_with(self, direction: str, message: Any, *, ts_ms: Optional[int] = None,
-                     correlation_id: Optional[str] = None, transport: Any = None,
-                     flags: Any = None, invalid_json: bool = False, oversize: bool = False,
-                     prefix_bytes: int = 0) -> int:
+    def append(self, direction: str, message: Any, *, ts_ms: Optional[int] = None,
+               correlation_id: Optional[str] = None, transport: Any = None, flags: Any = None,
+               invalid_json: bool = False, oversize: bool = False, prefix_bytes: int = 0) -> int:
+        """The general path of Tape.append (kept as Tape._append_with; see
+        the C method's docstring)."""
         with self._lock:
             t = self._handle()
             if self._ro:
@@ -653,7 +650,9 @@ class Tape:
 # and a message, is most of writing a tape, and in Python each of its steps
 # showed. It encodes a message that is not text with _message_bytes, takes
 # the tape's lock and makes one core call; any option, or a revoked or
-# read-only tape, goes to Tape._append_with.
+# read-only tape, goes to the Python method above, kept as _append_with
+# (whose signature is the one list of the options).
+Tape._append_with = Tape.append  # type: ignore[attr-defined]
 Tape.append = _c._append_method(Tape, _message_bytes)  # type: ignore[method-assign]
 
 # What a lent (read-only) tape refuses.
